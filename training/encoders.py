@@ -1,0 +1,233 @@
+"""An encoder is a backbone plus an optional projection head, with one preprocessing definition.
+
+It outputs L2-normalised float32 vectors. Its `encoder_id` is a content hash of its config and
+all of its weights, so an index built with one encoder is never searched with another.
+
+Checkpoint file (torch.save of a plain dict, loaded with weights_only=True):
+  format, version, encoder_id, config {"backbone": BackboneSpec, "head": head config | None},
+  backbone_state, head_state, center
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from training.backbones import DEFAULT_BACKBONE, BackboneSpec, build_backbone, resolve_backbone
+from training.errors import EncoderError
+from training.preprocess import Preprocess
+
+CHECKPOINT_FORMAT = "attrib.encoder"
+CHECKPOINT_VERSION = 1
+
+
+def build_head(config: dict) -> nn.Module:
+    """Projection head from its config: {"type": "linear"|"mlp", "in_dim", "out_dim", "hidden_dim"}."""
+    kind, in_dim, out_dim = config["type"], int(config["in_dim"]), int(config["out_dim"])
+    if kind == "linear":
+        head = nn.Linear(in_dim, out_dim, bias=False)
+        with torch.no_grad():
+            head.weight.copy_(torch.eye(out_dim, in_dim))
+        return head
+    if kind == "mlp":
+        hidden = int(config.get("hidden_dim") or 2048)
+        return nn.Sequential(
+            nn.Linear(in_dim, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, out_dim),
+        )
+    raise EncoderError(f"unknown head type {kind!r}: use 'linear' or 'mlp'", code="bad_config")
+
+
+class Encoder(nn.Module):
+    def __init__(
+        self,
+        spec: BackboneSpec,
+        backbone: nn.Module,
+        feature_dim: int,
+        head_config: dict | None = None,
+        center: torch.Tensor | None = None,
+    ):
+        super().__init__()
+        self.spec = spec
+        self.backbone = backbone
+        self.feature_dim = feature_dim
+        self.head_config = head_config
+        self.head = build_head(head_config) if head_config else None
+        self.register_buffer("center", center if center is not None else torch.zeros(feature_dim))
+        self.preprocess = Preprocess(spec)
+        self._encoder_id: str | None = None
+        self.eval()
+
+    @property
+    def dim(self) -> int:
+        return int(self.head_config["out_dim"]) if self.head_config else self.feature_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.center.device
+
+    @property
+    def config(self) -> dict:
+        return {"backbone": self.spec.to_dict(), "head": self.head_config}
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Raw pooled backbone features: what the training cache stores."""
+        return self.backbone(pixels).float()
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Backbone features -> the final L2-normalised embedding."""
+        features = F.normalize(features.float(), dim=-1)
+        if self.head is not None:
+            features = self.head(features - self.center)
+        return F.normalize(features, dim=-1)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.project(self.features(pixels))
+
+    @torch.inference_mode()
+    def embed_images(self, images: Iterable[Image.Image], batch_size: int = 32) -> np.ndarray:
+        """Embed RGB PIL images; returns float32 (N, dim) with unit rows."""
+        chunks, batch = [], []
+        for image in images:
+            batch.append(self.preprocess(image))
+            if len(batch) == batch_size:
+                chunks.append(self._embed_batch(batch))
+                batch = []
+        if batch:
+            chunks.append(self._embed_batch(batch))
+        if not chunks:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def _embed_batch(self, tensors: list[torch.Tensor]) -> np.ndarray:
+        pixels = torch.stack(tensors).to(self.device)
+        if self.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return self(pixels).float().cpu().numpy()
+        return self(pixels).cpu().numpy().astype(np.float32, copy=False)
+
+    @property
+    def encoder_id(self) -> str:
+        if self._encoder_id is None:
+            self._encoder_id = compute_encoder_id(self)
+        return self._encoder_id
+
+    def invalidate_id(self) -> None:
+        """Call after changing weights in place (training) so the id is recomputed."""
+        self._encoder_id = None
+
+    def save(self, path: str | Path) -> Path:
+        """Write the self-describing checkpoint atomically."""
+        self.invalidate_id()
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "encoder_id": self.encoder_id,
+            "config": self.config,
+            "backbone_state": _cpu_state(self.backbone),
+            "head_state": _cpu_state(self.head) if self.head is not None else None,
+            "center": self.center.detach().cpu(),
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+
+def _cpu_state(module: nn.Module) -> dict:
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+def compute_encoder_id(encoder: Encoder) -> str:
+    """Content hash of the config and every tensor (backbone, head, centre), in key order."""
+    digest = hashlib.sha256(json.dumps(encoder.config, sort_keys=True).encode())
+    tensors = {f"backbone.{k}": v for k, v in encoder.backbone.state_dict().items()}
+    if encoder.head is not None:
+        tensors |= {f"head.{k}": v for k, v in encoder.head.state_dict().items()}
+    tensors["center"] = encoder.center
+    for key in sorted(tensors):
+        tensor = tensors[key].detach().cpu().contiguous()
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    label = encoder.spec.name.replace(":", "-").replace("/", "-")
+    if encoder.head_config:
+        label += f"+{encoder.head_config['type']}"
+    return f"{label}-{digest.hexdigest()[:16]}"
+
+
+def create_encoder(
+    backbone: str = DEFAULT_BACKBONE,
+    weights: str | Path | None = None,
+    head_config: dict | None = None,
+    *,
+    random_init: bool = False,
+) -> Encoder:
+    """A fresh encoder from a backbone name (and local weights), with an untrained head if asked."""
+    spec = resolve_backbone(backbone)
+    module, dim = build_backbone(spec, weights, random_init=random_init)
+    if head_config is not None:
+        head_config = {"in_dim": dim, "out_dim": dim, **head_config}
+    return Encoder(spec, module, dim, head_config)
+
+
+def load_checkpoint(path: str | Path) -> Encoder:
+    path = Path(path)
+    if not path.is_file():
+        raise EncoderError(f"encoder checkpoint not found: {path}", code="weights_missing")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise EncoderError(f"cannot read encoder checkpoint {path}: {exc}", code="weights_unreadable") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise EncoderError(f"{path} is not an attrib encoder checkpoint", code="weights_unreadable")
+    spec = BackboneSpec.from_dict(payload["config"]["backbone"])
+    module, dim = build_backbone(spec, random_init=True)
+    module.load_state_dict(payload["backbone_state"])
+    encoder = Encoder(spec, module, dim, payload["config"]["head"], payload["center"])
+    if encoder.head is not None:
+        encoder.head.load_state_dict(payload["head_state"])
+    encoder.eval()
+    if encoder.encoder_id != payload["encoder_id"]:
+        raise EncoderError(
+            f"checkpoint {path} is damaged: its content hash does not match its encoder_id",
+            code="weights_unreadable",
+        )
+    return encoder
+
+
+def load_encoder(name: str = "default", weights: str | Path | None = None, device: str = "cpu") -> Encoder:
+    """What ATTRIB_ENCODER names: 'default', a backbone name, or a checkpoint file."""
+    if name in ("", "default"):
+        encoder = create_encoder(DEFAULT_BACKBONE, weights)
+    elif name.endswith((".pt", ".pth", ".ckpt")) or Path(name).is_file():
+        encoder = load_checkpoint(name)
+    else:
+        encoder = create_encoder(name, weights)
+    return encoder.to(resolve_device(device))
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EncoderError(f"device {device!r} asked for, but CUDA is not available", code="bad_config")
+    return torch.device(device)
