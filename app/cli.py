@@ -1,0 +1,274 @@
+"""`attrib` command line: index, attribute, reindex, serve, demo, train, eval.
+
+Every command reads ATTRIB_HOME and ATTRIB_DATABASE_URL (see app/settings.py). Problems a user
+can fix print one `error:` line and exit 1; argument mistakes exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+from app.settings import Settings
+from training.errors import AttribError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command not in ("train", "eval"):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args, rest)
+    except AttribError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attrib", description="Synthetic-image attribution.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", help="add source images to the catalog")
+    index.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
+    naming = index.add_mutually_exclusive_group()
+    naming.add_argument("--concept", help="one concept name for every image")
+    naming.add_argument(
+        "--concept-from", default="dir", metavar="dir|stem|csv:FILE",
+        help="name concepts by parent folder (default), file stem, or a CSV with path,concept columns",
+    )
+    index.add_argument("--batch-size", type=int, help="images embedded per batch")
+    index.set_defaults(handler=cmd_index)
+
+    attribute = commands.add_parser("attribute", help="which source concepts is this image from?")
+    attribute.add_argument("image", type=Path)
+    attribute.add_argument("-k", type=int, default=5, help="number of concepts (1-100, default 5)")
+    attribute.add_argument("--json", action="store_true", help="print one JSON object")
+    attribute.set_defaults(handler=cmd_attribute)
+
+    commands.add_parser("reindex", help="re-embed every stored source with the configured encoder").set_defaults(
+        handler=cmd_reindex
+    )
+    commands.add_parser("demo", help="index the demo corpus (photos shipped with dependencies)").set_defaults(
+        handler=cmd_demo
+    )
+
+    serve = commands.add_parser("serve", help="start the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=cmd_serve)
+
+    train = commands.add_parser("train", help="train an attribution encoder (see --help)", add_help=False)
+    train.add_argument("--from-catalog", action="store_true")
+    train.set_defaults(handler=cmd_train)
+    commands.add_parser("eval", help="evaluate an encoder on benchmarks (see --help)", add_help=False).set_defaults(
+        handler=cmd_eval
+    )
+    return parser
+
+
+# -- index ---------------------------------------------------------------------------------
+
+
+def cmd_index(args, _rest) -> int:
+    from index.ingest import IngestItem
+
+    files, ignored = collect_image_files(args.paths)
+    namer = concept_namer(args.concept, args.concept_from)
+    items = [IngestItem(path.name, namer(path), path=path, meta={"path": str(path)}) for path in files]
+    settings = Settings()
+    if args.batch_size:
+        settings.batch_size = args.batch_size
+    results = run_ingest(settings, items)
+    return print_ingest_summary(results, ignored)
+
+
+def run_ingest(settings: Settings, items: list) -> list:
+    from tqdm import tqdm
+
+    from app.services import open_catalog
+    from index.ingest import ingest
+
+    catalog = open_catalog(settings)
+    try:
+        with tqdm(total=len(items), unit="img", desc="indexing", file=sys.stderr) as bar:
+            return ingest(catalog, items, on_result=lambda _result: bar.update(1))
+    finally:
+        catalog.close()
+
+
+def collect_image_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Image files under the given paths (recursively), and the other files that were skipped."""
+    files, ignored = [], []
+    for path in paths:
+        if not path.exists():
+            raise AttribError(f"no such file or folder: {path}", code="bad_path")
+        candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for candidate in candidates:
+            if candidate.name.startswith("."):
+                continue
+            is_image = candidate.suffix.lower() in IMAGE_SUFFIXES or not path.is_dir()
+            (files if is_image else ignored).append(candidate)
+    if not files:
+        raise AttribError(f"no image files found in {', '.join(map(str, paths))}", code="bad_path")
+    return files, ignored
+
+
+def concept_namer(concept: str | None, concept_from: str):
+    if concept is not None:
+        return lambda _path: concept
+    if concept_from == "dir":
+        return lambda path: path.resolve().parent.name
+    if concept_from == "stem":
+        return lambda path: path.stem
+    if concept_from.startswith("csv:"):
+        return _csv_namer(Path(concept_from[4:]))
+    raise AttribError(f"--concept-from must be dir, stem or csv:FILE, not {concept_from!r}", code="bad_argument")
+
+
+def _csv_namer(csv_path: Path):
+    """CSV with a `path` column and a `concept` (or `label`) column; paths relative to the CSV."""
+    try:
+        with csv_path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise AttribError(f"cannot read concept CSV {csv_path}: {exc.strerror}", code="bad_path") from exc
+    column = next((c for c in ("concept", "label") if rows and c in rows[0]), None)
+    if not rows or "path" not in rows[0] or column is None:
+        raise AttribError(f"concept CSV {csv_path} needs a 'path' column and a 'concept' column", code="bad_argument")
+    by_path = {(csv_path.parent / row["path"]).resolve(): row[column] for row in rows}
+    by_name = {Path(row["path"]).name: row[column] for row in rows}
+    return lambda path: by_path.get(path.resolve(), by_name.get(path.name))
+
+
+def print_ingest_summary(results: list, ignored: list[Path]) -> int:
+    counts = {status: sum(r.status == status for r in results) for status in ("indexed", "duplicate", "rejected")}
+    for result in results:
+        if result.status == "rejected":
+            print(f"rejected {result.filename}: {result.reason} [{result.code}]", file=sys.stderr)
+    line = f"indexed {counts['indexed']}, duplicates {counts['duplicate']}, rejected {counts['rejected']}"
+    if ignored:
+        line += f", ignored {len(ignored)} non-image files"
+    print(line)
+    return 1 if counts["rejected"] else 0
+
+
+# -- attribute, reindex, demo, serve ---------------------------------------------------------
+
+
+def cmd_attribute(args, _rest) -> int:
+    from app.attribution import attribute_bytes
+    from app.services import open_catalog
+
+    if not 1 <= args.k <= 100:
+        raise AttribError(f"-k must be between 1 and 100, not {args.k}", code="bad_argument")
+    try:
+        data = args.image.read_bytes()
+    except OSError as exc:
+        raise AttribError(f"cannot read {args.image}: {exc.strerror or exc}", code="bad_path") from exc
+    catalog = open_catalog(Settings())
+    try:
+        result = attribute_bytes(catalog, data, args.k)
+    finally:
+        catalog.close()
+    print(json.dumps(attribution_json(result)) if args.json else format_attribution(result))
+    return 0
+
+
+def attribution_json(result) -> dict:
+    concepts = []
+    for match in result.concepts:
+        sources = [{"id": s.id, "score": round(s.score, 6), "filename": s.filename} for s in match.sources]
+        concepts.append(
+            {"concept": match.concept, "score": round(match.score, 6), "share": round(match.share, 6), "sources": sources}
+        )
+    return {"encoder_id": result.encoder_id, "concepts": concepts}
+
+
+def format_attribution(result) -> str:
+    lines = [f"encoder {result.encoder_id}"]
+    for rank, match in enumerate(result.concepts, 1):
+        lines.append(f"{rank:>3}. {match.concept:<32} score {match.score:+.4f}  share {match.share:6.1%}")
+        for source in match.sources:
+            lines.append(f"       source #{source.id:<8} {source.score:+.4f}  {source.filename}")
+    return "\n".join(lines)
+
+
+def cmd_reindex(_args, _rest) -> int:
+    from tqdm import tqdm
+
+    from app.services import open_catalog
+
+    catalog = open_catalog(Settings())
+    try:
+        with tqdm(total=catalog.count(), unit="img", desc="re-embedding", file=sys.stderr) as bar:
+            index = catalog.reindex(progress=bar.update)
+    finally:
+        catalog.close()
+    print(f"reindexed {len(index)} sources with encoder {index.encoder_id}")
+    return 0
+
+
+def cmd_demo(_args, _rest) -> int:
+    from app.demo import demo_corpus
+    from index.ingest import IngestItem
+
+    corpus = demo_corpus()
+    if not corpus:
+        raise AttribError("no demo photos found: is scikit-image installed?", code="bad_path")
+    items = [IngestItem(path.name, concept, path=path, meta={"demo": True}) for path, concept in corpus]
+    return print_ingest_summary(run_ingest(Settings(), items), [])
+
+
+def cmd_serve(args, _rest) -> int:
+    import uvicorn
+
+    uvicorn.run("app.main:create_app", factory=True, host=args.host, port=args.port)
+    return 0
+
+
+# -- training and evaluation live in training/ -------------------------------------------------
+
+
+def cmd_train(args, rest) -> int:
+    from training import train
+
+    catalog_images = catalog_image_paths(Settings()) if args.from_catalog else None
+    argv = rest + (["--from-catalog"] if args.from_catalog else [])
+    return train.main(argv, catalog_images=catalog_images)
+
+
+def catalog_image_paths(settings: Settings) -> list[Path]:
+    from sqlalchemy import select
+
+    from index.catalog import Catalog
+    from index.models import Source
+
+    catalog = Catalog(settings.catalog_config(), encoder=None)
+    try:
+        with catalog.sessions() as session:
+            shas = session.scalars(select(Source.sha256).distinct()).all()
+        return [catalog.blobs.path(sha) for sha in shas]
+    finally:
+        catalog.close()
+
+
+def cmd_eval(_args, rest) -> int:
+    from training import evaluate
+
+    return evaluate.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Content-addressed store of original images (and their thumbnails) under ATTRIB_HOME."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from index.images import decode_image
+
+THUMBNAIL_SIZE = 256
+
+
+class BlobStore:
+    def __init__(self, root: str | Path, thumbnails: str | Path):
+        self.root = Path(root)
+        self.thumbnails = Path(thumbnails)
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
+    def put(self, sha256: str, data: bytes) -> Path:
+        """Store bytes under their hash; writing the same content twice is a no-op."""
+        path = self.path(sha256)
+        if not path.is_file():
+            _write_atomically(path, data)
+        return path
+
+    def read(self, sha256: str) -> bytes:
+        return self.path(sha256).read_bytes()
+
+    def delete(self, sha256: str) -> None:
+        for path in (self.path(sha256), self.thumbnail_path(sha256)):
+            path.unlink(missing_ok=True)
+
+    def thumbnail_path(self, sha256: str) -> Path:
+        return self.thumbnails / sha256[:2] / f"{sha256}_{THUMBNAIL_SIZE}.jpg"
+
+    def thumbnail(self, sha256: str) -> Path:
+        """A cached JPEG whose long side is at most 256 px, made on first request."""
+        path = self.thumbnail_path(sha256)
+        if not path.is_file():
+            image = decode_image(self.read(sha256), max_pixels=2**62).image
+            image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=85)
+            _write_atomically(path, buffer.getvalue())
+        return path
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,184 @@
+"""FAISS wrapper whose ids are source row ids.
+
+The index type comes from a FAISS factory string ("Flat" exact inner product by default;
+"HNSW32", "IVF256,Flat", ... go through the same code). Vectors are unit-length, so inner
+product is cosine similarity. Saves are atomic (temp file + rename) and write a JSON sidecar
+with the encoder id, factory, dimension and count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from training.errors import AttribError
+
+log = logging.getLogger(__name__)
+DEFAULT_FACTORY = "Flat"
+
+
+class VectorIndexError(AttribError):
+    code = "vector_index_error"
+    status = 500
+
+
+@dataclass
+class IndexInfo:
+    encoder_id: str
+    factory: str
+    dim: int
+    count: int
+
+
+class VectorIndex:
+    def __init__(self, dim: int, encoder_id: str, factory: str = DEFAULT_FACTORY, index=None):
+        self.info = IndexInfo(encoder_id, factory, dim, 0)
+        self.index = index if index is not None else _new_index(dim, factory)
+        self.info.count = self.index.ntotal
+        _set_search_defaults(self.index)
+
+    @property
+    def dim(self) -> int:
+        return self.info.dim
+
+    @property
+    def encoder_id(self) -> str:
+        return self.info.encoder_id
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+
+    def add(self, ids, vectors) -> None:
+        ids, vectors = _as_ids(ids), self._as_vectors(vectors)
+        if len(ids) != len(vectors):
+            raise VectorIndexError(f"{len(ids)} ids for {len(vectors)} vectors")
+        if not len(ids):
+            return
+        if not self.index.is_trained:
+            self._train(vectors)
+        self.index.add_with_ids(vectors, ids)
+        self.info.count = self.index.ntotal
+
+    def _train(self, vectors: np.ndarray) -> None:
+        try:
+            self.index.train(vectors)
+        except RuntimeError as exc:
+            raise VectorIndexError(
+                f"FAISS index {self.info.factory!r} needs more vectors to train than the "
+                f"{len(vectors)} given; add more at once or use the 'Flat' factory: {exc}"
+            ) from exc
+
+    def search(self, vectors, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (scores, ids), each (n, k'); k' = min(k, len). Missing slots are dropped."""
+        vectors = self._as_vectors(vectors)
+        k = min(int(k), self.index.ntotal)
+        if k <= 0:
+            return np.zeros((len(vectors), 0), np.float32), np.zeros((len(vectors), 0), np.int64)
+        scores, ids = self.index.search(vectors, k)
+        return scores, ids
+
+    def remove(self, ids) -> int:
+        ids = _as_ids(ids)
+        if not len(ids):
+            return 0
+        try:
+            removed = self.index.remove_ids(ids)
+        except RuntimeError:
+            removed = self._rebuild_without(ids)
+        self.info.count = self.index.ntotal
+        return int(removed)
+
+    def _rebuild_without(self, ids: np.ndarray) -> int:
+        """For index types without remove_ids (HNSW): rebuild from the stored vectors."""
+        keep = np.setdiff1d(self.ids(), ids)
+        vectors = np.stack([self.index.reconstruct(int(i)) for i in keep]) if len(keep) else None
+        before = self.index.ntotal
+        self.index = _new_index(self.dim, self.info.factory)
+        _set_search_defaults(self.index)
+        if vectors is not None:
+            self.add(keep, vectors)
+        return before - self.index.ntotal
+
+    def _as_vectors(self, vectors) -> np.ndarray:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise VectorIndexError(f"expected vectors of shape (n, {self.dim}), got {vectors.shape}")
+        return vectors
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        started = time.perf_counter()
+        _atomic_write(path, lambda tmp: faiss.write_index(self.index, tmp))
+        sidecar = json.dumps(asdict(self.info), indent=2).encode()
+        _atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_bytes(sidecar))
+        log.info("saved %d vectors to %s in %.3fs", len(self), path, time.perf_counter() - started)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "VectorIndex":
+        path = Path(path)
+        try:
+            info = IndexInfo(**json.loads(sidecar_path(path).read_text()))
+            index = faiss.read_index(str(path))
+        except (OSError, ValueError, TypeError, RuntimeError) as exc:
+            raise VectorIndexError(f"cannot load the vector index at {path}: {exc}") from exc
+        if index.d != info.dim:
+            raise VectorIndexError(f"vector index {path} has dimension {index.d}, its sidecar says {info.dim}")
+        return cls(info.dim, info.encoder_id, info.factory, index)
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def build_index(ids, vectors, encoder_id: str, factory: str = DEFAULT_FACTORY) -> VectorIndex:
+    """The one function that builds a whole index (training it first where the type needs it)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    started = time.perf_counter()
+    index = VectorIndex(vectors.shape[1], encoder_id, factory)
+    index.add(ids, vectors)
+    log.info("built %s index of %d vectors in %.3fs", factory, len(index), time.perf_counter() - started)
+    return index
+
+
+def _new_index(dim: int, factory: str):
+    try:
+        inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise VectorIndexError(f"invalid FAISS factory string {factory!r}: {exc}", code="bad_config") from exc
+    return faiss.IndexIDMap2(inner)
+
+
+def _set_search_defaults(index) -> None:
+    """Recall-friendly defaults for approximate types (FAISS's own are tuned for speed)."""
+    inner = faiss.downcast_index(index.index)
+    if hasattr(inner, "nprobe"):
+        inner.nprobe = min(inner.nlist, 16)
+    if hasattr(inner, "hnsw"):
+        inner.hnsw.efSearch = max(inner.hnsw.efSearch, 64)
+
+
+def _as_ids(ids) -> np.ndarray:
+    return np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
