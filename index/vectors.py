@@ -57,7 +57,12 @@ class VectorIndex:
         return self.index.ntotal
 
     def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if ivf is None:
+            return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        lists = ivf.invlists
+        chunks = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(ivf.nlist)]
+        return np.concatenate(chunks).astype(np.int64) if chunks else np.zeros(0, np.int64)
 
     def add(self, ids, vectors) -> None:
         ids, vectors = _as_ids(ids), self._as_vectors(vectors)
@@ -152,18 +157,25 @@ def build_index(ids, vectors, encoder_id: str, factory: str = DEFAULT_FACTORY) -
 
 
 def _new_index(dim: int, factory: str):
+    """IVF types keep ids themselves (an IDMap around them breaks on removal); others get IDMap2."""
     try:
         inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
         raise VectorIndexError(f"invalid FAISS factory string {factory!r}: {exc}", code="bad_config") from exc
+    ivf = faiss.try_extract_index_ivf(inner)
+    if ivf is not None:
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        return inner
     return faiss.IndexIDMap2(inner)
 
 
 def _set_search_defaults(index) -> None:
     """Recall-friendly defaults for approximate types (FAISS's own are tuned for speed)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.nprobe = min(ivf.nlist, 16)
+        return
     inner = faiss.downcast_index(index.index)
-    if hasattr(inner, "nprobe"):
-        inner.nprobe = min(inner.nlist, 16)
     if hasattr(inner, "hnsw"):
         inner.hnsw.efSearch = max(inner.hnsw.efSearch, 64)
 

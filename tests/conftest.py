@@ -1,0 +1,81 @@
+"""Shared fixtures: the real default encoder, real photos, and both real databases.
+
+PostgreSQL is expected at ATTRIB_TEST_POSTGRES_URL (default: the local server's `test`
+database). Each test gets its own schema there, and its own SQLite file.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("ATTRIB_SHARED_DATA", REPO.parent / "shared" / "data"))
+POSTGRES_URL = os.environ.get("ATTRIB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "imagenet-sample").is_dir():
+        pytest.fail(f"test data not found at {SHARED_DATA} (set ATTRIB_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def photos(shared_data) -> list[Path]:
+    """Real ImageNet photos, one class each, in a stable order."""
+    return sorted((shared_data / "imagenet-sample").glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    from training.encoders import load_encoder
+
+    return load_encoder("default", device="cpu")
+
+
+@pytest.fixture
+def postgres_url():
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # noqa: BLE001 - report any connection failure plainly
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
+    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'attrib.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request):
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def make_catalog(tmp_path, database_url, encoder):
+    """Open catalogs on one home + database; closes them all afterwards."""
+    from index.catalog import Catalog, CatalogConfig
+
+    opened = []
+
+    def _open(enc=encoder, **overrides):
+        config = CatalogConfig(home=tmp_path / "home", database_url=database_url, batch_size=8, **overrides)
+        catalog = Catalog(config, enc)
+        opened.append(catalog)
+        return catalog
+
+    yield _open
+    for catalog in opened:
+        catalog.close()

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from index.vectors import VectorIndex, VectorIndexError, build_index, sidecar_path
+
+
+def unit_vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+FACTORIES = ["Flat", "HNSW32", "IVF8,Flat"]
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_add_search_remove(factory):
+    vectors = unit_vectors(400)
+    ids = np.arange(1000, 1400)
+    index = build_index(ids, vectors, "enc", factory)
+    scores, found = index.search(vectors[:5], 3)
+    assert found[:, 0].tolist() == ids[:5].tolist()
+    assert np.allclose(scores[:, 0], 1.0, atol=1e-4)
+
+    assert index.remove([1000, 1001, 999_999]) == 2
+    assert len(index) == 398
+    assert 1000 not in index.search(vectors[:1], 10)[1]
+    assert set(index.ids()) == set(ids[2:])
+    # the remaining ids still point at their own vectors
+    assert index.search(vectors[2:40], 1)[1][:, 0].tolist() == ids[2:40].tolist()
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_save_and_load_round_trip(tmp_path, factory):
+    vectors = unit_vectors(300)
+    index = build_index(np.arange(300), vectors, "enc-1", factory)
+    path = tmp_path / "vectors.faiss"
+    index.save(path)
+
+    loaded = VectorIndex.load(path)
+    assert loaded.info == index.info
+    assert loaded.info.count == 300 and loaded.info.factory == factory
+    assert np.array_equal(loaded.search(vectors[:4], 5)[1], index.search(vectors[:4], 5)[1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vectors.faiss", "vectors.faiss.json"]
+
+
+def test_save_replaces_atomically(tmp_path):
+    path = tmp_path / "vectors.faiss"
+    build_index([1], unit_vectors(1), "enc").save(path)
+    build_index([1, 2], unit_vectors(2), "enc").save(path)
+    assert len(VectorIndex.load(path)) == 2
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_hnsw_recall_against_exact_search():
+    vectors, queries = unit_vectors(2000, seed=1), unit_vectors(50, seed=2)
+    exact = build_index(np.arange(2000), vectors, "enc", "Flat")
+    approx = build_index(np.arange(2000), vectors, "enc", "HNSW32")
+    exact_scores, exact_ids = exact.search(queries, 10)
+    approx_ids = approx.search(queries, 10)[1]
+    # a hit counts when it is in the exact top 10 or ties with its 10th score
+    tenth = exact_scores[:, -1:]
+    hits = [
+        np.isin(approx_ids[q], exact_ids[q]) | (vectors[approx_ids[q]] @ queries[q] >= tenth[q] - 1e-6)
+        for q in range(len(queries))
+    ]
+    assert np.mean(hits) >= 0.95
+
+
+def test_search_on_empty_and_small_index():
+    index = VectorIndex(8, "enc")
+    scores, ids = index.search(unit_vectors(2, 8), 5)
+    assert ids.shape == (2, 0)
+    index.add([7], unit_vectors(1, 8))
+    assert index.search(unit_vectors(1, 8), 5)[1].tolist() == [[7]]
+
+
+def test_errors_are_clear(tmp_path):
+    with pytest.raises(VectorIndexError, match="invalid FAISS factory"):
+        VectorIndex(8, "enc", "NoSuchIndex")
+    index = VectorIndex(8, "enc")
+    with pytest.raises(VectorIndexError, match=r"shape \(n, 8\)"):
+        index.add([1], unit_vectors(1, 9))
+    with pytest.raises(VectorIndexError, match="needs more vectors to train"):
+        VectorIndex(8, "enc", "IVF64,Flat").add([1, 2], unit_vectors(2, 8))
+    with pytest.raises(VectorIndexError, match="cannot load"):
+        VectorIndex.load(tmp_path / "missing.faiss")
+    assert sidecar_path(tmp_path / "a.faiss").name == "a.faiss.json"
