@@ -1,0 +1,128 @@
+"""End to end through the `attrib` command: real photos, real encoder, real databases."""
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageOps
+
+from app.cli import main
+
+
+@pytest.fixture
+def corpus(tmp_path, photos):
+    """40 real photos, one concept each (their file stem), plus one corrupt file."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for path in photos[100:140]:
+        shutil.copy(path, folder / path.name)
+    (folder / "zz_broken.jpg").write_bytes(photos[0].read_bytes()[:700])
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, database_url):
+    monkeypatch.setenv("ATTRIB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ATTRIB_DATABASE_URL", database_url)
+    monkeypatch.setenv("ATTRIB_DEVICE", "cpu")
+
+
+def cropped_copy(path, out):
+    """Crop off the borders, shrink to 60 % and re-encode as a lower-quality JPEG."""
+    image = Image.open(path).convert("RGB")
+    w, h = image.size
+    image = image.crop((int(w * 0.08), int(h * 0.12), int(w * 0.9), int(h * 0.93)))
+    image.resize((image.width * 3 // 5, image.height * 3 // 5)).save(out, "JPEG", quality=70)
+    return out
+
+
+def grayscale_copy(path, out):
+    ImageOps.grayscale(Image.open(path)).save(out, "PNG")
+    return out
+
+
+def attribute_json(capsys, image, k=3):
+    capsys.readouterr()
+    assert main(["attribute", str(image), "-k", str(k), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_index_then_attribute_edited_copies(env, corpus, tmp_path, capsys):
+    assert main(["index", str(corpus), "--concept-from", "stem", "--batch-size", "16"]) == 1
+    out, err = capsys.readouterr()
+    assert "indexed 40, duplicates 0, rejected 1, ignored 1 non-image files" in out
+    assert "zz_broken.jpg" in err and "corrupt" in err
+
+    photos = sorted(p for p in corpus.glob("n*.jpg"))
+    for photo in (photos[3], photos[27]):
+        for edit in (cropped_copy, grayscale_copy):
+            result = attribute_json(capsys, edit(photo, tmp_path / f"query-{edit.__name__}.img"))
+            assert result["concepts"][0]["concept"] == photo.stem
+            top = result["concepts"][0]
+            assert -1 <= top["score"] <= 1 and top["score"] == top["sources"][0]["score"]
+            assert top["sources"][0]["filename"] == photo.name
+            assert len(result["concepts"]) == 3 and result["encoder_id"].startswith("efficientnet_lite0-")
+
+    assert main(["index", str(corpus), "--concept-from", "stem"]) == 1
+    assert "indexed 0, duplicates 40, rejected 1" in capsys.readouterr().out
+
+
+def test_concepts_from_a_csv_and_human_output(env, corpus, tmp_path, capsys):
+    photos = sorted(corpus.glob("n*.jpg"))[:4]
+    table = tmp_path / "concepts.csv"
+    table.write_text("path,concept\n" + "".join(f"corpus/{p.name},species {i}\n" for i, p in enumerate(photos)))
+    assert main(["index", *map(str, photos), "--concept-from", f"csv:{table}"]) == 0
+    capsys.readouterr()
+    assert main(["attribute", str(cropped_copy(photos[2], tmp_path / "q.jpg")), "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split()[1:3] == ["species", "2"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["index", "/no/such/folder"], "no such file or folder"),
+        (["attribute", "/no/such/image.jpg"], "cannot read"),
+        (["attribute", "IMAGE", "-k", "0"], "-k must be between 1 and 100"),
+    ],
+)
+def test_bad_paths_and_arguments_fail_cleanly(env, tmp_path, capsys, argv, message):
+    argv = [str(tmp_path / "x.png") if a == "IMAGE" else a for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unreadable_image_and_empty_catalog(env, tmp_path, capsys, photos):
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"this is not a jpeg")
+    assert main(["attribute", str(junk)]) == 1
+    assert "not an image" in capsys.readouterr().err
+    assert main(["attribute", str(photos[0])]) == 1
+    assert "catalog is empty" in capsys.readouterr().err
+
+
+def test_console_script_runs_in_a_fresh_process(tmp_path, photos, sqlite_url):
+    environment = {**os.environ, "ATTRIB_HOME": str(tmp_path / "home"), "ATTRIB_DATABASE_URL": sqlite_url}
+    command = [str(Path(sys.executable).parent / "attrib")]
+    done = subprocess.run([*command, "index", str(photos[0]), "--concept", "tench"], env=environment,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "indexed 1, duplicates 0, rejected 0" in done.stdout
+    done = subprocess.run([*command, "attribute", str(photos[0]), "--json"], env=environment,
+                          capture_output=True, text=True, timeout=300)
+    assert json.loads(done.stdout)["concepts"][0]["concept"] == "tench"
+
+
+def test_reindex_rebuilds_the_index(env, tmp_path, capsys, photos):
+    assert main(["index", *map(str, photos[:3]), "--concept-from", "stem"]) == 0
+    (tmp_path / "home" / "index" / "vectors.faiss").unlink()
+    capsys.readouterr()
+    assert main(["reindex"]) == 0
+    assert "reindexed 3 sources" in capsys.readouterr().out
