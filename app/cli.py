@@ -69,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(handler=cmd_serve)
 
+    keys = commands.add_parser("keys", help="manage API keys for the HTTP write endpoints")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = key_commands.add_parser("create", help="create a key and print it (shown only once)")
+    create.add_argument("--name", default="default", help="what the key is for")
+    key_commands.add_parser("list", help="list keys (never the keys themselves)")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id", type=int)
+    keys.set_defaults(handler=cmd_keys)
+
     train = commands.add_parser("train", help="train an attribution encoder (see --help)", add_help=False)
     train.add_argument("--from-catalog", action="store_true")
     train.set_defaults(handler=cmd_train)
@@ -235,6 +244,27 @@ def cmd_serve(args, _rest) -> int:
     import uvicorn
 
     uvicorn.run("app.main:create_app", factory=True, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_keys(args, _rest) -> int:
+    from app.services import open_database
+    from index.keys import create_key, list_keys, revoke_key
+
+    engine, sessions = open_database(Settings())
+    try:
+        if args.keys_command == "create":
+            row, key = create_key(sessions, args.name)
+            print(f"created key {row.id} ({row.name}); store it now, it is not shown again:\n{key}")
+        elif args.keys_command == "list":
+            for row in list_keys(sessions):
+                state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+                print(f"{row.id:>4}  {row.prefix}…  {row.name:<24} created {row.created_at:%Y-%m-%d %H:%M}  {state}")
+        else:
+            row = revoke_key(sessions, args.key_id)
+            print(f"revoked key {row.id} ({row.name})")
+    finally:
+        engine.dispose()
     return 0
 
 

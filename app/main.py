@@ -1,15 +1,72 @@
-"""FastAPI application factory. Nothing heavy happens at import time."""
+"""FastAPI application factory. The encoder and the catalog load once, in the lifespan."""
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
+from app.errors import install_error_handlers
+from app.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
+from app.routes import attribute, catalog, ingest, ops
+from app.services import open_catalog
+from app.settings import Settings
+from index.jobs import mark_interrupted, run_job
+from training.errors import AttribError
 
-def create_app() -> FastAPI:
-    app = FastAPI(title="attrib", version="0.1.0")
+log = logging.getLogger(__name__)
 
-    @app.get("/healthz")
-    def healthz() -> dict:
-        return {"status": "ok"}
+DESCRIPTION = """
+Which training-source concepts did a synthetic image most likely come from?
 
+* `POST /attribute` ranks concepts for an uploaded image, with the best sources as evidence.
+* `POST /index` adds source images; large batches run as background jobs (`GET /jobs/{id}`).
+* Write endpoints need an `X-API-Key` header (keys: `attrib keys create`).
+
+Errors are JSON: `{"error": {"code": "...", "message": "..."}}` with a stable `code`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.settings, app.state.metrics, app.state.run_job = settings, metrics, run_job
+        app.state.catalog, app.state.load_error = load_catalog(settings)
+        app.state.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attrib-job")
+        yield
+        # A running job finishes; queued ones are cancelled and reported as interrupted on restart.
+        app.state.executor.shutdown(wait=True, cancel_futures=True)
+        if app.state.catalog is not None:
+            app.state.catalog.close()
+
+    app = FastAPI(title="attrib", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    for module in (attribute, ingest, catalog, ops):
+        app.include_router(module.router)
     return app
+
+
+def load_catalog(settings: Settings):
+    """(catalog, None) when everything loaded, else (None, reason) so /readyz can say why."""
+    try:
+        catalog = open_catalog(settings)
+    except AttribError as exc:
+        log.error("cannot open the catalog: %s", exc.message)
+        return None, exc.message
+    try:
+        catalog.vectors  # load and reconcile now rather than on the first request
+    except AttribError as exc:
+        log.error("cannot load the vector index: %s", exc.message)
+        catalog.close()
+        return None, exc.message
+    interrupted = mark_interrupted(catalog)
+    if interrupted:
+        log.warning("%d ingestion jobs were interrupted by the last shutdown", interrupted)
+    return catalog, None

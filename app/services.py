@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
 from app.settings import Settings
 from index.catalog import Catalog
+from index.db import make_engine, session_factory, upgrade_database
 from training.encoders import Encoder, load_encoder
 
 
@@ -13,3 +17,11 @@ def load_configured_encoder(settings: Settings) -> Encoder:
 
 def open_catalog(settings: Settings, encoder: Encoder | None = None) -> Catalog:
     return Catalog(settings.catalog_config(), encoder or load_configured_encoder(settings))
+
+
+def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
+    """The migrated database alone, for commands that need no encoder (keys)."""
+    url = settings.database_url_resolved
+    upgrade_database(url)
+    engine = make_engine(url)
+    return engine, session_factory(engine)

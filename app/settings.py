@@ -21,7 +21,15 @@ class Settings(BaseSettings):
     index_factory: str = Field("Flat", description="FAISS factory string, e.g. Flat, HNSW32, IVF256,Flat.")
     batch_size: int = Field(32, ge=1, le=1024, description="Images embedded per batch.")
     max_pixels: int = Field(50_000_000, ge=1, description="Larger images are rejected (decompression bombs).")
-    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Larger uploads get 413.")
+    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Larger files get 413 (or are rejected in a batch).")
+    max_request_bytes: int = Field(1024 * 1024 * 1024, ge=1, description="Larger request bodies get 413.")
+    async_batch_files: int = Field(
+        64, ge=1, description="POST /index batches with more files run as a background job (202)."
+    )
+    share_temperature: float = Field(
+        0.05, gt=0, description="Softmax temperature that turns concept scores into shares."
+    )
+    require_key_for_reads: bool = Field(False, description="Make /attribute and read endpoints need an API key.")
 
     @property
     def database_url_resolved(self) -> str:

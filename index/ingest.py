@@ -29,6 +29,7 @@ class IngestItem:
     data: bytes | None = None
     path: Path | None = None
     meta: dict = field(default_factory=dict)
+    rejection: tuple[str, str] | None = None  # (code, reason) found before ingestion, e.g. too large
 
     def read(self) -> bytes:
         return self.data if self.data is not None else Path(self.path).read_bytes()
@@ -101,6 +102,8 @@ def _validate(catalog: Catalog, item: IngestItem) -> _Pending | IngestResult:
     def rejected(code: str, reason: str) -> IngestResult:
         return IngestResult(item.filename, "rejected", item.concept, code=code, reason=reason)
 
+    if item.rejection:
+        return rejected(*item.rejection)
     concept = (item.concept or "").strip()
     if not concept:
         return rejected("missing_concept", "no concept name was given for this file")

@@ -7,7 +7,9 @@ database). Each test gets its own schema there, and its own SQLite file.
 from __future__ import annotations
 
 import os
+import struct
 import uuid
+import zlib
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,16 @@ def shared_data() -> Path:
 def photos(shared_data) -> list[Path]:
     """Real ImageNet photos, one class each, in a stable order."""
     return sorted((shared_data / "imagenet-sample").glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def bomb_png() -> bytes:
+    """A PNG of a few hundred bytes whose header declares 50,000 x 50,000 pixels."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 50_000, 50_000, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="session")

@@ -126,3 +126,22 @@ def test_reindex_rebuilds_the_index(env, tmp_path, capsys, photos):
     capsys.readouterr()
     assert main(["reindex"]) == 0
     assert "reindexed 3 sources" in capsys.readouterr().out
+
+
+def test_api_keys_are_created_listed_and_revoked(env, capsys):
+    from app.services import open_database
+    from app.settings import Settings
+    from index.keys import verify_key
+
+    assert main(["keys", "create", "--name", "ingest bot"]) == 0
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    engine, sessions = open_database(Settings())
+    assert verify_key(sessions, key)
+    assert main(["keys", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "ingest bot" in listing and "active" in listing and key not in listing
+    assert main(["keys", "revoke", "1"]) == 0
+    assert not verify_key(sessions, key)
+    assert main(["keys", "revoke", "99"]) == 1
+    assert "no API key with id 99" in capsys.readouterr().err
+    engine.dispose()

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from app.deps import MetricsDep
+from app.schemas import ReadyResponse
+from index.repository import catalog_counts, job_counts
+from training.errors import AttribError
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["operations"])
+JOB_STATES = ("queued", "running", "succeeded", "failed", "interrupted")
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=ReadyResponse,
+            responses={503: {"model": ReadyResponse, "description": "Not ready; `checks` says why."}},
+            summary="Readiness: encoder loaded, index loaded, database reachable")
+def readyz(request: Request):
+    checks = readiness_checks(request.app)
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(ReadyResponse(ready=ready, checks=checks).model_dump(), status_code=200 if ready else 503)
+
+
+def readiness_checks(app) -> dict[str, str]:
+    catalog = app.state.catalog
+    if catalog is None:
+        reason = app.state.load_error or "not loaded"
+        return {"encoder": reason, "index": reason, "database": reason}
+    checks = {"encoder": "ok"}
+    try:
+        checks["index"] = "ok" if catalog.vectors is not None else "not loaded"
+    except AttribError as exc:
+        checks["index"] = exc.message
+    try:
+        with catalog.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # any driver error means unreachable
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    return checks
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}})
+def metrics(request: Request, registry: MetricsDep) -> Response:
+    catalog = request.app.state.catalog
+    if catalog is not None:
+        try:
+            counts = catalog_counts(catalog.sessions)
+            registry.sources.set(counts["sources"])
+            registry.concepts.set(counts["concepts"])
+            registry.vectors.set(len(catalog.vectors))
+            jobs = job_counts(catalog.sessions)
+            for state in JOB_STATES:
+                registry.jobs.labels(state).set(jobs.get(state, 0))
+        except Exception as exc:  # metrics must answer even when the database does not
+            log.warning("catalog gauges not updated: %s", exc)
+    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

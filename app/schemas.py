@@ -1,0 +1,138 @@
+"""Request and response models of the HTTP API (they are also its OpenAPI documentation)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, Field
+
+T = TypeVar("T")
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. `not_an_image`, `source_not_found`.")
+    message: str = Field(description="What went wrong, for a person.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class SourceRef(BaseModel):
+    id: int
+    filename: str
+    score: float = Field(description="Cosine similarity between the query and this source, in [-1, 1].")
+    image_url: str
+    thumbnail_url: str
+
+
+class ConceptScore(BaseModel):
+    concept: str
+    score: float = Field(description="Best cosine similarity among the concept's sources, in [-1, 1].")
+    share: float = Field(description="Softmax of the returned scores at ATTRIB_SHARE_TEMPERATURE; sums to 1.")
+    sources: list[SourceRef] = Field(description="The concept's best-matching sources, best first (up to 3).")
+
+
+class StageTimings(BaseModel):
+    decode: float
+    embed: float
+    search: float
+
+
+class AttributeResponse(BaseModel):
+    encoder_id: str
+    k: int
+    concepts: list[ConceptScore]
+    timings_ms: StageTimings = Field(description="Milliseconds spent in each stage.")
+
+
+class IngestResultOut(BaseModel):
+    filename: str
+    status: Literal["indexed", "duplicate", "rejected"]
+    concept: str | None = None
+    source_id: int | None = Field(None, description="The new source, or the existing one for a duplicate.")
+    code: str | None = Field(None, description="Why a file was rejected.")
+    reason: str | None = None
+
+
+class IndexResponse(BaseModel):
+    indexed: int
+    duplicates: int
+    rejected: int
+    results: list[IngestResultOut] = Field(description="One result per uploaded file, in upload order.")
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    state: str
+    total: int
+    status_url: str
+
+
+class JobOut(BaseModel):
+    id: str
+    state: Literal["queued", "running", "succeeded", "failed", "interrupted"]
+    total: int
+    done: int
+    indexed: int
+    duplicates: int
+    rejected: int
+    results: list[IngestResultOut]
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SourceOut(BaseModel):
+    id: int
+    concept: str
+    filename: str
+    sha256: str
+    format: str
+    width: int
+    height: int
+    meta: dict[str, Any]
+    created_at: datetime
+    image_url: str
+    thumbnail_url: str
+
+
+class ConceptOut(BaseModel):
+    name: str
+    description: str | None
+    source_count: int
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    offset: int
+    limit: int
+
+
+class DeleteResponse(BaseModel):
+    deleted_sources: int
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    checks: dict[str, str] = Field(description="`ok` or the reason, for encoder, index and database.")
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Bad input: an empty, corrupt or oversized-in-pixels image (`empty_file`, `corrupt_image`, "
+    "`image_too_large`), or a malformed body.",
+    401: "Missing or wrong X-API-Key (`unauthorized`).",
+    404: "Unknown source, concept or job id.",
+    409: "The catalog cannot answer yet (`empty_catalog`).",
+    413: "A file over ATTRIB_MAX_UPLOAD_BYTES (`file_too_large`) or a body over ATTRIB_MAX_REQUEST_BYTES.",
+    415: "The upload is not an image (`not_an_image`).",
+    422: "A parameter is out of range or missing, or the manifest is malformed (`invalid_request`, `bad_manifest`).",
+    503: "The service is not ready: encoder, index or database unavailable (`not_ready`).",
+}
+
+
+def error_responses(*statuses: int) -> dict:
+    """OpenAPI descriptions of the error responses a route can give."""
+    return {s: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[s]} for s in (*statuses, 422, 503)}

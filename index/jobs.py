@@ -1,0 +1,102 @@
+"""Background ingestion jobs, recorded in the database so a restart reports them truthfully.
+
+Uploaded files are spooled under ATTRIB_HOME/spool/<job id>/ before the job is acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+
+from sqlalchemy import select
+
+from index.catalog import Catalog, NotFoundError
+from index.ingest import IngestItem, IngestResult, ingest
+from index.models import Job
+
+log = logging.getLogger(__name__)
+UNFINISHED = ("queued", "running")
+
+
+def spool_dir(catalog: Catalog, job_id: str) -> Path:
+    return catalog.home / "spool" / job_id
+
+
+def create_job(catalog: Catalog, items: list[IngestItem]) -> str:
+    """Spool the items' bytes to disk and record a queued job; returns its id."""
+    job_id = str(uuid.uuid4())
+    folder = spool_dir(catalog, job_id)
+    folder.mkdir(parents=True)
+    manifest = []
+    for number, item in enumerate(items):
+        path = folder / f"{number:06d}"
+        path.write_bytes(b"" if item.rejection else item.read())
+        manifest.append({
+            "filename": item.filename, "concept": item.concept, "meta": item.meta,
+            "path": str(path), "rejection": item.rejection,
+        })
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with catalog.sessions.begin() as session:
+        session.add(Job(id=job_id, state="queued", total=len(items), done=0, results=[]))
+    return job_id
+
+
+def run_job(catalog: Catalog, job_id: str) -> None:
+    """Ingest a spooled job, recording progress after each batch. Never raises."""
+    folder = spool_dir(catalog, job_id)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        items = [
+            IngestItem(m["filename"], m["concept"], path=Path(m["path"]), meta=m["meta"],
+                       rejection=tuple(m["rejection"]) if m["rejection"] else None)
+            for m in manifest
+        ]
+        _update(catalog, job_id, state="running")
+        results: list[dict] = []
+
+        def record(result: IngestResult) -> None:
+            results.append(asdict(result))
+            if len(results) % catalog.config.batch_size == 0 or len(results) == len(items):
+                _update(catalog, job_id, done=len(results), results=list(results))
+
+        ingest(catalog, items, on_result=record)
+        _update(catalog, job_id, state="succeeded", done=len(results), results=results)
+    except Exception as exc:  # a job must end in a recorded state, whatever happened
+        log.exception("job %s failed", job_id)
+        _update(catalog, job_id, state="failed", error=f"{type(exc).__name__}: {exc}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _update(catalog: Catalog, job_id: str, **fields) -> None:
+    with catalog.sessions.begin() as session:
+        job = session.get(Job, job_id)
+        for name, value in fields.items():
+            setattr(job, name, value)
+
+
+def get_job(catalog: Catalog, job_id: str) -> Job:
+    with catalog.sessions() as session:
+        job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"no job with id {job_id!r}", code="job_not_found")
+    return job
+
+
+def mark_interrupted(catalog: Catalog) -> int:
+    """At start-up: jobs left queued or running by a previous process did not finish."""
+    with catalog.sessions.begin() as session:
+        jobs = list(session.scalars(select(Job).where(Job.state.in_(UNFINISHED))))
+        for job in jobs:
+            job.state = "interrupted"
+            job.error = (
+                f"the server stopped before this job finished: {job.done} of {job.total} files were "
+                "processed (their results are listed); submit the rest again"
+            )
+    for job in jobs:
+        shutil.rmtree(spool_dir(catalog, job.id), ignore_errors=True)
+    return len(jobs)

@@ -1,0 +1,89 @@
+"""The real app (TestClient runs its lifespan) on both databases, with a key for writes."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.main import create_app
+from app.settings import Settings
+from index.keys import create_key
+
+
+@pytest.fixture
+def make_settings(tmp_path, database_url):
+    def _make(**overrides) -> Settings:
+        values = dict(home=tmp_path / "home", database_url=database_url, device="cpu", batch_size=8,
+                      async_batch_files=16, max_upload_bytes=2_000_000, max_request_bytes=20_000_000)
+        return Settings(**(values | overrides))
+
+    return _make
+
+
+class Api:
+    """A running app plus a valid API key."""
+
+    def __init__(self, settings: Settings):
+        self.app = create_app(settings)
+        self.client = TestClient(self.app, raise_server_exceptions=False)
+        self.client.__enter__()
+        self.key = create_key(self.app.state.catalog.sessions, "tests")[1] if self.app.state.catalog else None
+        self.auth = {"X-API-Key": self.key}
+
+    def close(self):
+        self.client.__exit__(None, None, None)
+
+    def index(self, paths, concepts=None, **form):
+        files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
+        data = {"concept": concepts or [p.stem for p in paths]} | form
+        return self.client.post("/index", files=files, data=data, headers=self.auth)
+
+    def attribute(self, data: bytes, k=5, filename="query.jpg", **kwargs):
+        return self.client.post("/attribute", files={"file": (filename, data)}, params={"k": k}, **kwargs)
+
+
+@pytest.fixture
+def start_api(make_settings):
+    started = []
+
+    def _start(**overrides) -> Api:
+        api = Api(make_settings(**overrides))
+        started.append(api)
+        return api
+
+    yield _start
+    for api in started:
+        api.close()
+
+
+@pytest.fixture
+def api(start_api):
+    return start_api()
+
+
+@pytest.fixture
+def corpus(photos):
+    return photos[200:212]
+
+
+def jpeg_bytes(image: Image.Image, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", **options)
+    return buffer.getvalue()
+
+
+def edited_copy(path) -> bytes:
+    image = Image.open(path).convert("RGB")
+    w, h = image.size
+    image = image.crop((int(w * 0.08), int(h * 0.12), int(w * 0.9), int(h * 0.93)))
+    return jpeg_bytes(image.resize((image.width * 3 // 5, image.height * 3 // 5)), quality=70)
+
+
+@pytest.fixture
+def edit():
+    """Crop, shrink and re-encode a photo: a stand-in for an edited synthetic query."""
+    return edited_copy
