@@ -22,11 +22,18 @@ class DatabaseError(AttribError):
     status = 503
 
 
-def make_engine(url: str) -> Engine:
+def _is_sqlite(url: str) -> bool:
+    """True for SQLite URLs, whose folder is created here if missing."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def make_engine(url: str) -> Engine:
+    if _is_sqlite(url):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -53,6 +60,7 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade_database(url: str, revision: str = "head") -> None:
+    _is_sqlite(url)
     try:
         command.upgrade(alembic_config(url), revision)
     except Exception as exc:
