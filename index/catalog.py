@@ -12,6 +12,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,7 @@ class Catalog:
         self._index_stamp: int | None = None
         self._thread_lock = threading.RLock()
         self._lock_depth = 0
+        self._unsaved_since: float | None = None
         self._lock_handle = None
 
     def close(self) -> None:
@@ -149,7 +151,20 @@ class Catalog:
             self._save()
         return len(orphans), len(missing)
 
+    def add_vectors(self, ids: list[int], vectors: np.ndarray) -> None:
+        """Add vectors under the write lock; they reach disk at the next `flush`."""
+        with self.write_lock():
+            self.vectors.add(ids, vectors)
+            self._unsaved_since = self._unsaved_since or time.monotonic()
+
+    def flush(self, max_age: float = 0.0) -> None:
+        """Save unsaved vectors, if any are older than `max_age` seconds."""
+        with self.write_lock():
+            if self._unsaved_since is not None and time.monotonic() - self._unsaved_since >= max_age:
+                self._save()
+
     def _save(self) -> None:
+        self._unsaved_since = None
         self._index.save(self.index_path)
         self._index_stamp = self._stamp()
         with self.sessions.begin() as session:
@@ -221,10 +236,10 @@ class Catalog:
                 deleted = session.execute(delete(Source).where(Source.id.in_(source_ids))).rowcount
             index.remove(source_ids)
             self._save()
-            self._delete_unreferenced_blobs(set(shas))
+            self.delete_unreferenced_blobs(set(shas))
         return deleted
 
-    def _delete_unreferenced_blobs(self, shas: set[str]) -> None:
+    def delete_unreferenced_blobs(self, shas: set[str]) -> None:
         if not shas:
             return
         with self.sessions() as session:

@@ -20,6 +20,9 @@ from index.models import Concept, Source
 
 log = logging.getLogger(__name__)
 MAX_CONCEPT_LENGTH = 255
+# Rows are committed per chunk; the index file is rewritten at most this often during a long
+# ingest (and at its end). A crash in between loses no work: reconcile re-embeds from the blobs.
+SAVE_EVERY_SECONDS = 60.0
 
 
 @dataclass
@@ -60,12 +63,16 @@ def ingest(
 ) -> list[IngestResult]:
     """Ingest items chunk by chunk; results come back in input order."""
     results: list[IngestResult] = []
-    for chunk in _chunks(items, catalog.config.batch_size):
-        chunk_results = _ingest_chunk(catalog, chunk)
-        results.extend(chunk_results)
-        for result in chunk_results:
-            if on_result:
-                on_result(result)
+    try:
+        for chunk in _chunks(items, catalog.config.batch_size):
+            chunk_results = _ingest_chunk(catalog, chunk)
+            results.extend(chunk_results)
+            catalog.flush(max_age=SAVE_EVERY_SECONDS)
+            for result in chunk_results:
+                if on_result:
+                    on_result(result)
+    finally:
+        catalog.flush()
     return results
 
 
@@ -153,15 +160,14 @@ def _commit(catalog: Catalog, pending: dict[int, _Pending]) -> dict[int, IngestR
     positions = list(pending)
     vectors = catalog.encoder.embed_images([pending[p].decoded.image for p in positions], catalog.config.batch_size)
     with catalog.write_lock():
-        index = catalog.vectors
+        catalog.vectors  # load (or reload) before rows are added, so reconcile cannot see them
         try:
             outcome = _insert_all(catalog, [pending[p] for p in positions])
         except IntegrityError:
             log.warning("a concurrent writer indexed some of these files; inserting one by one")
             outcome = [_insert_one(catalog, pending[p]) for p in positions]
         rows = [i for i, (status, _) in enumerate(outcome) if status == "indexed"]
-        index.add([outcome[i][1] for i in rows], vectors[rows])
-        catalog._save()
+        catalog.add_vectors([outcome[i][1] for i in rows], vectors[rows])
     return {
         position: IngestResult(pending[position].item.filename, status, pending[position].concept, source_id)
         for position, (status, source_id) in zip(positions, outcome)
@@ -178,7 +184,7 @@ def _insert_all(catalog: Catalog, items: list[_Pending]) -> list[tuple[str, int]
             session.flush()
             return [("indexed", row.id) for row in rows]
     except Exception:
-        catalog._delete_unreferenced_blobs({item.decoded.sha256 for item in items})
+        catalog.delete_unreferenced_blobs({item.decoded.sha256 for item in items})
         raise
 
 
