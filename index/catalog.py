@@ -225,7 +225,8 @@ class Catalog:
         index = self.vectors
         with self._thread_lock:
             scores, ids = index.search(np.asarray(vector, np.float32).reshape(1, -1), k)
-        return [Hit(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+        # unit vectors: clip float rounding so scores stay cosine similarities in [-1, 1]
+        return [Hit(int(i), min(1.0, max(-1.0, float(s)))) for s, i in zip(scores[0], ids[0]) if i >= 0]
 
     def remove_sources(self, source_ids: list[int]) -> int:
         """Delete rows, vectors and (when no other row uses them) blobs. Returns rows deleted."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -15,6 +15,11 @@ from training.errors import AttribError
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 JOB_STATES = ("queued", "running", "succeeded", "failed", "interrupted")
+
+
+@router.get("/", include_in_schema=False)
+def home() -> RedirectResponse:
+    return RedirectResponse("/docs")
 
 
 @router.get("/healthz", summary="Liveness: the process answers")

@@ -53,6 +53,7 @@ def test_search_finds_each_source_first_and_survives_reopening(make_catalog, pho
     reopened = make_catalog()
     hit = reopened.search(query_vector(reopened, photos[5]), 3)[0]
     assert hit.source_id == results[5].source_id and hit.score == pytest.approx(1.0, abs=1e-4)
+    assert all(-1.0 <= h.score <= 1.0 for h in reopened.search(query_vector(reopened, photos[5]), 12))
 
 
 def test_same_image_in_two_concepts_shares_one_blob(make_catalog, photos):
