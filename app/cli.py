@@ -13,6 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from app.settings import Settings
 from training.errors import AttribError
 
@@ -30,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args, rest)
     except AttribError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:
+        problems = "; ".join(f"ATTRIB_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        print(f"error: invalid setting: {problems}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -280,18 +286,21 @@ def cmd_train(args, rest) -> int:
 
 
 def catalog_image_paths(settings: Settings) -> list[Path]:
+    """The stored original of every source, once per distinct image."""
     from sqlalchemy import select
 
-    from index.catalog import Catalog
+    from app.services import open_database
+    from index.blobs import BlobStore
     from index.models import Source
 
-    catalog = Catalog(settings.catalog_config(), encoder=None)
+    engine, sessions = open_database(settings)
     try:
-        with catalog.sessions() as session:
+        with sessions() as session:
             shas = session.scalars(select(Source.sha256).distinct()).all()
-        return [catalog.blobs.path(sha) for sha in shas]
     finally:
-        catalog.close()
+        engine.dispose()
+    blobs = BlobStore.under(settings.home)
+    return [blobs.path(sha) for sha in shas]
 
 
 def cmd_eval(_args, rest) -> int:

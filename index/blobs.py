@@ -17,6 +17,11 @@ class BlobStore:
         self.root = Path(root)
         self.thumbnails = Path(thumbnails)
 
+    @classmethod
+    def under(cls, home: str | Path) -> "BlobStore":
+        """The store of an ATTRIB_HOME."""
+        return cls(Path(home) / "blobs", Path(home) / "thumbnails")
+
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
 

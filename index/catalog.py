@@ -68,7 +68,7 @@ class Catalog:
             upgrade_database(config.database_url)
         self.engine = make_engine(config.database_url)
         self.sessions = session_factory(self.engine)
-        self.blobs = BlobStore(self.home / "blobs", self.home / "thumbnails")
+        self.blobs = BlobStore.under(self.home)
         self.index_path = self.home / "index" / "vectors.faiss"
         self._index: VectorIndex | None = None
         self._index_stamp: int | None = None

@@ -145,3 +145,9 @@ def test_api_keys_are_created_listed_and_revoked(env, capsys):
     assert main(["keys", "revoke", "99"]) == 1
     assert "no API key with id 99" in capsys.readouterr().err
     engine.dispose()
+
+
+def test_invalid_settings_are_named(env, monkeypatch, capsys):
+    monkeypatch.setenv("ATTRIB_BATCH_SIZE", "lots")
+    assert main(["reindex"]) == 1
+    assert "ATTRIB_BATCH_SIZE" in capsys.readouterr().err
