@@ -118,6 +118,9 @@ class Catalog:
         if self.index_path.exists():
             index = VectorIndex.load(self.index_path)
             self._check_encoder(index)
+            if index.info.factory != self.config.factory:
+                log.warning("the index is %r, not the configured %r; `attrib reindex` rebuilds it",
+                            index.info.factory, self.config.factory)
         else:
             index = VectorIndex(self.encoder.dim, self.encoder.encoder_id, self.config.factory)
             self._record_build(index)
