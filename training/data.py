@@ -1,0 +1,350 @@
+"""Training and evaluation inputs: image folders, benchmark manifests, views, cached features.
+
+- A benchmark manifest is a CSV with columns `path,role,concept` (paths relative to the CSV);
+  `role` is `query`, `source` or `distractor`.
+- Training input is unlabeled: folders and manifests give *anchor* images (augmented views) and
+  *negative-only* images (a manifest's distractors, used un-augmented).
+- Views bridge media: random resized crop and flip, then either an edge-map sketch, a filled
+  silhouette, or strong photometric changes (colour jitter, grayscale, blur, solarise, invert).
+  A view is a deterministic function of the image bytes, the view index and the recipe, so the
+  feature cache is shared by every run and seed that uses the same recipe.
+- Backbone features are cached on disk under `<cache>/<backbone key>/clean/` (the evaluation
+  view: resize + centre crop) and `<cache>/<backbone key>/views-<recipe key>/` (augmented views),
+  one `.npy` file per image sha256.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+from training.config import AugmentConfig
+from training.errors import AttribError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+ROLES = ("query", "source", "distractor")
+
+
+class DataError(AttribError):
+    code = "bad_input"
+
+
+# -- manifests and folders ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    path: Path
+    role: str
+    concept: str
+
+
+def read_manifest(path: str | Path, check_files: bool = True) -> list[ManifestRow]:
+    """Rows of a `path,role,concept` benchmark CSV, with paths resolved against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"manifest not found: {path}")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"path", "role", "concept"} - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(f"manifest {path} lacks column(s) {', '.join(sorted(missing))}")
+        rows = [_manifest_row(path, number, raw) for number, raw in enumerate(reader, start=2)]
+    if not rows:
+        raise DataError(f"manifest {path} has no rows")
+    if check_files:
+        absent = [row.path for row in rows if not row.path.is_file()]
+        if absent:
+            raise DataError(f"manifest {path}: {len(absent)} image(s) not found, first {absent[0]}")
+    return rows
+
+
+def _manifest_row(manifest: Path, number: int, raw: dict) -> ManifestRow:
+    role, concept, rel = (raw.get("role") or "").strip(), (raw.get("concept") or "").strip(), raw.get("path")
+    if role not in ROLES:
+        raise DataError(f"{manifest}:{number}: role {role!r} is not one of {', '.join(ROLES)}")
+    if role != "distractor" and not concept:
+        raise DataError(f"{manifest}:{number}: a {role} row needs a concept")
+    if not rel:
+        raise DataError(f"{manifest}:{number}: empty path")
+    return ManifestRow(manifest.parent / rel.strip(), role, concept)
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+@dataclass
+class TrainingImages:
+    anchors: list[Path]
+    negatives: list[Path]
+
+
+def collect_training_images(inputs: Iterable[str | Path], catalog_images: list[Path] | None = None) -> TrainingImages:
+    """Anchors and negative-only images from folders, manifests (labels ignored) and the catalog."""
+    anchors: dict[Path, None] = {}
+    negatives: dict[Path, None] = {}
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            found = list_images(item)
+            if not found:
+                raise DataError(f"no images found in folder {item}")
+            anchors.update(dict.fromkeys(found))
+        elif item.is_file() and item.suffix.lower() == ".csv":
+            for row in read_manifest(item):
+                (negatives if row.role == "distractor" else anchors)[row.path] = None
+        elif item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES:
+            anchors[item] = None
+        else:
+            raise DataError(f"training input {item} is not a folder, image or .csv manifest")
+    anchors.update(dict.fromkeys(Path(p) for p in catalog_images or []))
+    negatives = {p: None for p in negatives if p not in anchors}
+    return TrainingImages(list(anchors), list(negatives))
+
+
+def load_rgb(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from exc
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- views -------------------------------------------------------------------------------------
+
+
+def recipe_key(config: AugmentConfig) -> str:
+    text = json.dumps(dataclasses.asdict(config), sort_keys=True)
+    return hashlib.sha256(f"views-v1:{text}".encode()).hexdigest()[:12]
+
+
+def view_rng(sha256: str, index: int, recipe: str) -> np.random.Generator:
+    seed = int(hashlib.sha256(f"{sha256}:{index}:{recipe}".encode()).hexdigest()[:16], 16)
+    return np.random.default_rng(seed)
+
+
+class ViewMaker:
+    """Augmented views of one image at the backbone's input size."""
+
+    def __init__(self, config: AugmentConfig, size: int):
+        self.config = config
+        self.size = size
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        cfg = self.config
+        image = self.crop(image, rng)
+        if rng.random() < cfg.p_flip:
+            image = ImageOps.mirror(image)
+        medium = rng.random()
+        if medium < cfg.p_sketch:
+            return sketch(image, float(rng.uniform(*cfg.sketch_sigma)))
+        if medium < cfg.p_sketch + cfg.p_silhouette:
+            return silhouette(image, float(rng.uniform(*cfg.silhouette_blur)))
+        return self.photometric(image, rng)
+
+    def crop(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        """Random resized crop: area fraction in crop_scale, aspect ratio in [3/4, 4/3]."""
+        width, height = image.size
+        for _ in range(10):
+            area = width * height * rng.uniform(*self.config.crop_scale)
+            ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+            w, h = int(round(np.sqrt(area * ratio))), int(round(np.sqrt(area / ratio)))
+            if 0 < w <= width and 0 < h <= height:
+                left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+                return image.resize((self.size, self.size), Image.Resampling.BICUBIC, box=(left, top, left + w, top + h))
+        return ImageOps.fit(image, (self.size, self.size), Image.Resampling.BICUBIC)
+
+    def photometric(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        cfg = self.config
+        if rng.random() < cfg.p_jitter:
+            image = colour_jitter(image, cfg.jitter, rng)
+        if rng.random() < cfg.p_grayscale:
+            image = ImageOps.grayscale(image).convert("RGB")
+        if rng.random() < cfg.p_blur:
+            image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.1, 2.0))))
+        if rng.random() < cfg.p_solarize:
+            image = ImageOps.solarize(image, 128)
+        if rng.random() < cfg.p_invert:
+            image = ImageOps.invert(image)
+        return image
+
+
+def colour_jitter(image: Image.Image, strength: float, rng: np.random.Generator) -> Image.Image:
+    """Brightness, contrast, saturation (factor in [1-s, 1+s]) and hue (shift up to s/4 turn)."""
+    from PIL import ImageEnhance
+
+    for enhancer in rng.permutation([ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color]):
+        image = enhancer(image).enhance(float(rng.uniform(max(0.0, 1 - strength), 1 + strength)))
+    hsv = np.array(image.convert("HSV"))
+    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + int(rng.uniform(-strength / 4, strength / 4) * 255)) % 256
+    return Image.fromarray(hsv, "HSV").convert("RGB")
+
+
+def sketch(image: Image.Image, sigma: float = 3.5) -> Image.Image:
+    """Edge-map view: Canny edges of the grey image, dilated, drawn black on white."""
+    from skimage import feature, morphology
+
+    grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    edges = morphology.dilation(feature.canny(grey, sigma=sigma), morphology.disk(1))
+    return Image.fromarray(np.where(edges, 0, 255).astype(np.uint8)).convert("RGB")
+
+
+def silhouette(image: Image.Image, blur: float = 5.0) -> Image.Image:
+    """Silhouette view: Otsu threshold of a blurred grey image; the side that owns less of the
+    border is taken as the figure and drawn black on white."""
+    from skimage.filters import threshold_otsu
+
+    grey = np.asarray(ImageOps.grayscale(image).filter(ImageFilter.GaussianBlur(blur)), dtype=np.float32)
+    if grey.max() - grey.min() < 1e-3:
+        return Image.new("RGB", image.size, (255, 255, 255))
+    mask = grey > threshold_otsu(grey)
+    border = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
+    if border.mean() > 0.5:
+        mask = ~mask
+    return Image.fromarray(np.where(mask, 0, 255).astype(np.uint8)).convert("RGB")
+
+
+# -- feature cache -----------------------------------------------------------------------------
+
+
+def backbone_key(encoder) -> str:
+    """Content hash of the backbone alone (spec + weights): what cached features depend on."""
+    digest = hashlib.sha256(json.dumps(encoder.spec.to_dict(), sort_keys=True).encode())
+    for key, tensor in sorted(encoder.backbone.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"{encoder.spec.name.replace(':', '-').replace('/', '-')}-{digest.hexdigest()[:16]}"
+
+
+class FeatureCache:
+    """One float32 array per (backbone, view kind, image sha256); writes are atomic."""
+
+    def __init__(self, root: str | Path | None, key: str):
+        self.root = Path(root) / key if root is not None else None
+
+    def _path(self, kind: str, sha: str) -> Path:
+        return self.root / kind / sha[:2] / f"{sha}.npy"
+
+    def load(self, kind: str, sha: str) -> np.ndarray | None:
+        if self.root is None:
+            return None
+        path = self._path(kind, sha)
+        try:
+            return np.load(path) if path.is_file() else None
+        except (OSError, ValueError):
+            return None  # a damaged entry is recomputed
+
+    def save(self, kind: str, sha: str, array: np.ndarray) -> None:
+        if self.root is None:
+            return
+        path = self._path(kind, sha)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.save(handle, array.astype(np.float32, copy=False))
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+@dataclass
+class Features:
+    """Backbone features of a list of images, aligned with `paths` (unreadable images dropped)."""
+
+    paths: list[Path]
+    clean: np.ndarray  # (N, D)
+    views: np.ndarray | None  # (N, V, D) augmented views, or None
+
+
+class FeatureExtractor:
+    """Computes (or reads from the cache) clean and augmented-view backbone features."""
+
+    def __init__(self, encoder, cache: FeatureCache, augment: AugmentConfig, batch_size: int = 32):
+        self.encoder = encoder
+        self.cache = cache
+        self.recipe = recipe_key(augment)
+        self.views = ViewMaker(augment, encoder.spec.input_size)
+        self.batch_size = batch_size
+
+    def extract(self, paths: list[Path], views: int = 0, desc: str = "features", chunk: int = 16) -> Features:
+        """Features of `paths` (images that cannot be read are skipped with a warning)."""
+        kept, clean, augmented = [], [], []
+        with tqdm(total=len(paths), desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
+            for start in range(0, len(paths), chunk):
+                for path, row_clean, row_views in self._chunk(paths[start : start + chunk], views):
+                    kept.append(path)
+                    clean.append(row_clean)
+                    augmented.append(row_views)
+                bar.update(len(paths[start : start + chunk]))
+        if not kept:
+            raise DataError(f"none of the {len(paths)} {desc} images could be read")
+        return Features(kept, np.stack(clean), np.stack(augmented) if views else None)
+
+    def _chunk(self, paths: list[Path], views: int) -> list[tuple[Path, np.ndarray, np.ndarray | None]]:
+        """Cached rows where present; the missing views of the chunk in shared forward batches."""
+        kind = f"views-{self.recipe}"
+        entries, work = [], []
+        for path in paths:
+            sha = file_sha256(path)
+            clean = self.cache.load("clean", sha)
+            stored = self.cache.load(kind, sha) if views else None
+            have = 0 if stored is None else len(stored)
+            if clean is None or have < views:
+                try:
+                    image = load_rgb(path)
+                except DataError as exc:
+                    print(f"warning: skipped {exc.message}", file=sys.stderr)
+                    continue
+                if clean is None:
+                    work.append((len(entries), "clean", self.encoder.preprocess.resize_crop(image)))
+                work += [(len(entries), kind, self.views(image, view_rng(sha, i, self.recipe))) for i in range(have, views)]
+            entries.append({"path": path, "sha": sha, "clean": clean, kind: stored})
+        if work:
+            self._fill(entries, work, kind)
+        return [(e["path"], e["clean"][0], e[kind][:views] if views else None) for e in entries]
+
+    def _fill(self, entries: list[dict], work: list, kind: str) -> None:
+        feats = self._forward([image for _, _, image in work])
+        fresh: dict[tuple[int, str], list[np.ndarray]] = {}
+        for (owner, slot, _), row in zip(work, feats):
+            fresh.setdefault((owner, slot), []).append(row)
+        for (owner, slot), rows in fresh.items():
+            entry = entries[owner]
+            new = np.stack(rows)
+            entry[slot] = new if entry[slot] is None else np.concatenate([entry[slot], new])
+            self.cache.save(slot, entry["sha"], entry[slot])
+
+    @torch.inference_mode()
+    def _forward(self, images: list[Image.Image]) -> np.ndarray:
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            batch = [self.encoder.preprocess.to_tensor(im) for im in images[start : start + self.batch_size]]
+            pixels = torch.stack(batch).to(self.encoder.device)
+            out.append(self.encoder.features(pixels).float().cpu().numpy())
+        return np.concatenate(out).astype(np.float32, copy=False)

@@ -1,0 +1,340 @@
+"""`attrib eval`: attribution metrics (mAP, R@K) of encoders on benchmark manifests and on AbC.
+
+Metrics follow the AbC evaluation code (Wang et al., ICCV 2023): the gallery is ranked by cosine
+similarity of L2-normalised embeddings (a FAISS inner-product index, as the catalog searches);
+AP = mean over positives of (rank among positives / overall rank); R@K = positives in the top K /
+positives; mAP and R@K are means over queries, in percent. Ties are broken by gallery order (a
+stable sort): a gallery item listed earlier ranks first.
+
+Protocols: `full` ranks each query against every source and distractor of its benchmark; `abc`
+ranks it against the distractors plus its own concept's sources only. A gallery image that is the
+query's own file is never ranked for that query.
+
+Usage:
+  attrib eval MANIFEST... [--encoder CKPT|default|LABEL=CKPT ...] [--protocol full|abc] [--json]
+  attrib eval --abc-root DIR --split test_bamfg --prompt gpt [--pool laion_subset] [--encoder ...]
+  attrib eval --compare MANIFEST... --encoder raw=default --encoder ad=runs/ad.pt ...
+
+A supervised-baseline checkpoint (see `training.train`) embeds queries with its query mapper,
+found through the `query_encoder` entry of its `<ckpt>.config.json`, or given by --query-encoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.config import AugmentConfig, default_cache_dir
+from training.data import DataError, FeatureCache, FeatureExtractor, backbone_key, list_images, read_manifest
+from training.errors import AttribError
+
+KS = (1, 5, 10, 100)
+METRICS = ("mAP",) + tuple(f"R@{k}" for k in KS)
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+def positive_ranks(scores: np.ndarray, positive: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """1-based overall ranks of the positives among the valid gallery items, ascending.
+
+    Rank of positive p = 1 + #(valid items scoring higher) + #(valid items scoring equal and
+    listed earlier), i.e. the position of p after a stable sort by descending score.
+    """
+    valid = np.ones(len(scores), dtype=bool) if valid is None else valid
+    pos_idx = np.flatnonzero(positive & valid)
+    live = scores[valid]
+    ordered = np.sort(live)
+    pos_scores = scores[pos_idx]
+    higher = len(ordered) - np.searchsorted(ordered, pos_scores, side="right")
+    equal = np.searchsorted(ordered, pos_scores, side="right") - np.searchsorted(ordered, pos_scores, side="left")
+    earlier = np.zeros(len(pos_idx), dtype=np.int64)
+    for j in np.flatnonzero(equal > 1):  # ties are rare: resolve them exactly by gallery order
+        earlier[j] = np.count_nonzero(valid[: pos_idx[j]] & (scores[: pos_idx[j]] == pos_scores[j]))
+    return np.sort(1 + higher + earlier)
+
+
+def average_precision(ranks: np.ndarray) -> float:
+    """Mean over positives of (rank among positives / overall rank); ranks ascending."""
+    return float(np.mean(np.arange(1, len(ranks) + 1) / ranks))
+
+
+def recall_at(ranks: np.ndarray, k: int) -> float:
+    return float(np.mean(ranks <= k))
+
+
+# -- benchmarks --------------------------------------------------------------------------------
+
+
+@dataclass
+class Benchmark:
+    name: str
+    queries: list[Path]
+    query_concepts: list[str]
+    gallery: list[Path]
+    gallery_concepts: list[str | None]  # None for distractors
+    protocol: str = "full"
+
+
+def manifest_benchmark(path: str | Path, protocol: str = "full") -> Benchmark:
+    rows = read_manifest(path)
+    queries = [r for r in rows if r.role == "query"]
+    gallery = [r for r in rows if r.role != "query"]
+    if not queries or not any(r.role == "source" for r in gallery):
+        raise DataError(f"manifest {path} needs query and source rows to be evaluated")
+    return Benchmark(
+        Path(path).name, [r.path for r in queries], [r.concept for r in queries],
+        [r.path for r in gallery], [r.concept if r.role == "source" else None for r in gallery], protocol,
+    )
+
+
+def abc_benchmark(root: str | Path, split: str, prompt: str, pool: str = "laion_subset") -> Benchmark:
+    """The AbC layout (PeterWang512/GenDataAttribution): `<root>/dataset/json/<split>.json` (or
+    `<root>/json/<split>.json`) lists one entry per customized model, `{"exemplar": [...],
+    "synth": {"gpt": [...], "object": [...]}}`, paths relative to `root`; the distractor pool is
+    the images under `<root>/<pool>`. Each synthetic image is ranked against the pool plus its
+    own entry's exemplars (the abc protocol)."""
+    root = Path(root)
+    entries = _read_abc_split(root, split)
+    queries, query_concepts, gallery, gallery_concepts = [], [], [], []
+    for number, entry in enumerate(entries):
+        concept = f"{split}:{number}"
+        synth = entry.get("synth", {}).get(prompt, [])
+        queries += [root / p for p in synth]
+        query_concepts += [concept] * len(synth)
+        gallery += [root / p for p in entry.get("exemplar", [])]
+        gallery_concepts += [concept] * len(entry.get("exemplar", []))
+    if not queries:
+        raise DataError(f"AbC split {split!r} has no synthetic images for prompt type {prompt!r}")
+    distractors = list_images(root / pool) if (root / pool).is_dir() else []
+    if not distractors:
+        raise DataError(f"AbC distractor pool {root / pool} has no images")
+    _require_files(queries + gallery, f"AbC split {split}")
+    return Benchmark(
+        f"abc:{split}:{prompt}", queries, query_concepts, distractors + gallery,
+        [None] * len(distractors) + gallery_concepts, "abc",
+    )
+
+
+def _read_abc_split(root: Path, split: str) -> list[dict]:
+    name = split if split.endswith(".json") else f"{split}.json"
+    for candidate in (root / "dataset" / "json" / name, root / "json" / name, root / name):
+        if candidate.is_file():
+            try:
+                data = json.loads(candidate.read_text())
+            except json.JSONDecodeError as exc:
+                raise DataError(f"AbC split file {candidate} is not valid JSON: {exc}") from exc
+            if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+                raise DataError(f"AbC split file {candidate} must be a JSON list of objects")
+            return data
+    raise DataError(f"AbC split {split!r} not found under {root}/dataset/json/")
+
+
+def _require_files(paths: list[Path], where: str) -> None:
+    absent = [p for p in paths if not p.is_file()]
+    if absent:
+        raise DataError(f"{where}: {len(absent)} image(s) not found, first {absent[0]}")
+
+
+# -- scoring -----------------------------------------------------------------------------------
+
+
+def score_matrix(queries: np.ndarray, gallery: np.ndarray, chunk_elements: int = 1 << 26) -> np.ndarray:
+    """(Q, G) inner products through an exact FAISS inner-product index, in query chunks."""
+    import faiss
+
+    index = faiss.IndexFlatIP(gallery.shape[1])
+    index.add(np.ascontiguousarray(gallery, dtype=np.float32))
+    scores = np.empty((len(queries), len(gallery)), dtype=np.float32)
+    step = max(1, chunk_elements // max(1, len(gallery)))
+    for start in range(0, len(queries), step):
+        chunk = np.ascontiguousarray(queries[start : start + step], dtype=np.float32)
+        values, ids = index.search(chunk, len(gallery))
+        np.put_along_axis(scores[start : start + step], ids, values, axis=1)
+    return scores
+
+
+def evaluate_scores(bench: Benchmark, scores: np.ndarray) -> dict:
+    """Per-benchmark metrics (percent) from the (Q, G) score matrix."""
+    gallery_concepts = np.array([c if c is not None else "" for c in bench.gallery_concepts], dtype=object)
+    is_source = np.array([c is not None for c in bench.gallery_concepts])
+    gallery_index = {p.resolve(): i for i, p in enumerate(bench.gallery)}
+    aps, recalls, skipped = [], {k: [] for k in KS}, 0
+    for i, concept in enumerate(bench.query_concepts):
+        positive = is_source & (gallery_concepts == concept)
+        if not positive.any():
+            skipped += 1
+            continue
+        valid = ~is_source | positive if bench.protocol == "abc" else np.ones(len(positive), dtype=bool)
+        own = gallery_index.get(bench.queries[i].resolve())
+        if own is not None:
+            valid = valid.copy()
+            valid[own] = False
+        ranks = positive_ranks(scores[i], positive, valid)
+        if not len(ranks):
+            skipped += 1
+            continue
+        aps.append(average_precision(ranks))
+        for k in KS:
+            recalls[k].append(recall_at(ranks, k))
+    if not aps:
+        raise DataError(f"{bench.name}: no query has a positive source in the gallery")
+    result = {"mAP": 100 * float(np.mean(aps))} | {f"R@{k}": 100 * float(np.mean(recalls[k])) for k in KS}
+    return result | {"queries": len(aps), "gallery": len(bench.gallery), "skipped_queries": skipped, "protocol": bench.protocol}
+
+
+# -- encoders ----------------------------------------------------------------------------------
+
+
+@dataclass
+class EncoderPair:
+    """What embeds a benchmark: one encoder for the gallery, maybe another for the queries."""
+
+    label: str
+    gallery: object
+    query: object
+    source: str = "default"
+    extra: dict = field(default_factory=dict)
+
+
+def load_encoder_pair(spec: str, query_spec: str | None = None, weights: str | None = None) -> EncoderPair:
+    from training.encoders import load_encoder
+
+    label, sep, name = spec.partition("=")
+    if not sep or "/" in label or label.endswith((".pt", ".pth", ".ckpt")):
+        label, name = spec, spec
+    gallery = load_encoder(name, weights=weights)
+    sidecar = Path(f"{name}.config.json")
+    if query_spec is None and sidecar.is_file():
+        query_name = json.loads(sidecar.read_text()).get("query_encoder")
+        if query_name:
+            query_spec = str(sidecar.parent / query_name)
+    query = load_encoder(query_spec) if query_spec else gallery
+    return EncoderPair(label, gallery, query, name)
+
+
+class Embedder:
+    """Embeds image paths with an encoder, reusing cached clean backbone features."""
+
+    def __init__(self, cache_dir: str | Path | None, batch_size: int = 32):
+        self.cache_dir = cache_dir
+        self.batch_size = batch_size
+        self._features: dict[tuple[str, Path], np.ndarray] = {}
+
+    def features(self, encoder, paths: list[Path], desc: str) -> np.ndarray:
+        key = backbone_key(encoder)
+        todo = [p for p in dict.fromkeys(paths) if (key, p) not in self._features]
+        if todo:
+            extractor = FeatureExtractor(encoder, FeatureCache(self.cache_dir, key), AugmentConfig(), self.batch_size)
+            found = extractor.extract(todo, views=0, desc=desc)
+            if len(found.paths) != len(todo):
+                raise DataError(f"{len(todo) - len(found.paths)} evaluation image(s) could not be read")
+            self._features.update({(key, p): row for p, row in zip(found.paths, found.clean)})
+        return np.stack([self._features[(key, p)] for p in paths])
+
+    @torch.inference_mode()
+    def embed(self, encoder, paths: list[Path], desc: str) -> np.ndarray:
+        feats = torch.from_numpy(self.features(encoder, paths, desc)).to(encoder.device)
+        chunks = [encoder.project(feats[s : s + 1024]).float().cpu().numpy() for s in range(0, len(feats), 1024)]
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def evaluate_benchmark(pair: EncoderPair, bench: Benchmark, embedder: Embedder) -> dict:
+    queries = embedder.embed(pair.query, bench.queries, f"{bench.name} queries")
+    gallery = embedder.embed(pair.gallery, bench.gallery, f"{bench.name} gallery")
+    return evaluate_scores(bench, score_matrix(queries, gallery))
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attrib eval", description="Attribution metrics of encoders on benchmarks.")
+    parser.add_argument("manifests", nargs="*", type=Path, metavar="MANIFEST", help="path,role,concept CSV files")
+    parser.add_argument("--encoder", action="append", metavar="[LABEL=]CKPT|default|BACKBONE",
+                        help="encoder to evaluate (repeatable; default: the default encoder)")
+    parser.add_argument("--query-encoder", metavar="CKPT", help="separate encoder for queries (supervised baseline)")
+    parser.add_argument("--weights", help="local backbone weights for a backbone-name encoder")
+    parser.add_argument("--protocol", choices=("full", "abc"), default="full", help="gallery protocol for manifests")
+    parser.add_argument("--abc-root", type=Path, help="AbC data root (PeterWang512/GenDataAttribution layout)")
+    parser.add_argument("--split", action="append", help="AbC split name, e.g. test_bamfg (repeatable)")
+    parser.add_argument("--prompt", action="append", help="AbC prompt type: gpt or object (repeatable)")
+    parser.add_argument("--pool", default="laion_subset", help="AbC distractor folder under --abc-root")
+    parser.add_argument("--compare", action="store_true", help="one table: every encoder x every benchmark")
+    parser.add_argument("--cache-dir", type=Path, help="backbone feature cache (default $ATTRIB_HOME/feature-cache)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per backbone forward pass")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def collect_benchmarks(args) -> list[Benchmark]:
+    benches = [manifest_benchmark(m, args.protocol) for m in args.manifests]
+    if args.abc_root is not None:
+        if not args.split or not args.prompt:
+            raise AttribError("--abc-root needs --split and --prompt", code="bad_arguments")
+        benches += [abc_benchmark(args.abc_root, s, p, args.pool) for s in args.split for p in args.prompt]
+    elif args.split or args.prompt:
+        raise AttribError("--split and --prompt need --abc-root", code="bad_arguments")
+    if not benches:
+        raise AttribError("nothing to evaluate: give MANIFEST files or --abc-root", code="bad_arguments")
+    return benches
+
+
+def run(args) -> dict:
+    benches = collect_benchmarks(args)
+    specs = args.encoder or ["default"]
+    if args.query_encoder and len(specs) > 1:
+        raise AttribError("--query-encoder applies to a single --encoder", code="bad_arguments")
+    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    embedder = Embedder(cache_dir, args.batch_size)
+    results: dict = {}
+    for spec in specs:
+        pair = load_encoder_pair(spec, args.query_encoder, args.weights)
+        results[pair.label] = {
+            "encoder_id": pair.gallery.encoder_id,
+            **({"query_encoder_id": pair.query.encoder_id} if pair.query is not pair.gallery else {}),
+            "benchmarks": {b.name: evaluate_benchmark(pair, b, embedder) for b in benches},
+        }
+    return results
+
+
+def format_table(results: dict) -> str:
+    """Rows: encoder x benchmark; columns: the metrics, in percent."""
+    label_width = max(len("encoder"), *(len(k) for k in results))
+    names = {b for r in results.values() for b in r["benchmarks"]}
+    bench_width = max(len("benchmark"), *(len(n) for n in names))
+    header = f"{'encoder':<{label_width}}  {'benchmark':<{bench_width}}  " + "  ".join(f"{m:>6}" for m in METRICS)
+    lines = [header, "-" * len(header)]
+    for label, result in results.items():
+        for name, metrics in result["benchmarks"].items():
+            cells = "  ".join(f"{metrics[m]:6.1f}" for m in METRICS)
+            lines.append(f"{label:<{label_width}}  {name:<{bench_width}}  {cells}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    results = run(args)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        if not args.compare:
+            for label, result in results.items():
+                print(f"# {label}: encoder {result['encoder_id']}")
+        print(format_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except AttribError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        sys.exit(1)
