@@ -96,6 +96,7 @@ def _deep_update(target: dict, update: dict, leaf=None) -> None:
 def main(argv: list[str] | None = None, catalog_images: list[Path] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     config = resolve_config(args)
+    training_device(config)  # fail early on a CUDA-only option without CUDA
     if args.from_catalog and not catalog_images:
         raise DataError("catalog is empty: index source images first, or pass INPUT folders")
     if not args.inputs and not args.from_catalog:
@@ -193,8 +194,6 @@ def train_unsupervised(config: TrainConfig, images, output: Path) -> dict:
         encoder.center.copy_(normalised_mean(anchors.clean, *([negatives] if negatives is not None else [])))
     started = time.perf_counter()
     if config.unfreeze_blocks:
-        from training.finetune import fit_end_to_end  # CUDA-only path
-
         history = fit_end_to_end(encoder, images, config, device)
     else:
         history = fit_head(encoder, anchors.clean, anchors.views, negatives, config, device)
@@ -260,6 +259,134 @@ def head_step(encoder, criterion, optimizer, inputs: list, lr: float, device) ->
     sizes = [0 if x is None else len(x) for x in inputs]
     stacked = torch.cat([x for x in inputs if x is not None]).to(device)
     a, b, neg = torch.split(encoder.project(stacked), sizes)
+    terms = criterion(a, b, neg if len(neg) else None)
+    optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    optimizer.step()
+    return terms
+
+
+# -- end to end (CUDA) -------------------------------------------------------------------------
+
+
+class _ViewPairs(torch.utils.data.Dataset):
+    """(clean, augmented) pixel tensors of anchor images, with fresh random views each epoch."""
+
+    def __init__(self, paths: list[Path], encoder, config: TrainConfig):
+        from training.data import ViewMaker
+
+        self.paths, self.preprocess = paths, encoder.preprocess
+        self.views = ViewMaker(config.augment, encoder.spec.input_size)
+        self.seed = config.seed
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        from training.data import load_rgb
+
+        image = load_rgb(self.paths[i])
+        rng = np.random.default_rng([self.seed, i, torch.randint(1 << 30, ()).item()])
+        return self.preprocess(image), self.preprocess.to_tensor(self.views(image, rng))
+
+
+def backbone_blocks(backbone: torch.nn.Module) -> list[torch.nn.Module]:
+    """The backbone's blocks in order: timm `blocks` (EfficientNet stages flattened, ViT blocks)
+    or an open_clip tower's `transformer.resblocks`."""
+    model = getattr(backbone, "model", None)
+    visual = getattr(backbone, "visual", None)
+    if model is not None and hasattr(model, "blocks"):
+        blocks = [b for stage in model.blocks for b in (stage if isinstance(stage, torch.nn.Sequential) else [stage])]
+        return blocks
+    if visual is not None and hasattr(getattr(visual, "transformer", None), "resblocks"):
+        return list(visual.transformer.resblocks)
+    raise ConfigError("unfreeze_blocks: this backbone's block list is not known")
+
+
+def unfreeze_last_blocks(encoder, count: int) -> list[torch.nn.Parameter]:
+    """Freeze the backbone, then unfreeze its last `count` blocks and every layer after them."""
+    for param in encoder.backbone.parameters():
+        param.requires_grad_(False)
+    blocks = backbone_blocks(encoder.backbone)
+    chosen = {id(p) for block in blocks[-count:] for p in block.parameters()}
+    in_blocks = {id(p) for block in blocks for p in block.parameters()}
+    params = list(encoder.backbone.named_parameters())
+    last = max(i for i, (_, p) in enumerate(params) if id(p) in in_blocks)
+    # after the blocks: final norm / conv head; open_clip keeps its output projection as `visual.proj`
+    trainable = [p for i, (name, p) in enumerate(params) if id(p) in chosen or i > last or name == "visual.proj"]
+    for param in trainable:
+        param.requires_grad_(True)
+    return trainable
+
+
+def fit_end_to_end(encoder, images, config: TrainConfig, device: torch.device) -> History:
+    """Train the head and the last `unfreeze_blocks` backbone blocks on pixels (bfloat16 autocast
+    on CUDA). Views are drawn fresh every epoch; negatives are un-augmented distractors."""
+    backbone_params = unfreeze_last_blocks(encoder, config.unfreeze_blocks)
+    encoder.to(device).train()
+    for module in encoder.backbone.modules():  # frozen normalisation statistics
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    optimizer = torch.optim.AdamW([
+        {"params": list(encoder.head.parameters()), "scale": 1.0},
+        {"params": backbone_params, "scale": 0.1},
+    ], lr=config.lr, weight_decay=config.weight_decay)
+    criterion = AlignDisentangleLoss(config.loss)
+    pairs = _loader(_ViewPairs(images.anchors, encoder, config), config.batch_size, config.seed)
+    negatives = _negative_loader(images.negatives, encoder, config)
+    history, step = History(), 0
+    with tqdm(total=config.steps, desc="training end to end", unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
+        while step < config.steps:
+            for clean, augmented in pairs:
+                neg = next(negatives) if negatives is not None else None
+                terms = _pixel_step(encoder, criterion, optimizer, [clean, augmented, neg], lr_at(step, config), device)
+                history.add(step, terms)
+                step += 1
+                bar.update(1)
+                if step >= config.steps:
+                    break
+    for param in encoder.backbone.parameters():
+        param.requires_grad_(False)
+    encoder.eval()
+    encoder.invalidate_id()
+    return history
+
+
+def _loader(dataset, batch_size: int, seed: int) -> torch.utils.data.DataLoader:
+    workers = min(8, max(0, (torch.multiprocessing.cpu_count() or 1) - 1))
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=min(batch_size, len(dataset)), shuffle=True, drop_last=True, num_workers=workers,
+        generator=torch.Generator().manual_seed(seed), pin_memory=torch.cuda.is_available(),
+    )
+
+
+def _negative_loader(paths: list[Path], encoder, config: TrainConfig):
+    if not paths or config.negatives == 0:
+        return None
+    from training.data import load_rgb
+
+    class _Clean(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(paths)
+
+        def __getitem__(self, i):
+            return encoder.preprocess(load_rgb(paths[i]))
+
+    def forever():
+        while True:
+            yield from _loader(_Clean(), config.negatives, config.seed + 1)
+
+    return forever()
+
+
+def _pixel_step(encoder, criterion, optimizer, inputs: list, lr: float, device) -> dict[str, torch.Tensor]:
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["scale"]
+    sizes = [0 if x is None else len(x) for x in inputs]
+    pixels = torch.cat([x for x in inputs if x is not None]).to(device, non_blocking=True)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        features = encoder.features(pixels)
+    a, b, neg = torch.split(encoder.project(features.float()), sizes)
     terms = criterion(a, b, neg if len(neg) else None)
     optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()

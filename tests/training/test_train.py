@@ -1,0 +1,141 @@
+"""CPU smoke runs of `attrib train` (two steps on a few real images), the checkpoint round trip,
+the feature cache, layered config, and the supervised baseline."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from training import evaluate, train
+from training.config import ConfigError, TrainConfig, merge
+from training.data import DataError, ViewMaker, collect_training_images, sketch, silhouette, view_rng
+from training.encoders import load_checkpoint
+
+TINY = ["--steps", "2", "--views", "2", "--batch-size", "4", "--negatives", "2", "--out-dim", "16",
+        "--set", "head.hidden_dim=32", "--set", "warmup_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def manifest(shared_data, tmp_path_factory):
+    """3 stylized queries and their 2 sources (one concept), 2 distractors; absolute paths."""
+    tvs = shared_data / "texture-vs-shape-dev"
+    stylized = sorted((tvs / "stylized" / "airplane").glob("airplane1-*.jpg"))[:3]
+    rows = [f"{p},query,airplane1" for p in stylized]
+    rows += [f"{tvs / kind / 'airplane' / 'airplane1.png'},source,airplane1" for kind in ("edges", "silhouettes")]
+    rows += [f"{p},distractor," for p in sorted((shared_data / "imagenet-sample").glob("*.jpg"))[:2]]
+    path = tmp_path_factory.mktemp("manifest") / "tiny.csv"
+    path.write_text("path,role,concept\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_two_step_smoke_run_writes_a_loadable_checkpoint(manifest, tmp_path, capsys):
+    ckpt, cache = tmp_path / "ad.pt", tmp_path / "cache"
+    assert train.main([str(manifest), "--output", str(ckpt), "--cache-dir", str(cache), *TINY]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["anchors"] == 5 and summary["negatives"] == 2
+    assert set(summary["final_terms"]) == {"align_loss", "infomax_loss", "loss"}
+    encoder = load_checkpoint(ckpt)
+    assert encoder.encoder_id == summary["encoder_id"] and encoder.dim == 16
+    assert encoder.center.abs().sum() > 0
+    sidecar = json.loads(Path(f"{ckpt}.config.json").read_text())
+    assert sidecar["encoder_id"] == encoder.encoder_id and sidecar["config"]["steps"] == 2
+    assert Path(f"{ckpt}.losses.png").stat().st_size > 0
+    vectors = encoder.embed_images([Image.new("RGB", (64, 64))])
+    assert vectors.shape == (1, 16) and np.isclose(np.linalg.norm(vectors), 1, atol=1e-5)
+
+    files = {p: p.stat().st_mtime_ns for p in cache.rglob("*.npy")}
+    assert len(files) == 5 * 2 + 2  # clean + views per anchor, clean per distractor
+    again = tmp_path / "again.pt"
+    assert train.main([str(manifest), "--output", str(again), "--cache-dir", str(cache), *TINY]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.npy")} == files, "second run reuses the cache"
+    assert second["encoder_id"] == summary["encoder_id"], "same seed, same checkpoint"
+
+
+def test_a_different_seed_or_pairing_trains_a_different_head(manifest, tmp_path, capsys):
+    base = [str(manifest), "--cache-dir", str(tmp_path / "cache"), *TINY]
+    ids = set()
+    for extra in ([], ["--seed", "1"], ["--pairing", "random"], ["--infomax-weight", "0", "--variance-weight", "1", "--covariance-weight", "0.04"]):
+        assert train.main(base + ["--output", str(tmp_path / f"{len(ids)}.pt"), *extra]) == 0
+        ids.add(json.loads(capsys.readouterr().out)["encoder_id"])
+    assert len(ids) == 4
+
+
+def test_from_catalog_uses_the_catalog_images(manifest, shared_data, tmp_path, capsys):
+    images = sorted((shared_data / "imagenet-sample").glob("*.jpg"))[10:14]
+    argv = ["--from-catalog", "--output", str(tmp_path / "cat.pt"), "--cache-dir", str(tmp_path / "cache"), *TINY]
+    assert train.main(argv, catalog_images=images) == 0
+    assert json.loads(capsys.readouterr().out)["anchors"] == 4
+    with pytest.raises(DataError, match="catalog is empty"):
+        train.main(argv, catalog_images=[])
+
+
+def test_bad_inputs_fail_cleanly(tmp_path):
+    out = ["--output", str(tmp_path / "x.pt")]
+    with pytest.raises(DataError, match="no training input"):
+        train.main(out)
+    with pytest.raises(DataError):
+        train.main([str(tmp_path / "missing")] + out)
+    with pytest.raises(ConfigError, match="did you mean 'temperature'"):
+        train.main([str(tmp_path)] + out + ["--set", "loss.temprature=0.2"])
+    with pytest.raises(ConfigError, match="CUDA"):
+        if torch.cuda.is_available():
+            pytest.skip("CUDA present")
+        train.main([str(tmp_path)] + out + ["--unfreeze-blocks", "2"])
+
+
+def test_config_layers_defaults_file_then_flags(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"steps": 10, "loss": {"temperature": 0.3, "infomax_weight": 0.5}}))
+    args = train.build_parser().parse_args(["x", "-o", "o.pt", "--config", str(tmp_path / "c.json"), "--temperature", "0.2",
+                                            "--set", "augment.crop_scale=0.5,1.0"])
+    config = train.resolve_config(args)
+    assert (config.steps, config.loss.temperature, config.loss.infomax_weight) == (10, 0.2, 0.5)
+    assert config.augment.crop_scale == (0.5, 1.0) and config.batch_size == TrainConfig().batch_size
+    with pytest.raises(ConfigError, match="unknown config.loss key"):
+        merge(TrainConfig(), {"loss": {"weight": 1}})
+    with pytest.raises(ConfigError, match="not a valid int"):
+        merge(TrainConfig(), {"steps": "many"})
+    with pytest.raises(ConfigError, match="pairing"):
+        train.resolve_config(train.build_parser().parse_args(["x", "-o", "o.pt", "--pairing", "both"]))
+
+
+def test_end_to_end_path_runs_on_the_cpu(manifest, tmp_path):
+    """The CUDA path (unfreeze the last blocks) kept honest on the CPU: two steps, no autocast."""
+    config = merge(TrainConfig(), {"steps": 2, "batch_size": 2, "negatives": 2, "unfreeze_blocks": 1, "warmup_steps": 1,
+                                   "head": {"out_dim": 16, "hidden_dim": 32}})
+    encoder = train.make_encoder(config)
+    before = {n: p.detach().clone() for n, p in encoder.backbone.named_parameters()}
+    history = train.fit_end_to_end(encoder, collect_training_images([manifest]), config, torch.device("cpu"))
+    assert len(history.steps) == 2
+    changed = [n for n, p in encoder.backbone.named_parameters() if not torch.equal(p, before[n])]
+    assert changed and all("blocks.6" in n or "conv_head" in n or "bn2" in n for n in changed)
+    assert not any(p.requires_grad for p in encoder.backbone.parameters())
+
+
+def test_supervised_baseline_saves_two_mappers_that_eval_uses(manifest, tmp_path, capsys):
+    ckpt = tmp_path / "sup.pt"
+    argv = ["--supervised", str(manifest), "--output", str(ckpt), "--cache-dir", str(tmp_path / "cache"),
+            "--steps", "2", "--batch-size", "2", "--negatives", "2"]
+    assert train.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    query = load_checkpoint(tmp_path / "sup.query.pt")
+    source = load_checkpoint(ckpt)
+    assert query.encoder_id != source.encoder_id and source.head_config["type"] == "linear"
+    assert summary["query_encoder"] == "sup.query.pt"
+    pair = evaluate.load_encoder_pair(str(ckpt))
+    assert pair.query.encoder_id == query.encoder_id and pair.gallery.encoder_id == source.encoder_id
+    assert evaluate.main([str(manifest), "--encoder", str(ckpt), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "tiny.csv" in capsys.readouterr().out
+
+
+def test_views_are_deterministic_and_bridge_media(shared_data):
+    image = Image.open(sorted((shared_data / "texture-vs-shape-dev" / "stylized" / "cat").glob("*.jpg"))[0]).convert("RGB")
+    maker = ViewMaker(TrainConfig().augment, 224)
+    one, two = maker(image, view_rng("abc", 3, "r")), maker(image, view_rng("abc", 3, "r"))
+    assert one.size == (224, 224) and np.array_equal(np.asarray(one), np.asarray(two))
+    for drawn in (sketch(image), silhouette(image)):
+        values = np.unique(np.asarray(drawn))
+        assert set(values.tolist()) <= {0, 255} and np.asarray(drawn).mean() > 127  # dark figure on white
