@@ -71,10 +71,10 @@ class TrainConfig:
     cache_dir: str | None = None  # default: $ATTRIB_HOME/feature-cache, else ./var/feature-cache
     batch_size: int = 256
     negatives: int = 1024  # negative-only (distractor) features drawn per step
-    steps: int = 1500
+    steps: int = 300
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    warmup_steps: int = 50
+    warmup_steps: int = 30
     seed: int = 0
     device: str = "auto"  # "auto", "cpu" or "cuda"
     unfreeze_blocks: int = 0  # CUDA only: train the last N backbone blocks end to end (autocast)

@@ -319,15 +319,29 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def format_compare(results: dict, metrics: tuple[str, ...] = ("mAP", "R@1", "R@5", "R@10", "R@100")) -> str:
+    """One markdown table: a row per encoder, a column group per benchmark."""
+    names = list(dict.fromkeys(b for r in results.values() for b in r["benchmarks"]))
+    header = ["encoder"] + [f"{Path(n).stem} {m}" for n in names for m in metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, result in results.items():
+        cells = [label] + [
+            f"{result['benchmarks'][n][m]:.1f}" if n in result["benchmarks"] else "" for n in names for m in metrics
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     results = run(args)
     if args.json:
         print(json.dumps(results, indent=2))
+    elif args.compare:
+        print(format_compare(results))
     else:
-        if not args.compare:
-            for label, result in results.items():
-                print(f"# {label}: encoder {result['encoder_id']}")
+        for label, result in results.items():
+            print(f"# {label}: encoder {result['encoder_id']}")
         print(format_table(results))
     return 0
 
