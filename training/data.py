@@ -93,10 +93,16 @@ class TrainingImages:
     negatives: list[Path]
 
 
-def collect_training_images(inputs: Iterable[str | Path], catalog_images: list[Path] | None = None) -> TrainingImages:
-    """Anchors and negative-only images from folders, manifests (labels ignored) and the catalog."""
+def collect_training_images(
+    inputs: Iterable[str | Path], catalog_images: list[Path] | None = None, negative_inputs: Iterable[str | Path] = (),
+) -> TrainingImages:
+    """Anchors and negative-only images from folders, manifests (labels ignored) and the catalog;
+    every image of `negative_inputs` (folders, images or manifests) is negative-only."""
     anchors: dict[Path, None] = {}
     negatives: dict[Path, None] = {}
+    for item in negative_inputs:
+        extra = collect_training_images([item])
+        negatives.update(dict.fromkeys(extra.anchors + extra.negatives))
     for item in inputs:
         item = Path(item)
         if item.is_dir():

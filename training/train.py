@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", "-o", type=Path, required=True, metavar="CKPT", help="checkpoint to write")
     parser.add_argument("--config", type=Path, metavar="FILE", help="JSON config (overrides the defaults)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, e.g. loss.temperature=0.2")
+    parser.add_argument("--negative-input", action="append", default=[], type=Path, metavar="PATH",
+                        help="folder, image or manifest whose images are negative-only (repeatable)")
     parser.add_argument("--from-catalog", action="store_true", help="train on the catalog's stored sources")
     parser.add_argument("--supervised", action="store_true", help="train the supervised baseline on labelled manifests")
     for flag, (key, kind) in FLAGS.items():
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None, catalog_images: list[Path] | None = None
     if config.supervised:
         summary = train_supervised(config, [Path(p) for p in args.inputs], args.output)
     else:
-        images = collect_training_images(args.inputs, catalog_images if args.from_catalog else None)
+        images = collect_training_images(args.inputs, catalog_images if args.from_catalog else None, args.negative_input)
         summary = train_unsupervised(config, images, args.output)
     print(json.dumps(summary, indent=2))
     return 0

@@ -139,3 +139,16 @@ def test_views_are_deterministic_and_bridge_media(shared_data):
     for drawn in (sketch(image), silhouette(image)):
         values = np.unique(np.asarray(drawn))
         assert set(values.tolist()) <= {0, 255} and np.asarray(drawn).mean() > 127  # dark figure on white
+
+
+def test_training_inputs_split_into_anchors_and_negatives(manifest, shared_data, tmp_path):
+    images = collect_training_images([manifest])
+    assert len(images.anchors) == 5 and len(images.negatives) == 2
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    Image.new("RGB", (32, 32)).save(folder / "a.png")
+    images = collect_training_images([manifest], negative_inputs=[folder])
+    assert len(images.negatives) == 3 and folder / "a.png" in images.negatives
+    with pytest.raises(DataError, match="no images"):
+        (tmp_path / "empty").mkdir()
+        collect_training_images([tmp_path / "empty"])
