@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 from index.images import decode_image
+from training.fileio import atomic_write_bytes
 
 THUMBNAIL_SIZE = 256
 
@@ -29,7 +28,7 @@ class BlobStore:
         """Store bytes under their hash; writing the same content twice is a no-op."""
         path = self.path(sha256)
         if not path.is_file():
-            _write_atomically(path, data)
+            atomic_write_bytes(path, data)
         return path
 
     def read(self, sha256: str) -> bytes:
@@ -50,17 +49,5 @@ class BlobStore:
             image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
             buffer = io.BytesIO()
             image.save(buffer, "JPEG", quality=85)
-            _write_atomically(path, buffer.getvalue())
+            atomic_write_bytes(path, buffer.getvalue())
         return path
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

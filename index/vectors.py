@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import faiss
 import numpy as np
 
 from training.errors import AttribError
+from training.fileio import atomic_write, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 DEFAULT_FACTORY = "Flat"
@@ -124,9 +123,8 @@ class VectorIndex:
     def save(self, path: str | Path) -> None:
         path = Path(path)
         started = time.perf_counter()
-        _atomic_write(path, lambda tmp: faiss.write_index(self.index, tmp))
-        sidecar = json.dumps(asdict(self.info), indent=2).encode()
-        _atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_bytes(sidecar))
+        atomic_write(path, lambda tmp: faiss.write_index(self.index, tmp))
+        atomic_write_bytes(sidecar_path(path), json.dumps(asdict(self.info), indent=2).encode())
         log.info("saved %d vectors to %s in %.3fs", len(self), path, time.perf_counter() - started)
 
     @classmethod
@@ -184,13 +182,3 @@ def _as_ids(ids) -> np.ndarray:
     return np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

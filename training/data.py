@@ -19,9 +19,7 @@ import csv
 import dataclasses
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -33,6 +31,7 @@ from tqdm import tqdm
 
 from training.config import AugmentConfig
 from training.errors import AttribError
+from training.fileio import atomic_write
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 ROLES = ("query", "source", "distractor")
@@ -267,16 +266,11 @@ class FeatureCache:
     def save(self, kind: str, sha: str, array: np.ndarray) -> None:
         if self.root is None:
             return
-        path = self._path(kind, sha)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as handle:
                 np.save(handle, array.astype(np.float32, copy=False))
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+
+        atomic_write(self._path(kind, sha), write)
 
 
 @dataclass

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -25,6 +23,7 @@ from torch import nn
 
 from training.backbones import DEFAULT_BACKBONE, BackboneSpec, build_backbone, resolve_backbone
 from training.errors import EncoderError
+from training.fileio import atomic_write
 from training.preprocess import Preprocess
 
 CHECKPOINT_FORMAT = "attrib.encoder"
@@ -140,17 +139,7 @@ class Encoder(nn.Module):
             "head_state": _cpu_state(self.head) if self.head is not None else None,
             "center": self.center.detach().cpu(),
         }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def _cpu_state(module: nn.Module) -> dict:

@@ -1,6 +1,5 @@
 """End to end through the `attrib` command: real photos, real encoder, real databases."""
 
-import io
 import json
 import os
 import shutil

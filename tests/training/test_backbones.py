@@ -146,3 +146,9 @@ def test_open_clip_backbone_loads_a_local_checkpoint(tmp_path, images):
 def test_random_init_is_only_by_request():
     module, dim = build_backbone(resolve_backbone("timm:resnet10t"), random_init=True)
     assert dim == 512 and isinstance(module, torch.nn.Module)
+
+
+def test_checkpoints_are_written_atomically_and_readable_by_others(tmp_path):
+    path = create_encoder().save(tmp_path / "encoder.pt")
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["encoder.pt"]
