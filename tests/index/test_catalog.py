@@ -121,3 +121,16 @@ def test_other_index_types_go_through_the_same_code(make_catalog, photos, factor
     reopened = make_catalog(factory=factory)
     assert reopened.vectors.info.factory == factory
     assert reopened.search(query_vector(reopened, photos[3]), 1)[0].source_id == results[3].source_id
+
+
+def test_concurrent_ingests_of_the_same_files_index_each_once(make_catalog, photos):
+    from concurrent.futures import ThreadPoolExecutor
+
+    catalog = make_catalog()
+    items = items_for(photos[:4])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = pool.map(lambda _: ingest(catalog, items), range(2))
+    assert catalog.count() == 4 and len(catalog.vectors) == 4
+    for a, b in zip(first, second):
+        assert {a.status, b.status} <= {"indexed", "duplicate"} and a.source_id == b.source_id
+    assert sum(r.status == "indexed" for r in first + second) == 4
