@@ -21,3 +21,14 @@ class AttribError(Exception):
 class EncoderError(AttribError):
     code = "encoder_error"
     status = 500
+
+
+def run_as_script(main) -> None:
+    """`python -m training.X`: run main(); a user-fixable error prints one line and exits 1."""
+    import sys
+
+    try:
+        sys.exit(main())
+    except AttribError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        sys.exit(1)

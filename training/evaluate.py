@@ -32,7 +32,7 @@ import torch
 
 from training.config import AugmentConfig, default_cache_dir
 from training.data import DataError, FeatureCache, FeatureExtractor, backbone_key, list_images, read_manifest
-from training.errors import AttribError
+from training.errors import AttribError, run_as_script
 
 KS = (1, 5, 10, 100)
 METRICS = ("mAP",) + tuple(f"R@{k}" for k in KS)
@@ -347,8 +347,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except AttribError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        sys.exit(1)
+    run_as_script(main)

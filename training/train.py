@@ -39,7 +39,7 @@ from training.config import (
     ConfigError, TrainConfig, default_cache_dir, load_config_file, merge, parse_assignment, validate,
 )
 from training.data import DataError, FeatureCache, FeatureExtractor, backbone_key, collect_training_images, read_manifest
-from training.errors import AttribError
+from training.errors import AttribError, run_as_script
 from training.losses import AlignDisentangleLoss, SupervisedContrastiveLoss
 
 # flag -> dotted config key; each flag overrides the config file
@@ -520,8 +520,4 @@ def plot_history(history: History, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except AttribError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        sys.exit(1)
+    run_as_script(main)
