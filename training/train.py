@@ -39,7 +39,7 @@ from training.config import (
     ConfigError, TrainConfig, default_cache_dir, load_config_file, merge, parse_assignment, validate,
 )
 from training.data import DataError, FeatureCache, FeatureExtractor, backbone_key, collect_training_images, read_manifest
-from training.errors import AttribError, run_as_script
+from training.errors import run_as_script
 from training.losses import AlignDisentangleLoss, SupervisedContrastiveLoss
 
 # flag -> dotted config key; each flag overrides the config file
