@@ -30,6 +30,7 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from training.config import AugmentConfig
+from training.encoders import content_hash
 from training.errors import AttribError
 from training.fileio import atomic_write
 
@@ -237,12 +238,8 @@ def silhouette(image: Image.Image, blur: float = 5.0) -> Image.Image:
 
 def backbone_key(encoder) -> str:
     """Content hash of the backbone alone (spec + weights): what cached features depend on."""
-    digest = hashlib.sha256(json.dumps(encoder.spec.to_dict(), sort_keys=True).encode())
-    for key, tensor in sorted(encoder.backbone.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return f"{encoder.spec.name.replace(':', '-').replace('/', '-')}-{digest.hexdigest()[:16]}"
+    digest = content_hash(encoder.spec.to_dict(), encoder.backbone.state_dict())
+    return f"{encoder.spec.name.replace(':', '-').replace('/', '-')}-{digest}"
 
 
 class FeatureCache:

@@ -148,19 +148,24 @@ def _cpu_state(module: nn.Module) -> dict:
 
 def compute_encoder_id(encoder: Encoder) -> str:
     """Content hash of the config and every tensor (backbone, head, centre), in key order."""
-    digest = hashlib.sha256(json.dumps(encoder.config, sort_keys=True).encode())
     tensors = {f"backbone.{k}": v for k, v in encoder.backbone.state_dict().items()}
     if encoder.head is not None:
         tensors |= {f"head.{k}": v for k, v in encoder.head.state_dict().items()}
     tensors["center"] = encoder.center
+    label = encoder.spec.name.replace(":", "-").replace("/", "-")
+    if encoder.head_config:
+        label += f"+{encoder.head_config['type']}"
+    return f"{label}-{content_hash(encoder.config, tensors)}"
+
+
+def content_hash(config: dict, tensors: dict[str, torch.Tensor]) -> str:
+    """16 hex digits of the sha256 of a JSON config and named tensors, in key order."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     for key in sorted(tensors):
         tensor = tensors[key].detach().cpu().contiguous()
         digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    label = encoder.spec.name.replace(":", "-").replace("/", "-")
-    if encoder.head_config:
-        label += f"+{encoder.head_config['type']}"
-    return f"{label}-{digest.hexdigest()[:16]}"
+    return digest.hexdigest()[:16]
 
 
 def create_encoder(
