@@ -132,12 +132,11 @@ def make_encoder(config: TrainConfig, head_type: str | None = None, out_dim: int
 
 
 def training_device(config: TrainConfig) -> torch.device:
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' asked for, but CUDA is not available")
+    from training.encoders import resolve_device
+
     if config.unfreeze_blocks and not torch.cuda.is_available():
         raise ConfigError("unfreeze_blocks > 0 (end-to-end training) needs a CUDA device; use 0 on the CPU")
-    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if use_cuda else "cpu")
+    return resolve_device(config.device)
 
 
 def extractor_for(encoder, config: TrainConfig) -> FeatureExtractor:
@@ -256,11 +255,20 @@ def sample_rows(rows: torch.Tensor | None, count: int, generator) -> torch.Tenso
 
 def head_step(encoder, criterion, optimizer, inputs: list, lr: float, device) -> dict[str, torch.Tensor]:
     """One optimiser step: project [a; b; negatives] through the head in one batch."""
+    stacked, sizes = stack_inputs(inputs)
+    return optimise(criterion, optimizer, encoder.project(stacked.to(device)), sizes, lr)
+
+
+def stack_inputs(inputs: list) -> tuple[torch.Tensor, list[int]]:
+    """[a, b, negatives or None] -> one batch and the sizes to split it back."""
+    return torch.cat([x for x in inputs if x is not None]), [0 if x is None else len(x) for x in inputs]
+
+
+def optimise(criterion, optimizer, embedded: torch.Tensor, sizes: list[int], lr: float) -> dict[str, torch.Tensor]:
+    """Split the embedded batch into (a, b, negatives), take one step; a group's `scale` scales lr."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
-    sizes = [0 if x is None else len(x) for x in inputs]
-    stacked = torch.cat([x for x in inputs if x is not None]).to(device)
-    a, b, neg = torch.split(encoder.project(stacked), sizes)
+        group["lr"] = lr * group.get("scale", 1.0)
+    a, b, neg = torch.split(embedded, sizes)
     terms = criterion(a, b, neg if len(neg) else None)
     optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
@@ -382,18 +390,10 @@ def _negative_loader(paths: list[Path], encoder, config: TrainConfig):
 
 
 def _pixel_step(encoder, criterion, optimizer, inputs: list, lr: float, device) -> dict[str, torch.Tensor]:
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group["scale"]
-    sizes = [0 if x is None else len(x) for x in inputs]
-    pixels = torch.cat([x for x in inputs if x is not None]).to(device, non_blocking=True)
+    pixels, sizes = stack_inputs(inputs)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        features = encoder.features(pixels)
-    a, b, neg = torch.split(encoder.project(features.float()), sizes)
-    terms = criterion(a, b, neg if len(neg) else None)
-    optimizer.zero_grad(set_to_none=True)
-    terms["loss"].backward()
-    optimizer.step()
-    return terms
+        features = encoder.features(pixels.to(device, non_blocking=True))
+    return optimise(criterion, optimizer, encoder.project(features.float()), sizes, lr)
 
 
 # -- supervised baseline (Wang et al., ICCV 2023) ----------------------------------------------
