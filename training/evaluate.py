@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -199,8 +199,6 @@ class EncoderPair:
     label: str
     gallery: object
     query: object
-    source: str = "default"
-    extra: dict = field(default_factory=dict)
 
 
 def load_encoder_pair(spec: str, query_spec: str | None = None, weights: str | None = None) -> EncoderPair:
@@ -216,7 +214,7 @@ def load_encoder_pair(spec: str, query_spec: str | None = None, weights: str | N
         if query_name:
             query_spec = str(sidecar.parent / query_name)
     query = load_encoder(query_spec) if query_spec else gallery
-    return EncoderPair(label, gallery, query, name)
+    return EncoderPair(label, gallery, query)
 
 
 class Embedder:
@@ -319,7 +317,7 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def format_compare(results: dict, metrics: tuple[str, ...] = ("mAP", "R@1", "R@5", "R@10", "R@100")) -> str:
+def format_compare(results: dict, metrics: tuple[str, ...] = METRICS) -> str:
     """One markdown table: a row per encoder, a column group per benchmark."""
     names = list(dict.fromkeys(b for r in results.values() for b in r["benchmarks"]))
     header = ["encoder"] + [f"{Path(n).stem} {m}" for n in names for m in metrics]
