@@ -8,8 +8,8 @@
   silhouette, or strong photometric changes (colour jitter, grayscale, blur, solarise, invert).
   A view is a deterministic function of the image bytes, the view index and the recipe, so the
   feature cache is shared by every run and seed that uses the same recipe.
-- Backbone features are cached on disk under `<cache>/<backbone key>/clean/` (the evaluation
-  view: resize + centre crop) and `<cache>/<backbone key>/views-<recipe key>/` (augmented views),
+- Backbone features are cached on disk under `<cache>/v2/<backbone key>/clean/` (the evaluation
+  view: resize + centre crop) and `<cache>/v2/<backbone key>/views-<recipe key>/` (augmented views),
   one `.npy` file per image sha256.
 """
 
@@ -123,10 +123,11 @@ def collect_training_images(
 
 
 def load_rgb(path: Path) -> Image.Image:
+    """Upright RGB, as the catalog decodes it (EXIF orientation applied)."""
     try:
         with Image.open(path) as image:
             image.load()
-            return image.convert("RGB")
+            return ImageOps.exif_transpose(image).convert("RGB")
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from exc
 
@@ -242,11 +243,15 @@ def backbone_key(encoder) -> str:
     return f"{encoder.spec.name.replace(':', '-').replace('/', '-')}-{digest}"
 
 
+# Bump when image loading or view-making changes what a cached feature means.
+CACHE_VERSION = 2
+
+
 class FeatureCache:
     """One float32 array per (backbone, view kind, image sha256); writes are atomic."""
 
     def __init__(self, root: str | Path | None, key: str):
-        self.root = Path(root) / key if root is not None else None
+        self.root = Path(root) / f"v{CACHE_VERSION}" / key if root is not None else None
 
     def _path(self, kind: str, sha: str) -> Path:
         return self.root / kind / sha[:2] / f"{sha}.npy"

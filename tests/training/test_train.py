@@ -152,3 +152,14 @@ def test_training_inputs_split_into_anchors_and_negatives(manifest, shared_data,
     with pytest.raises(DataError, match="no images"):
         (tmp_path / "empty").mkdir()
         collect_training_images([tmp_path / "empty"])
+
+
+def test_training_images_are_loaded_upright(tmp_path):
+    from PIL import Image
+
+    from training.data import load_rgb
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.new("RGB", (64, 48), (200, 10, 10)).save(tmp_path / "rotated.jpg", exif=exif.tobytes())
+    assert load_rgb(tmp_path / "rotated.jpg").size == (48, 64)
