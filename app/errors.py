@@ -13,9 +13,6 @@ from training.errors import AttribError
 
 log = logging.getLogger(__name__)
 
-# Codes that deserve a more precise status than their exception class gives.
-STATUS_BY_CODE = {"not_an_image": 415, "file_too_large": 413, "request_too_large": 413, "empty_catalog": 409}
-
 
 class ApiError(AttribError):
     """Raised by route code for request-level problems."""
@@ -28,7 +25,7 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AttribError)
     async def attrib_error(_request: Request, exc: AttribError) -> JSONResponse:
-        return error_response(STATUS_BY_CODE.get(exc.code, exc.status), exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

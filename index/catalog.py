@@ -137,8 +137,8 @@ class Catalog:
                 code="encoder_mismatch",
             )
 
-    def reconcile(self, progress: Progress | None = None) -> tuple[int, int]:
-        """Drop vectors without rows and embed rows without vectors. Returns (dropped, embedded)."""
+    def reconcile(self) -> None:
+        """Drop vectors without rows and embed rows without vectors."""
         with self.sessions() as session:
             row_ids = np.array(session.scalars(select(Source.id)).all(), dtype=np.int64)
         vector_ids = self._index.ids()
@@ -148,11 +148,10 @@ class Catalog:
             self._index.remove(orphans)
         if len(missing):
             log.warning("embedding %d sources that have no vector yet", len(missing))
-            ids, vectors = self._embed_stored(missing.tolist(), progress)
+            ids, vectors = self._embed_stored(missing.tolist())
             self._index.add(ids, vectors)
         if len(orphans) or len(missing) or not self.index_path.exists():
             self._save()
-        return len(orphans), len(missing)
 
     def add_vectors(self, ids: list[int], vectors: np.ndarray) -> None:
         """Add vectors under the write lock; they reach disk at the next `flush`."""

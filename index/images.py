@@ -63,7 +63,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             image = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         if isinstance(exc, UnidentifiedImageError):
-            raise ImageError("the file is not an image in a format Pillow can read", code="not_an_image") from exc
+            raise ImageError(
+                "the file is not an image in a format Pillow can read", code="not_an_image", status=415
+            ) from exc
         raise ImageError(f"the image declares too many pixels: {exc}", code="image_too_large") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"the image header is corrupt: {exc}", code="corrupt_image") from exc
