@@ -1,4 +1,5 @@
-"""Attribution: embed the query, search the catalog, group hits by concept, score.
+"""Attribution: run the backbone once on the query, then in every space apply its head,
+search, group hits by concept, and score.
 
 A concept's score is the highest cosine similarity between the query and any of its sources,
 in [-1, 1]. `share` is a softmax of the returned concepts' scores at a temperature T:
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from index.catalog import Catalog, CatalogError, Hit
 from index.images import decode_image
 from index.models import Concept, Source
+from index.spaces import CONTENT, LiveSpace
 
 SOURCES_PER_CONCEPT = 3
 
@@ -39,44 +41,82 @@ class ConceptMatch:
 
 
 @dataclass
-class Attribution:
-    encoder_id: str
+class SpaceAnswer:
+    """One space's ranking. `available` is false (with a `message`) for a space the catalog
+    does not have yet, such as `content` before a trained head is put live."""
+
+    space: str
+    head_id: str | None
+    available: bool
     concepts: list[ConceptMatch]
-    timings_ms: dict[str, float] = field(default_factory=dict)
+    message: str | None = None
 
 
-def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 0.05) -> Attribution:
-    """Decode, embed and attribute one uploaded image."""
-    timings: dict[str, float] = {}
+@dataclass
+class Attribution:
+    backbone_id: str
+    spaces: dict[str, SpaceAnswer]
+    timings_ms: dict = field(default_factory=dict)
+
+
+NO_CONTENT_HEAD = (
+    "this catalog has no trained content head yet, so there is no content ranking: train one "
+    "(`attrib train --from-catalog ...`) and put it live with `attrib spaces set content CHECKPOINT`"
+)
+
+
+def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 0.05,
+                    space: str = "all", per_concept: int = SOURCES_PER_CONCEPT) -> Attribution:
+    """Decode the image, run the backbone once, and rank concepts in each selected space."""
+    timings: dict = {}
     started = time.perf_counter()
     image = decode_image(data, catalog.config.max_pixels).image
     timings["decode"] = _ms_since(started)
+    selected = select_spaces(catalog, space)
     started = time.perf_counter()
-    vector = catalog.encoder.embed_images([image])[0]
+    features = catalog.encoder.embed_features([image])
     timings["embed"] = _ms_since(started)
-    started = time.perf_counter()
-    concepts = top_concepts(catalog, vector, k, temperature)
-    timings["search"] = _ms_since(started)
-    return Attribution(catalog.encoder.encoder_id, concepts, timings)
+    answers, timings["search"] = {}, {}
+    for name, live in selected.items():
+        started = time.perf_counter()
+        if live is None:
+            answers[name] = SpaceAnswer(name, None, False, [], NO_CONTENT_HEAD)
+        else:
+            vector = live.head.apply(features)[0]
+            answers[name] = SpaceAnswer(name, live.info.head_id, True, top_concepts(catalog, live, vector, k, temperature, per_concept))
+        timings["search"][name] = _ms_since(started)
+    return Attribution(catalog.backbone_id, answers, timings)
 
 
-def top_concepts(catalog: Catalog, vector, k: int, temperature: float = 0.05) -> list[ConceptMatch]:
-    total = len(catalog.vectors)
-    if total == 0:
+def select_spaces(catalog: Catalog, space: str) -> dict[str, LiveSpace | None]:
+    """The spaces to answer from, content first; None stands for a content space not built yet."""
+    live = catalog.spaces()
+    if len(catalog.features) == 0:
         raise CatalogError(
             "the catalog is empty: index some sources first (attrib index PATH --concept NAME)",
             code="empty_catalog",
         )
-    wanted = max(64, k * SOURCES_PER_CONCEPT * 4)
+    if space == "all":
+        names = [CONTENT] + sorted(name for name in live if name != CONTENT)
+        return {name: live.get(name) for name in names}
+    if space == CONTENT:
+        return {CONTENT: live.get(CONTENT)}
+    return {space: catalog.live_space(space)}
+
+
+def top_concepts(catalog: Catalog, space: LiveSpace, vector, k: int, temperature: float = 0.05,
+                 per_concept: int = SOURCES_PER_CONCEPT) -> list[ConceptMatch]:
+    total = len(space.index)
+    wanted = max(64, k * per_concept * 4)
     while True:
-        grouped = _group_by_concept(catalog, catalog.search(vector, wanted))
+        grouped = _group_by_concept(catalog, catalog.search(space, vector, wanted))
         if len(grouped) >= k or wanted >= total:
             break
         wanted *= 4
     ranked = sorted(grouped.items(), key=lambda item: -item[1][0].score)[:k]
     shares = softmax([matches[0].score for _, matches in ranked], temperature)
     return [
-        ConceptMatch(name, matches[0].score, share, matches[:SOURCES_PER_CONCEPT])
+        ConceptMatch(name, matches[0].score, share, matches[:per_concept])
         for (name, matches), share in zip(ranked, shares)
     ]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from app.cli_spaces import add_spaces_parser, attribution_json, format_attribution
 from app.settings import Settings
 from training.errors import AttribError
 
@@ -60,12 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     attribute = commands.add_parser("attribute", help="which source concepts is this image from?")
     attribute.add_argument("image", type=Path)
     attribute.add_argument("-k", type=int, default=5, help="number of concepts (1-100, default 5)")
-    attribute.add_argument("--json", action="store_true", help="print one JSON object")
+    attribute.add_argument("--space", default="all", help="content, style, another space, or all (default)")
+    attribute.add_argument("--json", action="store_true", help="print one JSON object (as POST /attribute)")
     attribute.set_defaults(handler=cmd_attribute)
 
-    commands.add_parser("reindex", help="re-embed every stored source with the configured encoder").set_defaults(
-        handler=cmd_reindex
-    )
+    commands.add_parser(
+        "reindex", help="re-run the backbone over every stored source (after changing ATTRIB_ENCODER's backbone)"
+    ).set_defaults(handler=cmd_reindex)
+    add_spaces_parser(commands)
     commands.add_parser("demo", help="index the demo corpus (photos shipped with dependencies)").set_defaults(
         handler=cmd_demo
     )
@@ -194,44 +197,28 @@ def cmd_attribute(args, _rest) -> int:
         raise AttribError(f"cannot read {args.image}: {exc.strerror or exc}", code="bad_path") from exc
     catalog = open_catalog(Settings())
     try:
-        result = attribute_bytes(catalog, data, args.k)
+        result = attribute_bytes(catalog, data, args.k, space=args.space)
     finally:
         catalog.close()
-    print(json.dumps(attribution_json(result)) if args.json else format_attribution(result))
+    print(json.dumps(attribution_json(result, args.k)) if args.json else format_attribution(result))
     return 0
-
-
-def attribution_json(result) -> dict:
-    concepts = []
-    for match in result.concepts:
-        sources = [{"id": s.id, "score": round(s.score, 6), "filename": s.filename} for s in match.sources]
-        concepts.append(
-            {"concept": match.concept, "score": round(match.score, 6), "share": round(match.share, 6), "sources": sources}
-        )
-    return {"encoder_id": result.encoder_id, "concepts": concepts}
-
-
-def format_attribution(result) -> str:
-    lines = [f"encoder {result.encoder_id}"]
-    for rank, match in enumerate(result.concepts, 1):
-        lines.append(f"{rank:>3}. {match.concept:<32} score {match.score:+.4f}  share {match.share:6.1%}")
-        for source in match.sources:
-            lines.append(f"       source #{source.id:<8} {source.score:+.4f}  {source.filename}")
-    return "\n".join(lines)
 
 
 def cmd_reindex(_args, _rest) -> int:
     from tqdm import tqdm
 
     from app.services import open_catalog
+    from index.space_admin import reindex
 
     catalog = open_catalog(Settings())
     try:
         with tqdm(total=catalog.count(), unit="img", desc="re-embedding", file=sys.stderr) as bar:
-            index = catalog.reindex(progress=bar.update)
+            spaces = reindex(catalog, progress=bar.update)
     finally:
         catalog.close()
-    print(f"reindexed {len(index)} sources with encoder {index.encoder_id}")
+    for name, info in sorted(spaces.items()):
+        print(f"space {name}: {info.count} vectors, head {info.head_id}")
+    print(f"reindexed {catalog.count()} sources with backbone {catalog.backbone_id}")
     return 0
 
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from app.errors import install_error_handlers
 from app.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
-from app.routes import attribute, catalog, ingest, ops
+from app.routes import attribute, catalog, ingest, ops, spaces
 from app.services import open_catalog
 from app.settings import Settings
 from index.jobs import mark_interrupted, run_job
@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """
 Which training-source concepts did a synthetic image most likely come from?
 
-* `POST /attribute` ranks concepts for an uploaded image, with the best sources as evidence.
+* `POST /attribute` ranks concepts for an uploaded image in every space (`content`, `style`), with
+  the best sources as evidence, from one backbone forward.
+* `GET /spaces`, `PUT /spaces/{name}`: the spaces and their heads; a new head goes live without downtime.
 * `POST /index` adds source images; large batches run as background jobs (`GET /jobs/{id}`).
 * Write endpoints need an `X-API-Key` header (keys: `attrib keys create`).
 
@@ -48,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (attribute, ingest, catalog, ops):
+    for module in (attribute, ingest, catalog, spaces, ops):
         app.include_router(module.router)
     return app
 
@@ -61,9 +63,9 @@ def load_catalog(settings: Settings):
         log.error("cannot open the catalog: %s", exc.message)
         return None, exc.message
     try:
-        catalog.vectors  # load and reconcile now rather than on the first request
+        catalog.spaces()  # load and reconcile now rather than on the first request
     except AttribError as exc:
-        log.error("cannot load the vector index: %s", exc.message)
+        log.error("cannot load the search spaces: %s", exc.message)
         catalog.close()
         return None, exc.message
     interrupted = mark_interrupted(catalog)

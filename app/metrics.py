@@ -29,8 +29,19 @@ class Metrics:
         )
         self.sources = Gauge("attrib_catalog_sources", "Sources in the catalog", registry=self.registry)
         self.concepts = Gauge("attrib_catalog_concepts", "Concepts in the catalog", registry=self.registry)
-        self.vectors = Gauge("attrib_index_vectors", "Vectors in the FAISS index", registry=self.registry)
+        self.vectors = Gauge("attrib_space_vectors", "Vectors in each space's index", ["space"], registry=self.registry)
+        self.space_head = Gauge("attrib_space_head_info", "The live head of each space (value 1)",
+                                ["space", "head_id"], registry=self.registry)
+        self.space_built = Gauge("attrib_space_built_timestamp_seconds", "When each space's index was last built",
+                                 ["space"], registry=self.registry)
         self.jobs = Gauge("attrib_jobs", "Ingestion jobs by state", ["state"], registry=self.registry)
+
+    def set_spaces(self, spaces: dict) -> None:
+        self.space_head.clear()
+        for name, space in spaces.items():
+            self.vectors.labels(name).set(len(space.index))
+            self.space_head.labels(name, space.info.head_id).set(1)
+            self.space_built.labels(name).set(space.info.built_at.timestamp())
 
     def observe_stages(self, timings_ms: dict[str, float]) -> None:
         for stage, ms in timings_ms.items():

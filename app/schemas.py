@@ -36,15 +36,38 @@ class ConceptScore(BaseModel):
 
 class StageTimings(BaseModel):
     decode: float
-    embed: float
-    search: float
+    embed: float = Field(description="The one backbone forward that every space shares.")
+    search: dict[str, float] = Field(description="Head, search and grouping, per space.")
+
+
+class SpaceAnswer(BaseModel):
+    space: str
+    head_id: str | None = Field(description="The head that made this space's vectors (None when unavailable).")
+    available: bool = Field(description="False when the catalog has no such space yet (then `message` says why).")
+    message: str | None = None
+    concepts: list[ConceptScore]
 
 
 class AttributeResponse(BaseModel):
-    encoder_id: str
+    backbone_id: str = Field(description="The backbone whose features every space's head maps.")
     k: int
-    concepts: list[ConceptScore]
+    spaces: dict[str, SpaceAnswer] = Field(
+        description="One ranking per space: `content` (a trained A&D head: which subject was copied) and "
+        "`style` (raw backbone features: whose style was copied), plus any other named spaces."
+    )
     timings_ms: StageTimings = Field(description="Milliseconds spent in each stage.")
+
+
+class SpaceOut(BaseModel):
+    name: str
+    head_id: str
+    head: Literal["identity", "trained"]
+    backbone_id: str
+    dim: int
+    factory: str
+    count: int = Field(description="Vectors in the space's index.")
+    built_at: datetime
+    previous_head_id: str | None = Field(description="What `rollback` would put back live.")
 
 
 class IngestResultOut(BaseModel):
@@ -72,6 +95,7 @@ class JobAccepted(BaseModel):
 
 class JobOut(BaseModel):
     id: str
+    kind: Literal["ingest", "space_build"]
     state: Literal["queued", "running", "succeeded", "failed", "interrupted"]
     total: int
     done: int
@@ -115,20 +139,28 @@ class DeleteResponse(BaseModel):
     deleted_sources: int
 
 
+class SpaceStatus(BaseModel):
+    head_id: str
+    count: int
+    built_at: datetime
+
+
 class ReadyResponse(BaseModel):
     ready: bool
     checks: dict[str, str] = Field(description="`ok` or the reason, for encoder, index and database.")
+    spaces: dict[str, SpaceStatus] = Field(default_factory=dict, description="Every live space.")
 
 
 ERROR_DESCRIPTIONS = {
     400: "Bad input: an empty, corrupt or oversized-in-pixels image (`empty_file`, `corrupt_image`, "
     "`image_too_large`), or a malformed body.",
     401: "Missing or wrong X-API-Key (`unauthorized`).",
-    404: "Unknown source, concept or job id.",
-    409: "The catalog cannot answer yet (`empty_catalog`).",
+    404: "Unknown source, concept, job or space.",
+    409: "The catalog cannot answer yet (`empty_catalog`), or a space has no previous head (`no_previous_head`).",
     413: "A file over ATTRIB_MAX_UPLOAD_BYTES (`file_too_large`) or a body over ATTRIB_MAX_REQUEST_BYTES.",
     415: "The upload is not an image (`not_an_image`).",
-    422: "A parameter is out of range or missing, or the manifest is malformed (`invalid_request`, `bad_manifest`).",
+    422: "A parameter is out of range or missing, the manifest is malformed (`invalid_request`, `bad_manifest`), "
+    "or a head checkpoint is refused (`head_unreadable`, `backbone_mismatch`, `head_dim_mismatch`, `bad_space_name`).",
     503: "The service is not ready: encoder, index or database unavailable (`not_ready`).",
 }
 

@@ -1,9 +1,15 @@
-"""The catalog: SQL rows, FAISS vectors and stored blobs of the training sources, kept in step.
+"""The catalog: SQL rows, stored backbone features, per-space FAISS vectors and blobs, in step.
 
-Write order: rows and blobs are committed first, then vectors are added and the index saved.
-A crash in between leaves rows without vectors; `reconcile` (run whenever the index is loaded)
-embeds those from their stored blobs, and drops vectors whose rows are gone. Writers take an
-exclusive file lock, and a process notices another's save by the sidecar's mtime and reloads.
+Write order: rows and blobs are committed first, then the backbone features are written (a
+durable segment per chunk), then every space's head maps them to vectors, and the space
+indexes are saved (at most once a minute during a long ingest, and at its end).
+`reconcile` (run whenever the catalog loads) repairs a crash at any point: rows without
+features are embedded from their blobs, features without rows are dropped, and each space
+gets its missing vectors from the stored features by a matrix product (no backbone forward).
+
+Writers take an exclusive file lock. Readers never wait for a head build: a new space index
+is built aside and swapped in whole. A process notices another's writes through the
+`index/generation` stamp and reloads.
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ from sqlalchemy import delete, func, select
 
 from index.blobs import BlobStore
 from index.db import make_engine, session_factory, upgrade_database
+from index.features import FeatureStore
 from index.images import DEFAULT_MAX_PIXELS, ImageError, decode_image
-from index.models import Concept, IndexBuild, Source
-from index.vectors import DEFAULT_FACTORY, VectorIndex, build_index, sidecar_path
+from index.models import Concept, Source
+from index.spaces import LiveSpace, SpaceError, space_rows, update_count
+from index.vectors import DEFAULT_FACTORY, sidecar_path
 from training.encoders import Encoder
 from training.errors import AttribError
+from training.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
@@ -69,23 +78,27 @@ class Catalog:
         self.engine = make_engine(config.database_url)
         self.sessions = session_factory(self.engine)
         self.blobs = BlobStore.under(self.home)
-        self.index_path = self.home / "index" / "vectors.faiss"
-        self._index: VectorIndex | None = None
-        self._index_stamp: int | None = None
-        self._thread_lock = threading.RLock()
+        self.backbone_id, self.feature_dim = encoder.backbone_id, encoder.feature_dim
+        self._features: FeatureStore | None = None
+        self._spaces: dict[str, LiveSpace] = {}
+        self._loaded_stamp: int | None = None
+        self._loading = 0
+        self._writer = threading.RLock()
+        self._index_lock = threading.Lock()  # FAISS add/remove must not run beside a search
         self._lock_depth = 0
-        self._unsaved_since: float | None = None
         self._lock_handle = None
+        self._unsaved: set[str] = set()
+        self._unsaved_since: float | None = None
 
     def close(self) -> None:
         self.engine.dispose()
 
-    # -- locking and loading -------------------------------------------------------------
+    # -- locking, stamps and loading ---------------------------------------------------------
 
     @contextmanager
     def write_lock(self) -> Iterator[None]:
         """Exclusive across threads and processes that share ATTRIB_HOME; re-entrant."""
-        with self._thread_lock:
+        with self._writer:
             if self._lock_depth == 0:
                 self._lock_handle = open(self.home / "catalog.lock", "a+")
                 fcntl.flock(self._lock_handle, fcntl.LOCK_EX)
@@ -98,147 +111,178 @@ class Catalog:
                     fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
                     self._lock_handle.close()
 
+    @property
+    def stamp_path(self) -> Path:
+        return self.home / "index" / "generation"
+
     def _stamp(self) -> int | None:
         try:
-            return os.stat(sidecar_path(self.index_path)).st_mtime_ns
+            return os.stat(self.stamp_path).st_mtime_ns
         except FileNotFoundError:
             return None
 
+    def _touch(self) -> None:
+        atomic_write_bytes(self.stamp_path, str(time.time_ns()).encode())
+        self._loaded_stamp = self._stamp()
+
+    def space_path(self, name: str) -> Path:
+        return self.home / "index" / "spaces" / f"{name}.faiss"
+
+    def spaces(self) -> dict[str, LiveSpace]:
+        """The live spaces, loaded on first use and reloaded after another process wrote."""
+        if self._features is None or self._stamp() != self._loaded_stamp:
+            with self.maintenance():  # a nested call while loading (same thread) sees the partial state
+                if self._loading == 1 and (self._features is None or self._stamp() != self._loaded_stamp):
+                    self._load()
+        return self._spaces
+
+    @contextmanager
+    def maintenance(self) -> Iterator[None]:
+        """The write lock, during which this thread's own calls to `spaces()` do not reload."""
+        with self.write_lock():
+            self._loading += 1
+            try:
+                yield
+            finally:
+                self._loading -= 1
+
     @property
-    def vectors(self) -> VectorIndex:
-        """The live index, loaded (and checked against the encoder) on first use or after another
-        process saved it."""
-        with self._thread_lock:
-            if self._index is None or self._stamp() != self._index_stamp:
-                with self.write_lock():
-                    self._load_index()
-            return self._index
+    def features(self) -> FeatureStore:
+        """The stored backbone features (loaded, and reconciled with the rows, on first use)."""
+        self.spaces()
+        return self._features
 
-    def _load_index(self) -> None:
-        if self.index_path.exists():
-            index = VectorIndex.load(self.index_path)
-            self._check_encoder(index)
-            if index.info.factory != self.config.factory:
-                log.warning("the index is %r, not the configured %r; `attrib reindex` rebuilds it",
-                            index.info.factory, self.config.factory)
-        else:
-            index = VectorIndex(self.encoder.dim, self.encoder.encoder_id, self.config.factory)
-            self._record_build(index)
-        self._index = index
-        self.reconcile()
-        self._index_stamp = self._stamp()
+    def use_features(self, store: FeatureStore | None) -> None:
+        """Replace the feature store (reindex); None makes the next use reload everything."""
+        self._features = store
 
-    def _check_encoder(self, index: VectorIndex) -> None:
-        if index.encoder_id != self.encoder.encoder_id:
+    def _load(self) -> None:
+        from index.space_admin import open_spaces  # space_admin builds on this module
+
+        self.check_backbone()
+        self._features = FeatureStore(self.home / "features", self.backbone_id, self.feature_dim)
+        self._reconcile_features()
+        self._spaces = open_spaces(self)
+        self._reconcile_vectors()
+        self._touch()
+
+    def check_backbone(self) -> None:
+        foreign = [info for info in space_rows(self.sessions) if info.backbone_id != self.backbone_id]
+        if foreign:
             raise CatalogError(
-                f"the vector index in {self.home} was built with encoder {index.encoder_id}, but the "
-                f"configured encoder is {self.encoder.encoder_id}. Run `attrib reindex` to re-embed "
-                "every stored source with the configured encoder, or set ATTRIB_ENCODER back.",
+                f"the catalog in {self.home} was built with backbone {foreign[0].backbone_id}, but the "
+                f"configured encoder's backbone is {self.backbone_id}. Run `attrib reindex` to re-embed "
+                "every stored source with the configured backbone, or set ATTRIB_ENCODER back.",
                 code="encoder_mismatch",
             )
 
-    def reconcile(self) -> None:
-        """Drop vectors without rows and embed rows without vectors."""
+    # -- reconcile ----------------------------------------------------------------------------
+
+    def row_ids(self) -> np.ndarray:
         with self.sessions() as session:
-            row_ids = np.array(session.scalars(select(Source.id)).all(), dtype=np.int64)
-        vector_ids = self._index.ids()
-        orphans = np.setdiff1d(vector_ids, row_ids)
-        missing = np.setdiff1d(row_ids, vector_ids)
+            return np.array(session.scalars(select(Source.id)).all(), dtype=np.int64)
+
+    def _reconcile_features(self) -> None:
+        row_ids, stored = self.row_ids(), self.features.ids()
+        orphans, missing = np.setdiff1d(stored, row_ids), np.setdiff1d(row_ids, stored)
         if len(orphans):
-            self._index.remove(orphans)
+            self.features.remove(orphans)
         if len(missing):
-            log.warning("embedding %d sources that have no vector yet", len(missing))
-            ids, vectors = self._embed_stored(missing.tolist())
-            self._index.add(ids, vectors)
-        if len(orphans) or len(missing) or not self.index_path.exists():
-            self._save()
+            log.warning("embedding %d sources that have no stored features yet", len(missing))
+            self.embed_stored(missing.tolist(), self.features)
 
-    def add_vectors(self, ids: list[int], vectors: np.ndarray) -> None:
-        """Add vectors under the write lock; they reach disk at the next `flush`."""
-        with self.write_lock():
-            self.vectors.add(ids, vectors)
-            self._unsaved_since = self._unsaved_since or time.monotonic()
+    def _reconcile_vectors(self) -> None:
+        stored = self.features.ids()
+        for name, space in self._spaces.items():
+            vector_ids = space.index.ids()
+            orphans, missing = np.setdiff1d(vector_ids, stored), np.setdiff1d(stored, vector_ids)
+            if len(orphans):
+                space.index.remove(orphans)
+            if len(missing):
+                ids, features = self.features.get(missing)
+                space.index.add(ids, space.head.apply(features))
+            if len(orphans) or len(missing) or not self.space_path(name).exists():
+                self._save_space(name)
 
-    def flush(self, max_age: float = 0.0) -> None:
-        """Save unsaved vectors, if any are older than `max_age` seconds."""
-        with self.write_lock():
-            if self._unsaved_since is not None and time.monotonic() - self._unsaved_since >= max_age:
-                self._save()
-
-    def _save(self) -> None:
-        self._unsaved_since = None
-        self._index.save(self.index_path)
-        self._index_stamp = self._stamp()
-        with self.sessions.begin() as session:
-            build = session.scalars(select(IndexBuild).order_by(IndexBuild.id.desc()).limit(1)).first()
-            if build is not None and build.encoder_id == self._index.encoder_id:
-                build.count = len(self._index)
-
-    def _record_build(self, index: VectorIndex) -> None:
-        with self.sessions.begin() as session:
-            session.add(IndexBuild(encoder_id=index.encoder_id, factory=index.info.factory, dim=index.dim, count=len(index)))
-
-    # -- embedding stored sources ----------------------------------------------------------
-
-    def _embed_stored(self, source_ids: list[int], progress: Progress | None = None) -> tuple[list[int], np.ndarray]:
-        """Re-embed sources from their stored blobs, in batches. Unreadable blobs are skipped."""
-        ids, chunks = [], []
-        batch = self.config.batch_size
+    def embed_stored(self, source_ids: list[int], store: FeatureStore, progress: Progress | None = None) -> int:
+        """Run the backbone over sources' stored blobs, in batches, into `store`. Unreadable blobs
+        are logged and skipped. Returns how many were embedded."""
+        done, batch = 0, self.config.batch_size
         for start in range(0, len(source_ids), batch):
-            chunk = source_ids[start : start + batch]
+            chunk = source_ids[start:start + batch]
             with self.sessions() as session:
                 rows = session.execute(select(Source.id, Source.sha256).where(Source.id.in_(chunk))).all()
-            images = []
+            ids, images = [], []
             for source_id, sha in rows:
                 try:
                     images.append(decode_image(self.blobs.read(sha), max_pixels=2**62).image)
                     ids.append(source_id)
                 except (OSError, ImageError) as exc:
                     log.error("source %d: stored image %s cannot be read (%s); it stays unsearchable", source_id, sha, exc)
-            chunks.append(self.encoder.embed_images(images, batch))
+            store.add(ids, self.encoder.embed_features(images, batch))
+            done += len(ids)
             if progress:
                 progress(len(chunk))
-        vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.encoder.dim), np.float32)
-        return ids, vectors
+        return done
 
-    def reindex(self, progress: Progress | None = None) -> VectorIndex:
-        """Re-embed every stored source with the configured encoder and replace the index."""
+    # -- adding -------------------------------------------------------------------------------
+
+    def add_features(self, ids: list[int], features: np.ndarray) -> None:
+        """Store new sources' features durably, then add every space's vectors (saved at `flush`)."""
         with self.write_lock():
-            with self.sessions() as session:
-                source_ids = session.scalars(select(Source.id).order_by(Source.id)).all()
-            ids, vectors = self._embed_stored(list(source_ids), progress)
-            if len(ids):
-                index = build_index(ids, vectors, self.encoder.encoder_id, self.config.factory)
-            else:
-                index = VectorIndex(self.encoder.dim, self.encoder.encoder_id, self.config.factory)
-            self._record_build(index)
-            self._index = index
-            self._save()
-            return index
+            spaces = self.spaces()
+            self.features.add(ids, features)
+            stored = features.astype(np.float16)  # what a later re-heading will see
+            for name, space in spaces.items():
+                vectors = space.head.apply(stored)
+                with self._index_lock:
+                    space.index.add(ids, vectors)
+                self._unsaved.add(name)
+            self._unsaved_since = self._unsaved_since or time.monotonic()
 
-    # -- search and removal ----------------------------------------------------------------
+    def flush(self, max_age: float = 0.0) -> None:
+        """Save unsaved space indexes, if any are older than `max_age` seconds."""
+        with self.write_lock():
+            if self._unsaved_since is not None and time.monotonic() - self._unsaved_since >= max_age:
+                for name in sorted(self._unsaved):
+                    self._save_space(name)
+                self._touch()
+
+    def _save_space(self, name: str) -> None:
+        space = self._spaces[name]
+        with self._index_lock:
+            space.index.save(self.space_path(name))
+        update_count(self.sessions, name, len(space.index))
+        self._unsaved.discard(name)
+        if not self._unsaved:
+            self._unsaved_since = None
+
+    # -- search and removal ------------------------------------------------------------------
 
     def count(self) -> int:
         with self.sessions() as session:
             return session.scalar(select(func.count(Source.id))) or 0
 
-    def search(self, vector: np.ndarray, k: int) -> list[Hit]:
-        """Nearest sources to one query vector, best first."""
-        index = self.vectors
-        with self._thread_lock:
-            scores, ids = index.search(np.asarray(vector, np.float32).reshape(1, -1), k)
+    def search(self, space: LiveSpace, vector: np.ndarray, k: int) -> list[Hit]:
+        """Nearest sources to one query vector in one space, best first."""
+        with self._index_lock:
+            scores, ids = space.index.search(np.asarray(vector, np.float32).reshape(1, -1), k)
         # unit vectors: clip float rounding so scores stay cosine similarities in [-1, 1]
         return [Hit(int(i), min(1.0, max(-1.0, float(s)))) for s, i in zip(scores[0], ids[0]) if i >= 0]
 
     def remove_sources(self, source_ids: list[int]) -> int:
-        """Delete rows, vectors and (when no other row uses them) blobs. Returns rows deleted."""
+        """Delete rows, features, vectors and (when no other row uses them) blobs."""
         with self.write_lock():
-            index = self.vectors
+            spaces = self.spaces()
             with self.sessions.begin() as session:
                 shas = session.scalars(select(Source.sha256).where(Source.id.in_(source_ids))).all()
                 deleted = session.execute(delete(Source).where(Source.id.in_(source_ids))).rowcount
-            index.remove(source_ids)
-            self._save()
+            self.features.remove(source_ids)
+            for name, space in spaces.items():
+                with self._index_lock:
+                    space.index.remove(source_ids)
+                self._save_space(name)
+            self._touch()
             self.delete_unreferenced_blobs(set(shas))
         return deleted
 
@@ -262,3 +306,21 @@ class Catalog:
             with self.sessions.begin() as session:
                 session.execute(delete(Concept).where(Concept.id == concept_id))
         return removed
+
+    def live_space(self, name: str) -> LiveSpace:
+        space = self.spaces().get(name)
+        if space is None:
+            raise SpaceError(f"no space named {name!r}", code="space_not_found", status=404)
+        return space
+
+    def install_space(self, name: str, space: LiveSpace) -> None:
+        """Swap a freshly built space in: requests already running finish on the old one."""
+        self._spaces = {**self._spaces, name: space}
+        self._unsaved.discard(name)
+        self._touch()
+
+    def drop_space(self, name: str) -> None:
+        self._spaces = {k: v for k, v in self._spaces.items() if k != name}
+        self.space_path(name).unlink(missing_ok=True)
+        sidecar_path(self.space_path(name)).unlink(missing_ok=True)
+        self._touch()

@@ -156,18 +156,18 @@ def _mark_duplicates(catalog: Catalog, pending: dict[int, _Pending], results: di
 
 
 def _commit(catalog: Catalog, pending: dict[int, _Pending]) -> dict[int, IngestResult]:
-    """Embed, then insert rows + blobs and add vectors under the write lock."""
+    """Run the backbone, then insert rows + blobs and store features and vectors under the write lock."""
     positions = list(pending)
-    vectors = catalog.encoder.embed_images([pending[p].decoded.image for p in positions], catalog.config.batch_size)
+    features = catalog.encoder.embed_features([pending[p].decoded.image for p in positions], catalog.config.batch_size)
     with catalog.write_lock():
-        catalog.vectors  # load (or reload) before rows are added, so reconcile cannot see them
+        catalog.spaces()  # load (or reload) before rows are added, so reconcile cannot see them
         try:
             outcome = _insert_all(catalog, [pending[p] for p in positions])
         except IntegrityError:
             log.warning("a concurrent writer indexed some of these files; inserting one by one")
             outcome = [_insert_one(catalog, pending[p]) for p in positions]
         rows = [i for i, (status, _) in enumerate(outcome) if status == "indexed"]
-        catalog.add_vectors([outcome[i][1] for i in rows], vectors[rows])
+        catalog.add_features([outcome[i][1] for i in rows], features[rows])
     return {
         position: IngestResult(pending[position].item.filename, status, pending[position].concept, source_id)
         for position, (status, source_id) in zip(positions, outcome)

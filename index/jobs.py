@@ -11,12 +11,14 @@ import shutil
 import uuid
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 from sqlalchemy import select
 
 from index.catalog import Catalog, NotFoundError
 from index.ingest import IngestItem, IngestResult, ingest
 from index.models import Job
+from training.errors import AttribError
 
 log = logging.getLogger(__name__)
 UNFINISHED = ("queued", "running")
@@ -70,6 +72,34 @@ def run_job(catalog: Catalog, job_id: str) -> None:
         _update(catalog, job_id, state="failed", error=f"{type(exc).__name__}: {exc}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def create_space_job(catalog: Catalog, total: int) -> str:
+    """Record a queued space build; `done` counts stored features mapped by the new head."""
+    job_id = str(uuid.uuid4())
+    with catalog.sessions.begin() as session:
+        session.add(Job(id=job_id, kind="space_build", state="queued", total=total, done=0, results=[]))
+    return job_id
+
+
+def run_space_job(catalog: Catalog, job_id: str, build: Callable[[Callable[[int], None]], object]) -> None:
+    """Run `build(progress)` (a space roll-out), recording progress and the outcome. Never raises."""
+    done = 0
+
+    def progress(rows: int) -> None:
+        nonlocal done
+        done += rows
+        _update(catalog, job_id, done=done)
+
+    try:
+        _update(catalog, job_id, state="running")
+        info = build(progress)
+        _update(catalog, job_id, state="succeeded", done=done,
+                results=[{"space": info.name, "head_id": info.head_id, "count": info.count}])
+    except Exception as exc:  # a job must end in a recorded state, whatever happened
+        log.exception("job %s failed", job_id)
+        message = exc.message if isinstance(exc, AttribError) else f"{type(exc).__name__}: {exc}"
+        _update(catalog, job_id, state="failed", error=message)
 
 
 def _update(catalog: Catalog, job_id: str, **fields) -> None:

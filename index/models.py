@@ -83,12 +83,37 @@ class IndexBuild(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class Space(Base):
+    """A named search space: the head that maps stored backbone features to its vectors.
+
+    `head_path` is None for the identity head (raw backbone features). The previous head is
+    kept so that a roll-out can be rolled back.
+    """
+
+    __tablename__ = "spaces"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    backbone_id: Mapped[str] = mapped_column(String(128))
+    head_id: Mapped[str] = mapped_column(String(128))
+    head_path: Mapped[str | None] = mapped_column(String(1024))
+    dim: Mapped[int] = mapped_column(Integer)
+    factory: Mapped[str] = mapped_column(String(128))
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    previous_head_id: Mapped[str | None] = mapped_column(String(128))
+    previous_head_path: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Job(Base):
-    """A background ingestion job; its state survives restarts."""
+    """A background job (ingestion or a space build); its state survives restarts."""
 
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="ingest")  # ingest|space_build
     state: Mapped[str] = mapped_column(String(16), index=True)  # queued|running|succeeded|failed|interrupted
     total: Mapped[int] = mapped_column(Integer)
     done: Mapped[int] = mapped_column(Integer, default=0)

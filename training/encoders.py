@@ -67,6 +67,7 @@ class Encoder(nn.Module):
         self.register_buffer("center", center if center is not None else torch.zeros(feature_dim))
         self.preprocess = Preprocess(spec)
         self._encoder_id: str | None = None
+        self._backbone_id: str | None = None
         self.eval()
 
     @property
@@ -87,35 +88,40 @@ class Encoder(nn.Module):
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """Backbone features -> the final L2-normalised embedding."""
-        features = F.normalize(features.float(), dim=-1)
-        if self.head is not None:
-            features = self.head(features - self.center)
-        return F.normalize(features, dim=-1)
+        return project_features(features, self.head, self.center)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.project(self.features(pixels))
 
-    @torch.inference_mode()
     def embed_images(self, images: Iterable[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Embed RGB PIL images; returns float32 (N, dim) with unit rows."""
+        return self._run_batches(self, images, batch_size, self.dim)
+
+    def embed_features(self, images: Iterable[Image.Image], batch_size: int = 32) -> np.ndarray:
+        """Raw pooled backbone features of RGB PIL images, float32 (N, feature_dim): what the
+        catalog's feature store keeps, and what every head maps to its space."""
+        return self._run_batches(self.features, images, batch_size, self.feature_dim)
+
+    @torch.inference_mode()
+    def _run_batches(self, forward, images: Iterable[Image.Image], batch_size: int, dim: int) -> np.ndarray:
         chunks, batch = [], []
         for image in images:
             batch.append(self.preprocess(image))
             if len(batch) == batch_size:
-                chunks.append(self._embed_batch(batch))
+                chunks.append(self._forward_batch(forward, batch))
                 batch = []
         if batch:
-            chunks.append(self._embed_batch(batch))
+            chunks.append(self._forward_batch(forward, batch))
         if not chunks:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return np.zeros((0, dim), dtype=np.float32)
         return np.concatenate(chunks)
 
-    def _embed_batch(self, tensors: list[torch.Tensor]) -> np.ndarray:
+    def _forward_batch(self, forward, tensors: list[torch.Tensor]) -> np.ndarray:
         pixels = torch.stack(tensors).to(self.device)
         if self.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                return self(pixels).float().cpu().numpy()
-        return self(pixels).cpu().numpy().astype(np.float32, copy=False)
+                return forward(pixels).float().cpu().numpy()
+        return forward(pixels).cpu().numpy().astype(np.float32, copy=False)
 
     @property
     def encoder_id(self) -> str:
@@ -123,9 +129,18 @@ class Encoder(nn.Module):
             self._encoder_id = compute_encoder_id(self)
         return self._encoder_id
 
+    @property
+    def backbone_id(self) -> str:
+        """Content hash of the backbone alone: equal to the encoder_id of the same backbone
+        without a head, so a head trained on a frozen backbone matches the raw encoder's id."""
+        if self._backbone_id is None:
+            self._backbone_id = compute_backbone_id(self)
+        return self._backbone_id
+
     def invalidate_id(self) -> None:
         """Call after changing weights in place (training) so the id is recomputed."""
         self._encoder_id = None
+        self._backbone_id = None
 
     def save(self, path: str | Path) -> Path:
         """Write the self-describing checkpoint atomically."""
@@ -146,13 +161,33 @@ def _cpu_state(module: nn.Module) -> dict:
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
+def project_features(features: torch.Tensor, head: nn.Module | None, center: torch.Tensor) -> torch.Tensor:
+    """Pooled backbone features -> unit embedding: normalise, centre, head (if any), normalise."""
+    features = F.normalize(features.float(), dim=-1)
+    if head is not None:
+        features = head(features - center)
+    return F.normalize(features, dim=-1)
+
+
+def compute_backbone_id(encoder: Encoder) -> str:
+    """The encoder_id the same backbone has with no head and a zero centre."""
+    tensors = {f"backbone.{k}": v for k, v in encoder.backbone.state_dict().items()}
+    tensors["center"] = torch.zeros(encoder.feature_dim)
+    config = {"backbone": encoder.spec.to_dict(), "head": None}
+    return f"{_label(encoder.spec)}-{content_hash(config, tensors)}"
+
+
+def _label(spec: BackboneSpec) -> str:
+    return spec.name.replace(":", "-").replace("/", "-")
+
+
 def compute_encoder_id(encoder: Encoder) -> str:
     """Content hash of the config and every tensor (backbone, head, centre), in key order."""
     tensors = {f"backbone.{k}": v for k, v in encoder.backbone.state_dict().items()}
     if encoder.head is not None:
         tensors |= {f"head.{k}": v for k, v in encoder.head.state_dict().items()}
     tensors["center"] = encoder.center
-    label = encoder.spec.name.replace(":", "-").replace("/", "-")
+    label = _label(encoder.spec)
     if encoder.head_config:
         label += f"+{encoder.head_config['type']}"
     return f"{label}-{content_hash(encoder.config, tensors)}"

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, File, Query, UploadFile
 
-from app.attribution import attribute_bytes
+from app.attribution import SOURCES_PER_CONCEPT, attribute_bytes
 from app.deps import CatalogDep, MetricsDep, ReadAccess, SettingsDep
 from app.routes.uploads import read_single_upload
-from app.schemas import AttributeResponse, ConceptScore, SourceRef, StageTimings, error_responses
+from app.schemas import AttributeResponse, ConceptScore, SourceRef, SpaceAnswer, StageTimings, error_responses
 
 router = APIRouter(tags=["attribution"])
 
@@ -14,7 +14,7 @@ router = APIRouter(tags=["attribution"])
     "/attribute",
     response_model=AttributeResponse,
     dependencies=[ReadAccess],
-    responses=error_responses(400, 401, 409, 413, 415),
+    responses=error_responses(400, 401, 404, 409, 413, 415),
     summary="Which source concepts did this image most likely come from?",
 )
 def attribute(
@@ -22,23 +22,36 @@ def attribute(
     settings: SettingsDep,
     metrics: MetricsDep,
     file: UploadFile = File(..., description="The image to attribute (JPEG, PNG, WebP, GIF: first frame, ...)."),
-    k: int = Query(10, ge=1, le=100, description="How many concepts to return."),
+    k: int = Query(10, ge=1, le=100, description="How many concepts to return per space."),
+    space: str = Query("all", max_length=32, description="`content`, `style`, another space's name, or `all`."),
+    sources: int = Query(SOURCES_PER_CONCEPT, ge=1, le=50, description="Best sources listed per concept."),
 ) -> AttributeResponse:
+    """One backbone forward of the query serves every space: each space's head maps the same
+    features, and each space returns its own concept ranking."""
     data = read_single_upload(file, settings.max_upload_bytes)
-    result = attribute_bytes(catalog, data, k, settings.share_temperature)
-    metrics.observe_stages(result.timings_ms)
-    concepts = [
-        ConceptScore(
-            concept=match.concept,
-            score=match.score,
-            share=match.share,
-            sources=[source_ref(s.id, s.filename, s.score) for s in match.sources],
-        )
-        for match in result.concepts
-    ]
+    result = attribute_bytes(catalog, data, k, settings.share_temperature, space, sources)
+    metrics.observe_stages(flat_timings(result.timings_ms))
     return AttributeResponse(
-        encoder_id=result.encoder_id, k=k, concepts=concepts, timings_ms=StageTimings(**result.timings_ms)
+        backbone_id=result.backbone_id, k=k,
+        spaces={name: space_answer(answer) for name, answer in result.spaces.items()},
+        timings_ms=StageTimings(**result.timings_ms),
     )
+
+
+def space_answer(answer) -> SpaceAnswer:
+    concepts = [
+        ConceptScore(concept=match.concept, score=match.score, share=match.share,
+                     sources=[source_ref(s.id, s.filename, s.score) for s in match.sources])
+        for match in answer.concepts
+    ]
+    return SpaceAnswer(space=answer.space, head_id=answer.head_id, available=answer.available,
+                       message=answer.message, concepts=concepts)
+
+
+def flat_timings(timings: dict) -> dict[str, float]:
+    """decode, embed, and search:<space> for the stage histogram."""
+    flat = {"decode": timings["decode"], "embed": timings["embed"]}
+    return flat | {f"search:{name}": ms for name, ms in timings["search"].items()}
 
 
 def source_ref(source_id: int, filename: str, score: float) -> SourceRef:

@@ -106,11 +106,11 @@ def tally(results: list[IngestResultOut]) -> dict[str, int]:
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=error_responses(401, 404),
-            summary="State and per-file results of a background ingestion job")
+            summary="State and progress of a background job (ingestion or a space build)")
 def job_status(job_id: str, catalog: CatalogDep) -> JobOut:
     job = get_job(catalog, job_id)
     results = [IngestResultOut(**result) for result in job.results]
     return JobOut(
-        id=job.id, state=job.state, total=job.total, done=job.done, **tally(results),
+        id=job.id, kind=job.kind, state=job.state, total=job.total, done=job.done, **tally(results),
         results=results, error=job.error, created_at=job.created_at, updated_at=job.updated_at,
     )

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.deps import MetricsDep
-from app.schemas import ReadyResponse
+from app.schemas import ReadyResponse, SpaceStatus
 from index.repository import catalog_counts, job_counts
 from training.errors import AttribError
 
@@ -29,11 +29,16 @@ def healthz() -> dict:
 
 @router.get("/readyz", response_model=ReadyResponse,
             responses={503: {"model": ReadyResponse, "description": "Not ready; `checks` says why."}},
-            summary="Readiness: encoder loaded, index loaded, database reachable")
+            summary="Readiness: encoder, search spaces and database; every space's size, head and build time")
 def readyz(request: Request):
     checks = readiness_checks(request.app)
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse(ReadyResponse(ready=ready, checks=checks).model_dump(), status_code=200 if ready else 503)
+    spaces = {}
+    if checks["index"] == "ok":
+        spaces = {name: SpaceStatus(head_id=space.info.head_id, count=len(space.index), built_at=space.info.built_at)
+                  for name, space in request.app.state.catalog.spaces().items()}
+    body = ReadyResponse(ready=ready, checks=checks, spaces=spaces)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
 
 
 def readiness_checks(app) -> dict[str, str]:
@@ -43,7 +48,7 @@ def readiness_checks(app) -> dict[str, str]:
         return {"encoder": reason, "index": reason, "database": reason}
     checks = {"encoder": "ok"}
     try:
-        checks["index"] = "ok" if catalog.vectors is not None else "not loaded"
+        checks["index"] = "ok" if catalog.spaces() else "no search spaces"
     except AttribError as exc:
         checks["index"] = exc.message
     try:
@@ -64,7 +69,7 @@ def metrics(request: Request, registry: MetricsDep) -> Response:
             counts = catalog_counts(catalog.sessions)
             registry.sources.set(counts["sources"])
             registry.concepts.set(counts["concepts"])
-            registry.vectors.set(len(catalog.vectors))
+            registry.set_spaces(catalog.spaces())
             jobs = job_counts(catalog.sessions)
             for state in JOB_STATES:
                 registry.jobs.labels(state).set(jobs.get(state, 0))

@@ -28,11 +28,11 @@ def test_index_then_attribute_with_evidence(api, corpus, edit):
     response = api.attribute(edit(corpus[5]), k=4)
     assert response.status_code == 200, response.text
     result = response.json()
-    top = result["concepts"][0]
+    top = result["spaces"]["style"]["concepts"][0]
     assert top["concept"] == corpus[5].stem and top["sources"][0]["id"] == ids[corpus[5].name]
-    assert len(result["concepts"]) == 4 and result["k"] == 4
-    assert abs(sum(c["share"] for c in result["concepts"]) - 1) < 1e-6
-    assert [c["score"] for c in result["concepts"]] == sorted((c["score"] for c in result["concepts"]), reverse=True)
+    assert len(result["spaces"]["style"]["concepts"]) == 4 and result["k"] == 4
+    assert abs(sum(c["share"] for c in result["spaces"]["style"]["concepts"]) - 1) < 1e-6
+    assert [c["score"] for c in result["spaces"]["style"]["concepts"]] == sorted((c["score"] for c in result["spaces"]["style"]["concepts"]), reverse=True)
     assert set(result["timings_ms"]) == {"decode", "embed", "search"}
 
     original = api.client.get(top["sources"][0]["image_url"])
@@ -127,7 +127,7 @@ def test_hostile_uploads_get_clear_4xx_and_the_server_stays_up(api, corpus, edit
         assert response.status_code == 422 and "k" in response.json()["error"]["message"]
     assert api.client.post("/attribute").status_code == 422
     assert api.client.get("/healthz").json() == {"status": "ok"}
-    assert api.attribute(edit(corpus[1])).json()["concepts"][0]["concept"] == corpus[1].stem
+    assert api.attribute(edit(corpus[1])).json()["spaces"]["style"]["concepts"][0]["concept"] == corpus[1].stem
 
 
 def test_odd_but_valid_images_are_attributed(api, corpus):
@@ -141,19 +141,19 @@ def test_odd_but_valid_images_are_attributed(api, corpus):
     for data in (encode(photo.convert("CMYK"), "JPEG"), encode(photo.convert("P"), "PNG"), gray16, animated, rotated):
         response = api.attribute(data)
         assert response.status_code == 200, response.text
-        assert response.json()["concepts"][0]["concept"] == corpus[2].stem
+        assert response.json()["spaces"]["style"]["concepts"][0]["concept"] == corpus[2].stem
 
 
 def test_takedown_removes_a_source_from_later_results(api, corpus, edit):
     ids = [r["source_id"] for r in api.index(corpus[:6]).json()["results"]]
     query = edit(corpus[3])
-    assert api.attribute(query).json()["concepts"][0]["sources"][0]["id"] == ids[3]
+    assert api.attribute(query).json()["spaces"]["style"]["concepts"][0]["sources"][0]["id"] == ids[3]
 
     assert api.client.delete(f"/sources/{ids[3]}").status_code == 401
     response = api.client.delete(f"/sources/{ids[3]}", headers=api.auth)
     assert response.json() == {"deleted_sources": 1}
-    returned = {s["id"] for c in api.attribute(query, k=10).json()["concepts"] for s in c["sources"]}
-    assert ids[3] not in returned and corpus[3].stem not in {c["concept"] for c in api.attribute(query).json()["concepts"]}
+    returned = {s["id"] for c in api.attribute(query, k=10).json()["spaces"]["style"]["concepts"] for s in c["sources"]}
+    assert ids[3] not in returned and corpus[3].stem not in {c["concept"] for c in api.attribute(query).json()["spaces"]["style"]["concepts"]}
     for path in (f"/sources/{ids[3]}", f"/sources/{ids[3]}/image", f"/sources/{ids[3]}/thumbnail"):
         assert api.client.get(path).status_code == 404
     assert api.client.delete(f"/sources/{ids[3]}", headers=api.auth).status_code == 404
@@ -230,12 +230,15 @@ def test_restart_keeps_catalog_and_jobs(start_api, corpus, edit):
     crashed = second.client.get("/jobs/crashed-job", headers=second.auth).json()
     assert crashed["state"] == "interrupted" and "4 of 10" in crashed["error"]
     assert second.client.get("/concepts").json()["items"][0]["source_count"] == 6
-    assert second.attribute(edit(corpus[2])).json()["concepts"][0]["sources"][0]["filename"] == corpus[2].name
+    assert second.attribute(edit(corpus[2])).json()["spaces"]["style"]["concepts"][0]["sources"][0]["filename"] == corpus[2].name
 
 
 def test_readiness_and_metrics(api, corpus, start_api, edit):
-    assert api.client.get("/readyz").json() == {"ready": True, "checks": {"encoder": "ok", "index": "ok", "database": "ok"}}
+    ready = api.client.get("/readyz").json()
+    assert ready["ready"] and ready["checks"] == {"encoder": "ok", "index": "ok", "database": "ok"}
+    assert list(ready["spaces"]) == ["style"] and ready["spaces"]["style"]["count"] == 0
     api.index(corpus[:2])
+    assert api.client.get("/readyz").json()["spaces"]["style"]["count"] == 2
     api.attribute(edit(corpus[0]))
     api.attribute(b"junk")
     text = api.client.get("/metrics").text
@@ -244,6 +247,9 @@ def test_readiness_and_metrics(api, corpus, start_api, edit):
     assert 'attrib_attribution_stage_seconds_count{stage="embed"} 1.0' in text
     assert 'attrib_http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/index"} 1.0' in text
     assert "attrib_catalog_sources 2.0" in text and 'attrib_jobs{state="succeeded"} 0.0' in text
+    assert 'attrib_space_vectors{space="style"} 2.0' in text
+    assert 'attrib_space_head_info{head_id="efficientnet_lite0-' in text
+    assert 'attrib_space_built_timestamp_seconds{space="style"}' in text
     api.close()
 
     mismatched = start_api(encoder=str(_head_checkpoint(api)))
@@ -254,9 +260,10 @@ def test_readiness_and_metrics(api, corpus, start_api, edit):
 
 
 def _head_checkpoint(api):
+    """An encoder checkpoint whose backbone is not the catalog's."""
     from training.encoders import create_encoder
 
-    return create_encoder(head_config={"type": "linear", "out_dim": 32}).save(api.app.state.settings.home / "other.pt")
+    return create_encoder(random_init=True).save(api.app.state.settings.home / "other.pt")
 
 
 def test_openapi_documents_schemas_and_errors(api):

@@ -62,11 +62,13 @@ def test_index_then_attribute_edited_copies(env, corpus, tmp_path, capsys):
     for photo in (photos[3], photos[27]):
         for edit in (cropped_copy, grayscale_copy):
             result = attribute_json(capsys, edit(photo, tmp_path / f"query-{edit.__name__}.img"))
-            assert result["concepts"][0]["concept"] == photo.stem
-            top = result["concepts"][0]
+            style = result["spaces"]["style"]["concepts"]
+            assert style[0]["concept"] == photo.stem
+            top = style[0]
             assert -1 <= top["score"] <= 1 and top["score"] == top["sources"][0]["score"]
             assert top["sources"][0]["filename"] == photo.name
-            assert len(result["concepts"]) == 3 and result["encoder_id"].startswith("efficientnet_lite0-")
+            assert len(style) == 3 and result["backbone_id"].startswith("efficientnet_lite0-")
+            assert result["spaces"]["content"]["available"] is False
 
     assert main(["index", str(corpus), "--concept-from", "stem"]) == 1
     assert "indexed 0, duplicates 40, rejected 1" in capsys.readouterr().out
@@ -79,8 +81,9 @@ def test_concepts_from_a_csv_and_human_output(env, corpus, tmp_path, capsys):
     assert main(["index", *map(str, photos), "--concept-from", f"csv:{table}"]) == 0
     capsys.readouterr()
     assert main(["attribute", str(cropped_copy(photos[2], tmp_path / "q.jpg")), "-k", "2"]) == 0
-    out = capsys.readouterr().out
-    assert out.splitlines()[1].split()[1:3] == ["species", "2"]
+    lines = capsys.readouterr().out.splitlines()
+    assert "[content] not available" in lines[2]
+    assert lines[4].startswith("[style] head") and lines[5].split()[1:3] == ["species", "2"]
 
 
 @pytest.mark.parametrize(
@@ -116,15 +119,16 @@ def test_console_script_runs_in_a_fresh_process(tmp_path, photos, sqlite_url):
     assert "indexed 1, duplicates 0, rejected 0" in done.stdout
     done = subprocess.run([*command, "attribute", str(photos[0]), "--json"], env=environment,
                           capture_output=True, text=True, timeout=300)
-    assert json.loads(done.stdout)["concepts"][0]["concept"] == "tench"
+    assert json.loads(done.stdout)["spaces"]["style"]["concepts"][0]["concept"] == "tench"
 
 
-def test_reindex_rebuilds_the_index(env, tmp_path, capsys, photos):
+def test_reindex_rebuilds_features_and_spaces(env, tmp_path, capsys, photos):
     assert main(["index", *map(str, photos[:3]), "--concept-from", "stem"]) == 0
-    (tmp_path / "home" / "index" / "vectors.faiss").unlink()
+    (tmp_path / "home" / "index" / "spaces" / "style.faiss").unlink()
     capsys.readouterr()
     assert main(["reindex"]) == 0
-    assert "reindexed 3 sources" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "reindexed 3 sources" in out and "space style: 3 vectors" in out
 
 
 def test_api_keys_are_created_listed_and_revoked(env, capsys):

@@ -1,0 +1,84 @@
+"""`attrib spaces` (list, set, rollback) and how attribution answers are printed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+IDENTITY = "identity"
+
+
+def add_spaces_parser(commands) -> None:
+    spaces = commands.add_parser("spaces", help="list search spaces; put a new head live; roll back")
+    actions = spaces.add_subparsers(dest="spaces_command", metavar="ACTION")
+    put = actions.add_parser("set", help="build a space from a head checkpoint and switch to it")
+    put.add_argument("name", help="the space, e.g. content")
+    put.add_argument("checkpoint", help="an `attrib train` checkpoint, or 'identity' for raw backbone features")
+    back = actions.add_parser("rollback", help="put a space's previous head back live")
+    back.add_argument("name")
+    spaces.set_defaults(handler=cmd_spaces)
+
+
+def cmd_spaces(args, _rest) -> int:
+    from tqdm import tqdm
+
+    from app.services import open_catalog
+    from app.settings import Settings
+    from index.space_admin import rollback, set_head
+
+    catalog = open_catalog(Settings())
+    try:
+        if args.spaces_command == "set":
+            checkpoint = None if args.checkpoint == IDENTITY else Path(args.checkpoint)
+            catalog.spaces()
+            with tqdm(total=len(catalog.features), unit="row", desc=f"building {args.name}", file=sys.stderr) as bar:
+                info = set_head(catalog, args.name, checkpoint, progress=bar.update)
+            print(f"space {info.name} now serves head {info.head_id} ({info.count} vectors)")
+        elif args.spaces_command == "rollback":
+            info = rollback(catalog, args.name)
+            print(f"space {info.name} rolled back to head {info.head_id} ({info.count} vectors)")
+        else:
+            print(format_spaces(catalog.spaces()))
+    finally:
+        catalog.close()
+    return 0
+
+
+def format_spaces(spaces: dict) -> str:
+    lines = [f"{'space':<10} {'head':<44} {'vectors':>8}  {'dim':>5}  built (UTC)          previous head"]
+    for name, space in sorted(spaces.items()):
+        info = space.info
+        lines.append(f"{name:<10} {info.head_id:<44} {len(space.index):>8}  {info.dim:>5}  "
+                     f"{info.built_at:%Y-%m-%d %H:%M:%S}  {info.previous_head_id or '-'}")
+    return "\n".join(lines)
+
+
+def attribution_json(result, k: int) -> dict:
+    """The same object as POST /attribute returns (source URLs included)."""
+    spaces = {}
+    for name, answer in result.spaces.items():
+        concepts = [
+            {"concept": m.concept, "score": round(m.score, 6), "share": round(m.share, 6),
+             "sources": [{"id": s.id, "filename": s.filename, "score": round(s.score, 6),
+                          "image_url": f"/sources/{s.id}/image", "thumbnail_url": f"/sources/{s.id}/thumbnail"}
+                         for s in m.sources]}
+            for m in answer.concepts
+        ]
+        spaces[name] = {"space": name, "head_id": answer.head_id, "available": answer.available,
+                        "message": answer.message, "concepts": concepts}
+    return {"backbone_id": result.backbone_id, "k": k, "spaces": spaces, "timings_ms": result.timings_ms}
+
+
+def format_attribution(result) -> str:
+    lines = [f"backbone {result.backbone_id}"]
+    for name, answer in result.spaces.items():
+        lines.append("")
+        if not answer.available:
+            lines.append(f"[{name}] not available: {answer.message}")
+            continue
+        lines.append(f"[{name}] head {answer.head_id}")
+        for rank, match in enumerate(answer.concepts, 1):
+            lines.append(f"{rank:>3}. {match.concept:<32} score {match.score:+.4f}  share {match.share:6.1%}")
+            for source in match.sources:
+                lines.append(f"       source #{source.id:<8} {source.score:+.4f}  {source.filename}")
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""Search spaces: list them, put a new head live without downtime, roll back."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, File, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from app.deps import CatalogDep, ReadAccess, SettingsDep, WriteAccess
+from app.routes.uploads import read_single_upload
+from app.schemas import JobAccepted, SpaceOut, error_responses
+from index.jobs import create_space_job, run_space_job
+from index.space_admin import prepare_head, put_live, rollback
+from index.spaces import SpaceInfo, check_name
+
+router = APIRouter(tags=["spaces"])
+
+
+def space_out(info: SpaceInfo) -> SpaceOut:
+    return SpaceOut(
+        name=info.name, head_id=info.head_id, head="identity" if info.head_path is None else "trained",
+        backbone_id=info.backbone_id, dim=info.dim, factory=info.factory, count=info.count,
+        built_at=info.built_at, previous_head_id=info.previous_head_id,
+    )
+
+
+@router.get("/spaces", response_model=list[SpaceOut], dependencies=[ReadAccess],
+            responses=error_responses(401), summary="The catalog's search spaces and their heads")
+def list_spaces(catalog: CatalogDep) -> list[SpaceOut]:
+    return [space_out(space.info) for _, space in sorted(catalog.spaces().items())]
+
+
+@router.put(
+    "/spaces/{name}", status_code=202, response_model=JobAccepted, dependencies=[WriteAccess],
+    responses=error_responses(401, 413), summary="Put a new head live in a space (built in the background)",
+)
+def put_space(
+    name: str, request: Request, catalog: CatalogDep, settings: SettingsDep,
+    checkpoint: UploadFile | None = File(None, description="An `attrib train` checkpoint; omit for the identity head."),
+) -> JSONResponse:
+    """The head is checked at once: one trained on another backbone, for another feature width,
+    or an unreadable file is refused with 422 and the space keeps serving as before. A good head's
+    index is then built from the stored features in the background (`GET /jobs/{id}` shows
+    progress) and swapped in atomically: requests keep being answered by the old head until the
+    switch, and by the new one after it. The replaced head stays available for rollback."""
+    check_name(name)
+    head, kept = _checked_head(catalog, checkpoint, settings.max_request_bytes)
+    catalog.spaces()
+    job_id = create_space_job(catalog, len(catalog.features))
+    build = lambda progress: put_live(catalog, name, head, kept, progress)  # noqa: E731
+    request.app.state.executor.submit(run_space_job, catalog, job_id, build)
+    url = f"/jobs/{job_id}"
+    body = JobAccepted(job_id=job_id, state="queued", total=len(catalog.features), status_url=url)
+    return JSONResponse(body.model_dump(), status_code=202, headers={"Location": url})
+
+
+def _checked_head(catalog, upload: UploadFile | None, limit: int):
+    if upload is None:
+        return prepare_head(catalog, None)
+    data = read_single_upload(upload, limit)
+    with tempfile.TemporaryDirectory(dir=catalog.home) as folder:
+        path = Path(folder) / "head.pt"
+        path.write_bytes(data)
+        return prepare_head(catalog, path)
+
+
+@router.post("/spaces/{name}/rollback", response_model=SpaceOut, dependencies=[WriteAccess],
+             responses=error_responses(401, 404, 409), summary="Put a space's previous head back live")
+def rollback_space(name: str, catalog: CatalogDep) -> SpaceOut:
+    return space_out(rollback(catalog, check_name(name)))

@@ -1,0 +1,172 @@
+"""Roll-out of search spaces: open them, put a new head live, roll back, rebuild after a
+backbone change, and carry a pre-spaces catalog over.
+
+Putting a head live builds its index from the stored features (a matrix product, no backbone
+forward) beside the live one, saves it, records it, and then swaps it in whole, so requests
+never wait for the build and never see half an index. The head it replaced is kept for
+`rollback`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from index.catalog import Catalog, Progress
+from index.features import FeatureStore
+from index.spaces import (CONTENT, STYLE, HeadFiles, LiveSpace, SpaceError, SpaceInfo, build_index, check_name,
+                          delete_rows, record_build, space_rows)
+from index.vectors import VectorIndex, VectorIndexError, sidecar_path
+from training.heads import Head, load_head
+
+log = logging.getLogger(__name__)
+LEGACY_INDEX = Path("index") / "vectors.faiss"
+
+
+def open_spaces(catalog: Catalog) -> dict[str, LiveSpace]:
+    """Load every space's head and index (rebuilding an index that is missing or stale)."""
+    _seed_spaces(catalog, {info.name for info in space_rows(catalog.sessions)})
+    heads = HeadFiles(catalog.home)
+    spaces = {}
+    for info in space_rows(catalog.sessions):
+        head = heads.load(info.head_id, info.head_path, catalog.backbone_id, catalog.feature_dim)
+        spaces[info.name] = LiveSpace(info, head, _load_index(catalog, info, head))
+    return spaces
+
+
+def _load_index(catalog: Catalog, info: SpaceInfo, head: Head) -> VectorIndex:
+    path = catalog.space_path(info.name)
+    if path.exists():
+        try:
+            index = VectorIndex.load(path)
+            if index.encoder_id == head.head_id and index.dim == head.dim:
+                return index
+            log.warning("space %s: the index file was built with head %s, not %s; rebuilding it",
+                        info.name, index.encoder_id, head.head_id)
+        except VectorIndexError as exc:
+            log.warning("space %s: %s; rebuilding it from the stored features", info.name, exc.message)
+    index = build_index(catalog.features, head, info.factory)
+    index.save(path)
+    return index
+
+
+def _seed_spaces(catalog: Catalog, existing: set[str]) -> None:
+    """A catalog always has `style` (the raw backbone); `content` comes from ATTRIB_ENCODER's
+    head when that is a trained checkpoint and the catalog has no content space yet."""
+    legacy = _legacy_encoder_id(catalog.home)
+    if STYLE not in existing:
+        _build(catalog, STYLE, Head.identity(catalog.backbone_id, catalog.feature_dim), None)
+    encoder = catalog.encoder
+    if CONTENT not in existing and encoder.head is not None:
+        kept = HeadFiles(catalog.home).root / f"{encoder.encoder_id}.pt"
+        if not kept.is_file():
+            encoder.save(kept)
+        head = Head(encoder.encoder_id, encoder.backbone_id, encoder.feature_dim, encoder.dim,
+                    copy.deepcopy(encoder.head).cpu(), encoder.center.detach().cpu().clone())
+        _build(catalog, CONTENT, head, str(kept))
+    elif CONTENT not in existing and legacy and legacy != catalog.backbone_id:
+        log.warning("the old single index was built with encoder %s, which is not configured now; "
+                    "put a trained head live with `attrib spaces set content CHECKPOINT`", legacy)
+    if legacy:
+        for path in (catalog.home / LEGACY_INDEX, sidecar_path(catalog.home / LEGACY_INDEX)):
+            path.unlink(missing_ok=True)
+        log.warning("carried the old single index over to spaces: %s",
+                    ", ".join(info.name for info in space_rows(catalog.sessions)))
+
+
+def _legacy_encoder_id(home: Path) -> str | None:
+    try:
+        return json.loads(sidecar_path(home / LEGACY_INDEX).read_text())["encoder_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _build(catalog: Catalog, name: str, head: Head, head_path: str | None,
+           progress: Progress | None = None, keep_previous: bool = True) -> SpaceInfo:
+    index = build_index(catalog.features, head, catalog.config.factory, progress)
+    index.save(catalog.space_path(name))
+    info = record_build(catalog.sessions, name, head, head_path, catalog.config.factory, len(index), keep_previous)
+    catalog.install_space(name, LiveSpace(info, head, index))
+    return info
+
+
+def prepare_head(catalog: Catalog, checkpoint: str | Path | None) -> tuple[Head, str | None]:
+    """Load and check a head (None: the identity head) and keep a copy of its checkpoint.
+
+    A bad head (unreadable, another backbone, another feature width) is refused here, before
+    anything changes; the serving index stays as it was.
+    """
+    if checkpoint is None:
+        return Head.identity(catalog.backbone_id, catalog.feature_dim), None
+    head = load_head(checkpoint, catalog.backbone_id, catalog.feature_dim)
+    return head, None if head.is_identity else HeadFiles(catalog.home).keep(checkpoint, head.head_id)
+
+
+def put_live(catalog: Catalog, name: str, head: Head, kept: str | None,
+             progress: Progress | None = None) -> SpaceInfo:
+    """Build the space's index from the stored features, then swap it in (space made if new)."""
+    check_name(name)
+    with catalog.write_lock():
+        catalog.spaces()
+        return _build(catalog, name, head, kept, progress)
+
+
+def set_head(catalog: Catalog, name: str, checkpoint: str | Path | None,
+             progress: Progress | None = None) -> SpaceInfo:
+    check_name(name)
+    return put_live(catalog, name, *prepare_head(catalog, checkpoint), progress)
+
+
+def rollback(catalog: Catalog, name: str, progress: Progress | None = None) -> SpaceInfo:
+    """Put the previous head of a space back live (rolling back twice rolls forward again)."""
+    with catalog.write_lock():
+        info = catalog.live_space(name).info
+        if info.previous_head_id is None:
+            raise SpaceError(f"space {name!r} has no previous head to roll back to", code="no_previous_head")
+        head = HeadFiles(catalog.home).load(info.previous_head_id, info.previous_head_path,
+                                            catalog.backbone_id, catalog.feature_dim)
+        return _build(catalog, name, head, info.previous_head_path, progress)
+
+
+def reindex(catalog: Catalog, progress: Progress | None = None) -> dict[str, SpaceInfo]:
+    """Re-embed every stored source with the configured backbone, then rebuild every space.
+
+    Spaces whose head was trained on another backbone cannot follow and are dropped (logged);
+    identity heads move to the new backbone.
+    """
+    with catalog.maintenance():
+        root = catalog.home / "features"
+        store = FeatureStore(root, catalog.backbone_id, catalog.feature_dim)
+        store.delete_all()
+        catalog.embed_stored(catalog.row_ids().tolist(), store, progress)
+        catalog.use_features(store)
+        for other in root.iterdir():
+            if other.is_dir() and other.name != catalog.backbone_id:
+                shutil.rmtree(other, ignore_errors=True)
+        _rebuild_rows(catalog)
+        catalog.use_features(None)
+    return {name: space.info for name, space in catalog.spaces().items()}
+
+
+def _rebuild_rows(catalog: Catalog) -> None:
+    heads = HeadFiles(catalog.home)
+    dropped = []
+    for info in space_rows(catalog.sessions):
+        if info.head_path is None:
+            head = Head.identity(catalog.backbone_id, catalog.feature_dim)
+        elif info.backbone_id == catalog.backbone_id:
+            head = heads.load(info.head_id, info.head_path, catalog.backbone_id, catalog.feature_dim)
+        else:
+            dropped.append(info.name)
+            continue
+        _build(catalog, info.name, head, info.head_path, keep_previous=False)
+    if dropped:
+        delete_rows(catalog.sessions, dropped)
+        for name in dropped:
+            catalog.drop_space(name)
+        log.warning("dropped spaces %s: their heads were trained on another backbone; train new heads "
+                    "and put them live with `attrib spaces set`", ", ".join(dropped))
+

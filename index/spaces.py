@@ -1,0 +1,148 @@
+"""Search spaces: named FAISS indexes, each a head applied to the stored backbone features.
+
+`style` is the identity head (raw features); `content` is a trained A&D head. A space's row
+records its head (id and the copy of its checkpoint kept under ATTRIB_HOME/heads), its size
+and build time, and the previous head for a roll-back. Its index lives in
+ATTRIB_HOME/index/spaces/<name>.faiss, whose sidecar names the head it was built with.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from index.features import FeatureStore
+from index.models import Space, utcnow
+from index.vectors import VectorIndex
+from training.errors import AttribError
+from training.heads import Head, load_head
+
+STYLE, CONTENT = "style", "content"
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+Progress = Callable[[int], None]
+
+
+class SpaceError(AttribError):
+    code = "space_error"
+    status = 409
+
+
+@dataclass(frozen=True)
+class SpaceInfo:
+    """A snapshot of a space's row (safe to hand out after the session closed)."""
+
+    name: str
+    backbone_id: str
+    head_id: str
+    head_path: str | None
+    dim: int
+    factory: str
+    count: int
+    built_at: datetime
+    previous_head_id: str | None
+    previous_head_path: str | None
+
+    @classmethod
+    def of(cls, row: Space) -> "SpaceInfo":
+        return cls(row.name, row.backbone_id, row.head_id, row.head_path, row.dim, row.factory, row.count,
+                   row.built_at, row.previous_head_id, row.previous_head_path)
+
+
+@dataclass
+class LiveSpace:
+    """What a request searches: replaced as a whole when a new head goes live."""
+
+    info: SpaceInfo
+    head: Head
+    index: VectorIndex
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name or ""):
+        raise SpaceError(f"space names are 1-32 characters of a-z, 0-9, '_' and '-', starting with a letter; "
+                         f"not {name!r}", code="bad_space_name", status=422)
+    return name
+
+
+def space_rows(sessions: sessionmaker[Session]) -> list[SpaceInfo]:
+    with sessions() as session:
+        return [SpaceInfo.of(row) for row in session.scalars(select(Space).order_by(Space.name))]
+
+
+def record_build(sessions: sessionmaker[Session], name: str, head: Head, head_path: str | None,
+                 factory: str, count: int, keep_previous: bool = True) -> SpaceInfo:
+    """Make `head` the live head of space `name`; the head it replaces becomes the previous one."""
+    with sessions.begin() as session:
+        row = session.scalar(select(Space).where(Space.name == name))
+        if row is None:
+            row = Space(name=name, created_at=utcnow())
+            session.add(row)
+        elif keep_previous and row.head_id != head.head_id:
+            row.previous_head_id, row.previous_head_path = row.head_id, row.head_path
+        row.backbone_id, row.head_id, row.head_path = head.backbone_id, head.head_id, head_path
+        row.dim, row.factory, row.count, row.built_at = head.dim, factory, count, utcnow()
+        session.flush()
+        return SpaceInfo.of(row)
+
+
+def update_count(sessions: sessionmaker[Session], name: str, count: int) -> None:
+    with sessions.begin() as session:
+        row = session.scalar(select(Space).where(Space.name == name))
+        if row is not None:
+            row.count = count
+
+
+def delete_rows(sessions: sessionmaker[Session], names: list[str]) -> None:
+    with sessions.begin() as session:
+        for row in session.scalars(select(Space).where(Space.name.in_(names))):
+            session.delete(row)
+
+
+def build_index(store: FeatureStore, head: Head, factory: str, progress: Progress | None = None) -> VectorIndex:
+    """Apply a head to every stored feature: a matrix product per segment, no backbone forward."""
+    parts = [(ids, head.apply(features)) for ids, features in _with_progress(store.chunks(), progress)]
+    index = VectorIndex(head.dim, head.head_id, factory)
+    if parts:
+        index.add(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    return index
+
+
+def _with_progress(chunks, progress: Progress | None):
+    for ids, features in chunks:
+        yield ids, features
+        if progress:
+            progress(len(ids))
+
+
+class HeadFiles:
+    """Copies of the head checkpoints that spaces use, under ATTRIB_HOME/heads/<head id>.pt, so a
+    space (and its roll-back) never depends on a file elsewhere that may move or change."""
+
+    def __init__(self, home: Path):
+        self.root = Path(home) / "heads"
+
+    def keep(self, path: str | Path, head_id: str) -> str:
+        kept = self.root / f"{head_id}.pt"
+        if not kept.is_file():
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = kept.with_name(f".{kept.name}.tmp")
+            shutil.copyfile(path, tmp)
+            tmp.replace(kept)
+        return str(kept)
+
+    def load(self, info_head_id: str, head_path: str | None, backbone_id: str, feature_dim: int) -> Head:
+        if head_path is None:
+            return Head.identity(backbone_id, feature_dim)
+        head = load_head(head_path, backbone_id, feature_dim)
+        if head.head_id != info_head_id:
+            raise SpaceError(f"the head file {head_path} holds {head.head_id}, not {info_head_id}",
+                             code="head_unreadable")
+        return head

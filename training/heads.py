@@ -1,0 +1,99 @@
+"""Heads: what turns stored backbone features into the vectors of one search space.
+
+A catalog runs the backbone once per image and keeps the pooled features. Every space's
+vectors come from a head applied to those features:
+
+  identity head   L2-normalised raw features (the `style` space); its id is the backbone id
+  trained head    an `attrib train` checkpoint's centre + projection (the `content` space);
+                  its id is the checkpoint's encoder_id
+
+A head only fits the backbone it was trained on: `load_head` refuses a checkpoint whose
+backbone differs from the catalog's, or whose head expects another feature dimension.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.encoders import Encoder, load_checkpoint, project_features
+from training.errors import AttribError, EncoderError
+
+HEAD_CHUNK_ROWS = 8192
+
+
+class HeadError(AttribError):
+    code = "bad_head"
+    status = 422
+
+
+class Head(nn.Module):
+    """A space's projection: features (N, in_dim) -> unit float32 vectors (N, dim)."""
+
+    def __init__(self, head_id: str, backbone_id: str, in_dim: int, dim: int,
+                 head: nn.Module | None = None, center: torch.Tensor | None = None):
+        super().__init__()
+        self.head_id, self.backbone_id, self.in_dim, self.dim = head_id, backbone_id, in_dim, dim
+        self.head = head
+        self.register_buffer("center", center if center is not None else torch.zeros(in_dim))
+        self.eval()
+
+    @property
+    def is_identity(self) -> bool:
+        return self.head is None
+
+    @classmethod
+    def identity(cls, backbone_id: str, feature_dim: int) -> "Head":
+        return cls(backbone_id, backbone_id, feature_dim, feature_dim)
+
+    @classmethod
+    def of_encoder(cls, encoder: Encoder) -> "Head":
+        """The head of an encoder (the identity head when it has none), without its backbone."""
+        if encoder.head is None:
+            return cls.identity(encoder.backbone_id, encoder.feature_dim)
+        center = encoder.center.detach().cpu().clone()
+        return cls(encoder.encoder_id, encoder.backbone_id, encoder.feature_dim, encoder.dim,
+                   encoder.head.cpu(), center)
+
+    @torch.inference_mode()
+    def apply(self, features: np.ndarray) -> np.ndarray:
+        """Map features to unit vectors, in chunks so memory stays bounded."""
+        features = np.asarray(features)
+        if features.ndim != 2 or features.shape[1] != self.in_dim:
+            raise HeadError(f"head {self.head_id} expects features of width {self.in_dim}, got {features.shape}",
+                            code="head_dim_mismatch")
+        out = np.empty((len(features), self.dim), np.float32)
+        for start in range(0, len(features), HEAD_CHUNK_ROWS):
+            chunk = torch.from_numpy(np.ascontiguousarray(features[start:start + HEAD_CHUNK_ROWS], np.float32))
+            out[start:start + len(chunk)] = project_features(chunk, self.head, self.center).numpy()
+        return out
+
+
+def load_head(path: str | Path, backbone_id: str, feature_dim: int) -> Head:
+    """The head of an encoder checkpoint, checked against the catalog's backbone."""
+    try:
+        encoder = load_checkpoint(path)
+    except EncoderError as exc:
+        raise HeadError(exc.message, code="head_unreadable") from exc
+    if encoder.backbone_id != backbone_id:
+        raise HeadError(
+            f"the head in {path} was trained on backbone {encoder.backbone_id}, but this catalog's "
+            f"backbone is {backbone_id}; train a head on the catalog's backbone "
+            "(`attrib train --from-catalog`), or change ATTRIB_ENCODER and run `attrib reindex`",
+            code="backbone_mismatch",
+        )
+    if encoder.head is not None and int(encoder.head_config.get("in_dim", -1)) != feature_dim:
+        raise HeadError(
+            f"the head in {path} expects {encoder.head_config.get('in_dim')}-d features, but the "
+            f"catalog's backbone gives {feature_dim}-d features",
+            code="head_dim_mismatch",
+        )
+    head = Head.of_encoder(encoder)
+    try:
+        head.apply(np.zeros((2, feature_dim), np.float32))
+    except (RuntimeError, ValueError) as exc:
+        raise HeadError(f"the head in {path} cannot be applied: {exc}", code="head_unreadable") from exc
+    return head
