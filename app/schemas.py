@@ -93,6 +93,12 @@ class JobAccepted(BaseModel):
     status_url: str
 
 
+class SpaceBuildOut(BaseModel):
+    space: str
+    head_id: str
+    count: int
+
+
 class JobOut(BaseModel):
     id: str
     kind: Literal["ingest", "space_build"]
@@ -102,7 +108,8 @@ class JobOut(BaseModel):
     indexed: int
     duplicates: int
     rejected: int
-    results: list[IngestResultOut]
+    results: list[IngestResultOut] = Field(description="Per-file results of an ingestion job.")
+    space: SpaceBuildOut | None = Field(None, description="What a finished space build put live.")
     error: str | None
     created_at: datetime
     updated_at: datetime

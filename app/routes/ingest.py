@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from app.deps import CatalogDep, SettingsDep, WriteAccess
 from app.errors import ApiError
 from app.routes.uploads import read_limited, too_large_message
-from app.schemas import IndexResponse, IngestResultOut, JobAccepted, JobOut, error_responses
+from app.schemas import IndexResponse, IngestResultOut, JobAccepted, JobOut, SpaceBuildOut, error_responses
 from index.ingest import IngestItem, ingest
 from index.jobs import create_job, get_job
 
@@ -109,8 +109,9 @@ def tally(results: list[IngestResultOut]) -> dict[str, int]:
             summary="State and progress of a background job (ingestion or a space build)")
 def job_status(job_id: str, catalog: CatalogDep) -> JobOut:
     job = get_job(catalog, job_id)
-    results = [IngestResultOut(**result) for result in job.results]
+    space = SpaceBuildOut(**job.results[0]) if job.kind == "space_build" and job.results else None
+    results = [] if job.kind == "space_build" else [IngestResultOut(**result) for result in job.results]
     return JobOut(
         id=job.id, kind=job.kind, state=job.state, total=job.total, done=job.done, **tally(results),
-        results=results, error=job.error, created_at=job.created_at, updated_at=job.updated_at,
+        results=results, space=space, error=job.error, created_at=job.created_at, updated_at=job.updated_at,
     )

@@ -41,8 +41,9 @@ class Api:
         data = {"concept": concepts or [p.stem for p in paths]} | form
         return self.client.post("/index", files=files, data=data, headers=self.auth)
 
-    def attribute(self, data: bytes, k=5, filename="query.jpg", **kwargs):
-        return self.client.post("/attribute", files={"file": (filename, data)}, params={"k": k}, **kwargs)
+    def attribute(self, data: bytes, k=5, filename="query.jpg", params=None, **kwargs):
+        params = {"k": k} | (params or {})
+        return self.client.post("/attribute", files={"file": (filename, data)}, params=params, **kwargs)
 
 
 @pytest.fixture

@@ -1,0 +1,97 @@
+"""Spaces over HTTP: both answers in one response, roll-out while requests keep coming, refusals."""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from training.encoders import create_encoder
+
+
+def head_bytes(tmp_path, seed):
+    encoder = create_encoder(head_config={"type": "linear", "out_dim": 64})
+    with torch.no_grad():
+        encoder.head.weight.add_(0.05 * torch.randn(encoder.head.weight.shape, generator=torch.Generator().manual_seed(seed)))
+    encoder.invalidate_id()
+    return encoder.save(tmp_path / f"head-{seed}.pt").read_bytes(), encoder.encoder_id
+
+
+def put_head(api, name, data, headers=None):
+    files = {"checkpoint": ("head.pt", data)} if data is not None else None
+    return api.client.put(f"/spaces/{name}", files=files, headers=api.auth if headers is None else headers)
+
+
+def wait_for(api, response):
+    assert response.status_code == 202, response.text
+    for _ in range(200):
+        job = api.client.get(response.headers["location"], headers=api.auth).json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError("the space build did not finish")
+
+
+def test_both_spaces_in_one_answer_and_a_head_put_live(api, corpus, edit, tmp_path):
+    api.index(corpus[:6])
+    body = api.attribute(edit(corpus[2]), k=3).json()
+    assert list(body["spaces"]) == ["content", "style"]
+    assert body["spaces"]["content"]["available"] is False and "attrib spaces set content" in body["spaces"]["content"]["message"]
+    assert body["spaces"]["style"]["concepts"][0]["concept"] == corpus[2].stem
+    assert set(body["timings_ms"]["search"]) == {"content", "style"} and body["timings_ms"]["embed"] > 0
+
+    data, head_id = head_bytes(tmp_path, 1)
+    assert put_head(api, "content", data, headers={}).status_code == 401
+    job = wait_for(api, put_head(api, "content", data))
+    assert (job["kind"], job["state"], job["done"], job["total"]) == ("space_build", "succeeded", 6, 6)
+    assert job["space"] == {"space": "content", "head_id": head_id, "count": 6}
+    body = api.attribute(edit(corpus[2]), k=3).json()
+    content = body["spaces"]["content"]
+    assert content["available"] and content["head_id"] == head_id and len(content["concepts"]) == 3
+    assert content["concepts"][0]["sources"][0]["thumbnail_url"].startswith("/sources/")
+    only = api.attribute(edit(corpus[2]), k=2, params={"space": "style"})
+    assert only.status_code == 200 and list(only.json()["spaces"]) == ["style"]
+    missing = api.client.post("/attribute", files={"file": ("q.jpg", edit(corpus[2]))}, params={"space": "nope"})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "space_not_found"
+
+    listed = {s["name"]: s for s in api.client.get("/spaces").json()}
+    assert listed["content"]["head"] == "trained" and listed["content"]["count"] == 6 and listed["style"]["head"] == "identity"
+    assert api.client.get("/readyz").json()["spaces"]["content"]["head_id"] == head_id
+
+
+def test_refused_heads_get_a_clear_error_and_change_nothing(api, corpus, tmp_path):
+    api.index(corpus[:3])
+    foreign = create_encoder(random_init=True, head_config={"type": "linear", "out_dim": 16}).save(tmp_path / "f.pt").read_bytes()
+    for data, code in ((foreign, "backbone_mismatch"), (b"not a checkpoint", "head_unreadable")):
+        response = put_head(api, "content", data)
+        assert (response.status_code, response.json()["error"]["code"]) == (422, code)
+    response = put_head(api, "Not A Name", None)
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "bad_space_name")
+    rolled = api.client.post("/spaces/style/rollback", headers=api.auth)
+    assert (rolled.status_code, rolled.json()["error"]["code"]) == (409, "no_previous_head")
+    assert [s["name"] for s in api.client.get("/spaces").json()] == ["style"]
+
+
+def test_requests_during_switches_all_succeed(api, corpus, edit, tmp_path):
+    api.index(corpus)
+    heads = [head_bytes(tmp_path, seed) for seed in (1, 2)]
+    query = edit(corpus[4])
+    stop = time.monotonic() + 60
+
+    def attribute_until(switches_done) -> list:
+        seen = []
+        while not switches_done() and time.monotonic() < stop:
+            response = api.attribute(query, k=2)
+            assert response.status_code == 200, response.text
+            seen.append(response.json()["spaces"]["content"]["head_id"])
+        return seen
+
+    done = []
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        readers = [pool.submit(attribute_until, lambda: len(done) == 4) for _ in range(2)]
+        for round_ in range(4):
+            data, _ = heads[round_ % 2]
+            assert wait_for(api, put_head(api, "content", data))["state"] == "succeeded"
+            done.append(round_)
+        seen = [head for reader in readers for head in reader.result()]
+    assert set(seen) <= {None, heads[0][1], heads[1][1]} and len(set(seen) - {None}) == 2
+    assert api.client.post("/spaces/content/rollback", headers=api.auth).json()["head_id"] == heads[0][1]
