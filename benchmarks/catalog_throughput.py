@@ -45,7 +45,7 @@ def main() -> None:
         settings = Settings(home=Path(home), database_url=None, device="cpu")
         started = time.perf_counter()
         catalog = open_catalog(settings)
-        print(f"encoder {catalog.encoder.encoder_id} loaded in {time.perf_counter() - started:.2f}s")
+        print(f"backbone {catalog.backbone_id} loaded in {time.perf_counter() - started:.2f}s")
         started = time.perf_counter()
         ingest(catalog, [IngestItem(p.name, p.stem, path=p) for p in photos])
         elapsed = time.perf_counter() - started
@@ -60,11 +60,12 @@ def report_attribution(catalog, queries: list[Path]) -> None:
     for path in queries:
         data = edited(path)
         started = time.perf_counter()
-        result = attribute_bytes(catalog, data, k=10)
+        result = attribute_bytes(catalog, data, k=10, space="style")
         stages["total"].append((time.perf_counter() - started) * 1000)
-        for stage, ms in result.timings_ms.items():
+        timings = result.timings_ms
+        for stage, ms in (("decode", timings["decode"]), ("embed", timings["embed"]), ("search", timings["search"]["style"])):
             stages[stage].append(ms)
-        correct += result.concepts[0].concept == path.stem
+        correct += result.spaces["style"].concepts[0].concept == path.stem
     print(f"attributed {len(queries)} edited copies: top-1 {correct / len(queries):.0%}")
     for stage, values in stages.items():
         values = sorted(values)

@@ -154,3 +154,37 @@ def test_invalid_settings_are_named(env, monkeypatch, capsys):
     monkeypatch.setenv("ATTRIB_BATCH_SIZE", "lots")
     assert main(["reindex"]) == 1
     assert "ATTRIB_BATCH_SIZE" in capsys.readouterr().err
+
+
+def test_spaces_are_listed_set_rolled_back_and_answer_together(env, tmp_path, capsys, photos):
+    import torch
+
+    from training.encoders import create_encoder
+
+    assert main(["index", *map(str, photos[:4]), "--concept-from", "stem"]) == 0
+    trained = create_encoder(head_config={"type": "linear", "out_dim": 32})
+    with torch.no_grad():
+        trained.head.weight.add_(0.05 * torch.randn(trained.head.weight.shape, generator=torch.Generator().manual_seed(0)))
+    trained.invalidate_id()
+    head = trained.save(tmp_path / "head.pt")
+    capsys.readouterr()
+
+    assert main(["spaces", "set", "content", str(head)]) == 0
+    assert f"space content now serves head {trained.encoder_id} (4 vectors)" in capsys.readouterr().out
+    result = attribute_json(capsys, photos[1], k=2)
+    assert [result["spaces"][s]["concepts"][0]["concept"] for s in ("content", "style")] == [photos[1].stem] * 2
+    assert result["spaces"]["content"]["head_id"] == trained.encoder_id
+    assert set(result["timings_ms"]["search"]) == {"content", "style"}
+
+    assert main(["spaces", "set", "content", "identity"]) == 0
+    assert main(["spaces", "rollback", "content"]) == 0
+    assert f"rolled back to head {trained.encoder_id}" in capsys.readouterr().out
+    assert main(["spaces"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[1].split()[:3] == ["content", trained.encoder_id, "4"] and listing[2].startswith("style")
+
+    foreign = create_encoder(random_init=True, head_config={"type": "linear", "out_dim": 8}).save(tmp_path / "f.pt")
+    assert main(["spaces", "set", "content", str(foreign)]) == 1
+    assert "trained on backbone" in capsys.readouterr().err
+    assert main(["attribute", str(photos[1]), "--space", "nope"]) == 1
+    assert "no space named 'nope'" in capsys.readouterr().err
