@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
@@ -14,9 +15,11 @@ from app.routes import attribute, catalog, ingest, ops, spaces
 from app.services import open_catalog
 from app.settings import Settings
 from index.jobs import mark_interrupted, run_job
+from index.sweep import sweep
 from training.errors import AttribError
 
 log = logging.getLogger(__name__)
+STARTUP_SWEEP_MIN_AGE = 60.0  # another process (the CLI) may be writing files right now
 
 DESCRIPTION = """
 Which training-source concepts did a synthetic image most likely come from?
@@ -40,7 +43,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings, app.state.metrics, app.state.run_job = settings, metrics, run_job
         app.state.catalog, app.state.load_error = load_catalog(settings)
         app.state.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attrib-job")
+        sweeper = Sweeper(app.state.catalog, settings.sweep_seconds) if app.state.catalog else None
         yield
+        if sweeper:
+            sweeper.stop()
         # A running job finishes; queued ones are cancelled and reported as interrupted on restart.
         app.state.executor.shutdown(wait=True, cancel_futures=True)
         if app.state.catalog is not None:
@@ -70,5 +76,26 @@ def load_catalog(settings: Settings):
         return None, exc.message
     interrupted = mark_interrupted(catalog)
     if interrupted:
-        log.warning("%d ingestion jobs were interrupted by the last shutdown", interrupted)
+        log.warning("%d jobs were interrupted by the last shutdown", interrupted)
+    sweep(catalog, min_age=STARTUP_SWEEP_MIN_AGE)
     return catalog, None
+
+
+class Sweeper:
+    """Runs the sweep every `seconds` in a daemon thread until stopped."""
+
+    def __init__(self, catalog, seconds: float):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(catalog, seconds), name="attrib-sweep", daemon=True)
+        self._thread.start()
+
+    def _run(self, catalog, seconds: float) -> None:
+        while not self._stop.wait(seconds):
+            try:
+                sweep(catalog)
+            except Exception:  # the next round tries again; the server keeps answering
+                log.exception("sweep failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)

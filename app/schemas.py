@@ -144,6 +144,20 @@ class Page(BaseModel, Generic[T]):
 
 class DeleteResponse(BaseModel):
     deleted_sources: int
+    takedown_id: str
+    receipt_url: str = Field(description="`GET` it for when every stored artefact was gone.")
+
+
+class TakedownReceipt(BaseModel):
+    id: str
+    kind: Literal["source", "concept"]
+    target: str = Field(description="The source id or the concept name.")
+    sources: int = Field(description="Source rows removed.")
+    state: Literal["pending", "done"] = Field(description="`done` once every artefact below is gone.")
+    removed: dict[str, Any] = Field(description="What was removed: rows, stored features, vectors per space, "
+                                    "images, thumbnails (images another source still uses are kept and counted).")
+    requested_at: datetime
+    completed_at: datetime | None = Field(description="When the last artefact was removed.")
 
 
 class SpaceStatus(BaseModel):
@@ -162,7 +176,7 @@ ERROR_DESCRIPTIONS = {
     400: "Bad input: an empty, corrupt or oversized-in-pixels image (`empty_file`, `corrupt_image`, "
     "`image_too_large`), or a malformed body.",
     401: "Missing or wrong X-API-Key (`unauthorized`).",
-    404: "Unknown source, concept, job or space.",
+    404: "Unknown source, concept, job, space or takedown.",
     409: "The catalog cannot answer yet (`empty_catalog`), or a space has no previous head (`no_previous_head`).",
     413: "A file over ATTRIB_MAX_UPLOAD_BYTES (`file_too_large`) or a body over ATTRIB_MAX_REQUEST_BYTES.",
     415: "The upload is not an image (`not_an_image`).",

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     share_temperature: float = Field(
         0.05, gt=0, description="Softmax temperature that turns concept scores into shares."
     )
+    sweep_seconds: float = Field(
+        600, ge=1, description="How often the server finishes interrupted takedowns and removes orphaned files."
+    )
     require_key_for_reads: bool = Field(False, description="Make /attribute and read endpoints need an API key.")
 
     @property

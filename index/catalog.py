@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from index.blobs import BlobStore
 from index.db import make_engine, session_factory, upgrade_database
 from index.features import FeatureStore
 from index.images import DEFAULT_MAX_PIXELS, ImageError, decode_image
-from index.models import Concept, Source
+from index.models import Source
 from index.spaces import LiveSpace, SpaceError, space_rows, update_count
 from index.vectors import DEFAULT_FACTORY, sidecar_path
 from training.encoders import Encoder
@@ -270,42 +270,29 @@ class Catalog:
         # unit vectors: clip float rounding so scores stay cosine similarities in [-1, 1]
         return [Hit(int(i), min(1.0, max(-1.0, float(s)))) for s, i in zip(scores[0], ids[0]) if i >= 0]
 
-    def remove_sources(self, source_ids: list[int]) -> int:
-        """Delete rows, features, vectors and (when no other row uses them) blobs."""
+    def forget(self, source_ids: list[int]) -> dict:
+        """Remove sources' stored features and every space's vectors (their rows are already
+        gone). Idempotent; returns what was removed."""
+        removed = {"features": 0, "vectors": {}}
         with self.write_lock():
             spaces = self.spaces()
-            with self.sessions.begin() as session:
-                shas = session.scalars(select(Source.sha256).where(Source.id.in_(source_ids))).all()
-                deleted = session.execute(delete(Source).where(Source.id.in_(source_ids))).rowcount
-            self.features.remove(source_ids)
+            removed["features"] = self.features.remove(source_ids)
             for name, space in spaces.items():
                 with self._index_lock:
-                    space.index.remove(source_ids)
+                    removed["vectors"][name] = space.index.remove(source_ids)
                 self._save_space(name)
             self._touch()
-            self.delete_unreferenced_blobs(set(shas))
-        return deleted
+        return removed
 
-    def delete_unreferenced_blobs(self, shas: set[str]) -> None:
+    def delete_unreferenced_blobs(self, shas: set[str]) -> dict:
+        """Delete stored images (and thumbnails) that no source row uses any more."""
         if not shas:
-            return
+            return {"images": 0, "images_kept_in_use": 0}
         with self.sessions() as session:
             still_used = set(session.scalars(select(Source.sha256).where(Source.sha256.in_(shas))).all())
         for sha in shas - still_used:
             self.blobs.delete(sha)
-
-    def remove_concept(self, name: str) -> int:
-        """Delete a concept with all its sources. Returns the number of sources deleted."""
-        with self.write_lock():
-            with self.sessions() as session:
-                concept_id = session.scalar(select(Concept.id).where(Concept.name == name))
-                if concept_id is None:
-                    raise NotFoundError(f"no concept named {name!r}", code="concept_not_found")
-                source_ids = session.scalars(select(Source.id).where(Source.concept_id == concept_id)).all()
-            removed = self.remove_sources(list(source_ids))
-            with self.sessions.begin() as session:
-                session.execute(delete(Concept).where(Concept.id == concept_id))
-        return removed
+        return {"images": len(shas - still_used), "images_kept_in_use": len(shas & still_used)}
 
     def live_space(self, name: str) -> LiveSpace:
         space = self.spaces().get(name)

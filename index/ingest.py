@@ -15,6 +15,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from index.catalog import Catalog
+from index.crashpoints import crash_point
 from index.images import DecodedImage, ImageError, decode_image
 from index.models import Concept, Source
 
@@ -167,6 +168,7 @@ def _commit(catalog: Catalog, pending: dict[int, _Pending]) -> dict[int, IngestR
             log.warning("a concurrent writer indexed some of these files; inserting one by one")
             outcome = [_insert_one(catalog, pending[p]) for p in positions]
         rows = [i for i, (status, _) in enumerate(outcome) if status == "indexed"]
+        crash_point("ingest_after_commit")
         catalog.add_features([outcome[i][1] for i in rows], features[rows])
     return {
         position: IngestResult(pending[position].item.filename, status, pending[position].concept, source_id)

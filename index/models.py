@@ -123,6 +123,24 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class Takedown(Base):
+    """A takedown, recorded in the same transaction that removes the rows: the intent outlives a
+    crash, and the stored features, vectors, images and thumbnails are removed from this record
+    (at once, and again by the start-up and periodic sweep until `completed_at` is set)."""
+
+    __tablename__ = "takedowns"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # source | concept
+    target: Mapped[str] = mapped_column(String(255))
+    source_ids: Mapped[list] = mapped_column(JSON, default=list)
+    shas: Mapped[list] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # pending | done
+    removed: Mapped[dict] = mapped_column(JSON, default=dict)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class ApiKey(Base):
     """Only the SHA-256 of a key is stored; the prefix lets people tell keys apart."""
 

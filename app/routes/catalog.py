@@ -5,9 +5,10 @@ from fastapi.responses import FileResponse
 from PIL import Image
 
 from app.deps import CatalogDep, ReadAccess, WriteAccess
-from app.schemas import ConceptOut, DeleteResponse, Page, SourceOut, error_responses
+from app.schemas import ConceptOut, DeleteResponse, Page, SourceOut, TakedownReceipt, error_responses
 from index.repository import get_source, list_concept_sources, list_concepts
 from index.models import Source
+from index.takedowns import get_receipt, take_down_concept, take_down_source
 
 router = APIRouter(tags=["catalog"])
 Offset = Query(0, ge=0, description="How many items to skip.")
@@ -63,12 +64,24 @@ def concept_sources(name: str, catalog: CatalogDep, offset: int = Offset, limit:
 @router.delete("/sources/{source_id}", response_model=DeleteResponse, dependencies=[WriteAccess],
                responses=error_responses(401, 404), summary="Take down one source")
 def delete_source(source_id: int, catalog: CatalogDep) -> DeleteResponse:
-    """Removes the row, its vector and (unless another source has the same bytes) its image."""
-    get_source(catalog.sessions, source_id)
-    return DeleteResponse(deleted_sources=catalog.remove_sources([source_id]))
+    """Removes the row, its stored features, its vectors and (unless another source has the same
+    bytes) its image and thumbnail. The takedown is recorded with the row removal, so a crash
+    cannot make it forgotten; the receipt says when every artefact was gone."""
+    return delete_response(take_down_source(catalog, source_id))
 
 
 @router.delete("/concepts/{name:path}", response_model=DeleteResponse, dependencies=[WriteAccess],
                responses=error_responses(401, 404), summary="Take down a concept and all its sources")
 def delete_concept(name: str, catalog: CatalogDep) -> DeleteResponse:
-    return DeleteResponse(deleted_sources=catalog.remove_concept(name))
+    return delete_response(take_down_concept(catalog, name))
+
+
+def delete_response(receipt) -> DeleteResponse:
+    return DeleteResponse(deleted_sources=receipt.sources, takedown_id=receipt.id,
+                          receipt_url=f"/takedowns/{receipt.id}")
+
+
+@router.get("/takedowns/{takedown_id}", response_model=TakedownReceipt, dependencies=[WriteAccess],
+            responses=error_responses(401, 404), summary="A takedown's receipt")
+def takedown_receipt(takedown_id: str, catalog: CatalogDep) -> TakedownReceipt:
+    return TakedownReceipt(**vars(get_receipt(catalog, takedown_id)))

@@ -151,7 +151,13 @@ def test_takedown_removes_a_source_from_later_results(api, corpus, edit):
 
     assert api.client.delete(f"/sources/{ids[3]}").status_code == 401
     response = api.client.delete(f"/sources/{ids[3]}", headers=api.auth)
-    assert response.json() == {"deleted_sources": 1}
+    assert response.json()["deleted_sources"] == 1
+    receipt = api.client.get(response.json()["receipt_url"], headers=api.auth).json()
+    assert (receipt["kind"], receipt["target"], receipt["state"], receipt["sources"]) == ("source", str(ids[3]), "done", 1)
+    assert receipt["completed_at"] and receipt["removed"]["features"] == 1 and receipt["removed"]["images"] == 1
+    assert receipt["removed"]["vectors"] == {"style": 1}
+    assert api.client.get(response.json()["receipt_url"]).status_code == 401
+    assert api.client.get("/takedowns/nope", headers=api.auth).status_code == 404
     returned = {s["id"] for c in api.attribute(query, k=10).json()["spaces"]["style"]["concepts"] for s in c["sources"]}
     assert ids[3] not in returned and corpus[3].stem not in {c["concept"] for c in api.attribute(query).json()["spaces"]["style"]["concepts"]}
     for path in (f"/sources/{ids[3]}", f"/sources/{ids[3]}/image", f"/sources/{ids[3]}/thumbnail"):
@@ -159,7 +165,7 @@ def test_takedown_removes_a_source_from_later_results(api, corpus, edit):
     assert api.client.delete(f"/sources/{ids[3]}", headers=api.auth).status_code == 404
 
     response = api.client.delete(f"/concepts/{corpus[4].stem}", headers=api.auth)
-    assert response.json() == {"deleted_sources": 1}
+    assert response.json()["deleted_sources"] == 1 and response.json()["takedown_id"]
     assert corpus[4].stem not in {c["name"] for c in api.client.get("/concepts").json()["items"]}
     response = api.client.delete("/concepts/never-heard-of-it", headers=api.auth)
     assert response.status_code == 404 and error_code(response) == "concept_not_found"

@@ -5,6 +5,7 @@ import pytest
 
 from index.catalog import CatalogError, NotFoundError
 from index.ingest import IngestItem, ingest
+from index.takedowns import take_down_concept, take_down_source
 from training.encoders import create_encoder
 
 
@@ -76,9 +77,9 @@ def test_same_image_in_two_concepts_shares_one_blob(make_catalog, photos):
         sha = session.get(Source, first.source_id).sha256
     blob = catalog.blobs.path(sha)
 
-    catalog.remove_sources([first.source_id])
+    take_down_source(catalog, first.source_id)
     assert blob.is_file()
-    assert catalog.remove_concept("artist b") == 1
+    assert take_down_concept(catalog, "artist b").sources == 1
     assert not blob.exists()
     assert catalog.count() == 0 and style_ids(catalog) == set() and len(catalog.features) == 0
 
@@ -86,13 +87,13 @@ def test_same_image_in_two_concepts_shares_one_blob(make_catalog, photos):
 def test_removed_sources_never_come_back(make_catalog, photos):
     catalog = make_catalog()
     results = ingest(catalog, items_for(photos[:6]))
-    catalog.remove_sources([results[2].source_id])
+    take_down_source(catalog, results[2].source_id)
     hits = search(catalog, photos[2], 10)
     assert results[2].source_id not in {h.source_id for h in hits}
     reopened = make_catalog()
     assert results[2].source_id not in style_ids(reopened) | set(reopened.features.ids().tolist())
     with pytest.raises(NotFoundError):
-        catalog.remove_concept("no such concept")
+        take_down_concept(catalog, "no such concept")
 
 
 def test_reconcile_repairs_a_crash_at_any_point_of_a_write(make_catalog, photos):
@@ -135,7 +136,7 @@ def test_another_backbone_is_refused_until_reindex(make_catalog, photos):
 def test_other_index_types_go_through_the_same_code(make_catalog, photos, factory):
     catalog = make_catalog(factory=factory)
     results = ingest(catalog, items_for(photos[:10]))
-    catalog.remove_sources([results[0].source_id])
+    take_down_source(catalog, results[0].source_id)
     reopened = make_catalog(factory=factory)
     assert reopened.live_space("style").index.info.factory == factory
     assert search(reopened, photos[3], 1)[0].source_id == results[3].source_id

@@ -9,6 +9,7 @@ import torch
 from sqlalchemy import delete
 
 from index.ingest import IngestItem, ingest
+from index.takedowns import take_down_source
 from index.models import Space
 from index.space_admin import reindex, rollback, set_head
 from index.spaces import SpaceError
@@ -86,7 +87,7 @@ def test_a_refused_head_leaves_the_serving_space_untouched(filled, tmp_path, mak
 def test_ingest_and_takedown_keep_every_space_in_step(filled, tmp_path, photos, make_catalog):
     set_head(filled, "content", head_checkpoint(tmp_path / "a.pt", 1)[0])
     new = ingest(filled, [IngestItem(p.name, p.stem, path=p) for p in photos[6:9]])
-    filled.remove_sources([new[0].source_id])
+    take_down_source(filled, new[0].source_id)
     reopened = make_catalog()
     expected = sorted(reopened.row_ids().tolist())
     assert len(expected) == 8 and new[0].source_id not in expected

@@ -1,0 +1,109 @@
+"""Takedowns that are never forgotten.
+
+The rows go in one transaction that also records the takedown (its source ids and image
+hashes). Only then are the derived artefacts removed: stored features, every space's vectors,
+stored images and thumbnails (an image another source still uses is kept, and the receipt says
+so). A crash after the commit leaves a `pending` record, which the start-up and periodic sweep
+finish. `GET /takedowns/{id}` is the receipt: when every artefact was gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+
+from index.catalog import Catalog, NotFoundError
+from index.crashpoints import crash_point
+from index.models import Concept, Source, Takedown, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    id: str
+    kind: str
+    target: str
+    sources: int
+    state: str
+    removed: dict
+    requested_at: datetime
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Takedown) -> "Receipt":
+        return cls(row.id, row.kind, row.target, len(row.source_ids), row.state, dict(row.removed or {}),
+                   row.requested_at, row.completed_at)
+
+
+def take_down_source(catalog: Catalog, source_id: int) -> Receipt:
+    def sources(session) -> tuple[list[int], None]:
+        if session.get(Source, source_id) is None:
+            raise NotFoundError(f"no source with id {source_id}", code="source_not_found")
+        return [source_id], None
+
+    return _take_down(catalog, "source", str(source_id), sources)
+
+
+def take_down_concept(catalog: Catalog, name: str) -> Receipt:
+    def sources(session) -> tuple[list[int], int]:
+        concept_id = session.scalar(select(Concept.id).where(Concept.name == name))
+        if concept_id is None:
+            raise NotFoundError(f"no concept named {name!r}", code="concept_not_found")
+        return list(session.scalars(select(Source.id).where(Source.concept_id == concept_id))), concept_id
+
+    return _take_down(catalog, "concept", name, sources)
+
+
+def _take_down(catalog: Catalog, kind: str, target: str, select_sources) -> Receipt:
+    with catalog.write_lock():
+        catalog.spaces()
+        with catalog.sessions.begin() as session:
+            ids, concept_id = select_sources(session)
+            shas = sorted(set(session.scalars(select(Source.sha256).where(Source.id.in_(ids)))))
+            session.execute(delete(Source).where(Source.id.in_(ids)))
+            if concept_id is not None:
+                session.execute(delete(Concept).where(Concept.id == concept_id))
+            record = Takedown(id=str(uuid.uuid4()), kind=kind, target=target[:255], source_ids=ids, shas=shas,
+                              state="pending", removed={"rows": len(ids)}, requested_at=utcnow())
+            session.add(record)
+        crash_point("takedown_after_commit")
+        return finish(catalog, record.id)
+
+
+def finish(catalog: Catalog, takedown_id: str) -> Receipt:
+    """Remove every artefact of a recorded takedown (idempotent) and mark it done."""
+    with catalog.write_lock():
+        with catalog.sessions() as session:
+            record = session.get(Takedown, takedown_id)
+        removed = dict(record.removed or {})
+        removed.update(catalog.forget(list(record.source_ids)) if record.state == "pending" else {})
+        removed.update(catalog.delete_unreferenced_blobs(set(record.shas)))
+        with catalog.sessions.begin() as session:
+            row = session.get(Takedown, takedown_id)
+            if row.state == "pending":
+                row.state, row.completed_at, row.removed = "done", utcnow(), removed
+            return Receipt.of(row)
+
+
+def finish_pending(catalog: Catalog) -> list[Receipt]:
+    """Finish takedowns that a crash interrupted."""
+    with catalog.sessions() as session:
+        pending = list(session.scalars(select(Takedown.id).where(Takedown.state == "pending")))
+    receipts = [finish(catalog, takedown_id) for takedown_id in pending]
+    for receipt in receipts:
+        log.warning("finished interrupted takedown %s of %s %s: %s", receipt.id, receipt.kind, receipt.target,
+                    receipt.removed)
+    return receipts
+
+
+def get_receipt(catalog: Catalog, takedown_id: str) -> Receipt:
+    with catalog.sessions() as session:
+        row = session.get(Takedown, takedown_id)
+    if row is None:
+        raise NotFoundError(f"no takedown with id {takedown_id!r}", code="takedown_not_found")
+    return Receipt.of(row)
