@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from index.catalog import Catalog, CatalogError, Hit
-from index.images import decode_image
+from index.images import DecodedImage, decode_image
 from index.models import Concept, Source
 from index.spaces import CONTENT, LiveSpace
 
@@ -57,6 +57,10 @@ class Attribution:
     backbone_id: str
     spaces: dict[str, SpaceAnswer]
     timings_ms: dict = field(default_factory=dict)
+    query: DecodedImage | None = field(default=None, repr=False)  # what the query pool keeps
+
+    def answered_by(self) -> dict[str, str]:
+        return {name: answer.head_id for name, answer in self.spaces.items() if answer.head_id}
 
 
 NO_CONTENT_HEAD = (
@@ -70,7 +74,8 @@ def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 
     """Decode the image, run the backbone once, and rank concepts in each selected space."""
     timings: dict = {}
     started = time.perf_counter()
-    image = decode_image(data, catalog.config.max_pixels).image
+    decoded = decode_image(data, catalog.config.max_pixels)
+    image = decoded.image
     timings["decode"] = _ms_since(started)
     selected = select_spaces(catalog, space)
     started = time.perf_counter()
@@ -85,7 +90,7 @@ def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 
             vector = live.head.apply(features)[0]
             answers[name] = SpaceAnswer(name, live.info.head_id, True, top_concepts(catalog, live, vector, k, temperature, per_concept))
         timings["search"][name] = _ms_since(started)
-    return Attribution(catalog.backbone_id, answers, timings)
+    return Attribution(catalog.backbone_id, answers, timings, decoded)
 
 
 def select_spaces(catalog: Catalog, space: str) -> dict[str, LiveSpace | None]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from app.cli_pool import add_pool_parser
 from app.cli_spaces import add_spaces_parser, attribution_json, format_attribution
 from app.settings import Settings
 from training.errors import AttribError
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reindex", help="re-run the backbone over every stored source (after changing ATTRIB_ENCODER's backbone)"
     ).set_defaults(handler=cmd_reindex)
     add_spaces_parser(commands)
+    add_pool_parser(commands)
     commands.add_parser("demo", help="index the demo corpus (photos shipped with dependencies)").set_defaults(
         handler=cmd_demo
     )
@@ -267,7 +269,9 @@ def cmd_keys(args, _rest) -> int:
 def cmd_train(args, rest) -> int:
     from training import train
 
-    catalog_images = catalog_image_paths(Settings()) if args.from_catalog else None
+    catalog_images = None
+    if args.from_catalog:  # the catalog's sources and the query pool, unlabeled
+        catalog_images = catalog_image_paths(Settings()) + pool_image_paths(Settings())
     argv = rest + (["--from-catalog"] if args.from_catalog else [])
     return train.main(argv, catalog_images=catalog_images)
 
@@ -288,6 +292,16 @@ def catalog_image_paths(settings: Settings) -> list[Path]:
         engine.dispose()
     blobs = BlobStore.under(settings.home)
     return [blobs.path(sha) for sha in shas]
+
+
+def pool_image_paths(settings: Settings) -> list[Path]:
+    from app.services import open_database, open_pool
+
+    engine, sessions = open_database(settings)
+    try:
+        return open_pool(settings, sessions).image_paths()
+    finally:
+        engine.dispose()
 
 
 def cmd_eval(_args, rest) -> int:

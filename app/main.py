@@ -11,8 +11,8 @@ from fastapi import FastAPI
 
 from app.errors import install_error_handlers
 from app.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
-from app.routes import attribute, catalog, ingest, ops, spaces
-from app.services import open_catalog
+from app.routes import attribute, catalog, ingest, ops, pool, spaces
+from app.services import open_catalog, open_pool
 from app.settings import Settings
 from index.jobs import mark_interrupted, run_job
 from index.sweep import sweep
@@ -42,8 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.settings, app.state.metrics, app.state.run_job = settings, metrics, run_job
         app.state.catalog, app.state.load_error = load_catalog(settings)
+        loaded = app.state.catalog
+        app.state.pool = open_pool(settings, loaded.sessions) if loaded else None
+        if loaded:
+            sweep(loaded, pool=app.state.pool, min_age=STARTUP_SWEEP_MIN_AGE)
         app.state.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attrib-job")
-        sweeper = Sweeper(app.state.catalog, settings.sweep_seconds) if app.state.catalog else None
+        sweeper = Sweeper(loaded, app.state.pool, settings.sweep_seconds) if loaded else None
         yield
         if sweeper:
             sweeper.stop()
@@ -56,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (attribute, ingest, catalog, spaces, ops):
+    for module in (attribute, ingest, catalog, spaces, pool, ops):
         app.include_router(module.router)
     return app
 
@@ -77,22 +81,22 @@ def load_catalog(settings: Settings):
     interrupted = mark_interrupted(catalog)
     if interrupted:
         log.warning("%d jobs were interrupted by the last shutdown", interrupted)
-    sweep(catalog, min_age=STARTUP_SWEEP_MIN_AGE)
     return catalog, None
 
 
 class Sweeper:
     """Runs the sweep every `seconds` in a daemon thread until stopped."""
 
-    def __init__(self, catalog, seconds: float):
+    def __init__(self, catalog, pool, seconds: float):
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(catalog, seconds), name="attrib-sweep", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(catalog, pool, seconds), name="attrib-sweep",
+                                        daemon=True)
         self._thread.start()
 
-    def _run(self, catalog, seconds: float) -> None:
+    def _run(self, catalog, pool, seconds: float) -> None:
         while not self._stop.wait(seconds):
             try:
-                sweep(catalog)
+                sweep(catalog, pool=pool)
             except Exception:  # the next round tries again; the server keeps answering
                 log.exception("sweep failed")
 

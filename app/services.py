@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.settings import Settings
 from index.catalog import Catalog
+from index.pool import QueryPool
 from index.db import make_engine, session_factory, upgrade_database
 from training.encoders import Encoder, load_encoder
 
@@ -25,3 +26,7 @@ def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
     upgrade_database(url)
     engine = make_engine(url)
     return engine, session_factory(engine)
+
+
+def open_pool(settings: Settings, sessions: sessionmaker[Session]) -> QueryPool:
+    return QueryPool(settings.home, sessions, settings.retention())

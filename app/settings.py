@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index.catalog import CatalogConfig
+from index.pool import Retention
 
 
 class Settings(BaseSettings):
@@ -29,6 +30,9 @@ class Settings(BaseSettings):
     share_temperature: float = Field(
         0.05, gt=0, description="Softmax temperature that turns concept scores into shares."
     )
+    keep_queries: bool = Field(True, description="Keep every image sent to /attribute in the query pool (training material).")
+    pool_max_queries: int = Field(100_000, ge=0, description="Query pool size limit, oldest dropped first (0: none).")
+    pool_max_age_days: float = Field(365, ge=0, description="Queries older than this are dropped (0: kept forever).")
     sweep_seconds: float = Field(
         600, ge=1, description="How often the server finishes interrupted takedowns and removes orphaned files."
     )
@@ -48,3 +52,6 @@ class Settings(BaseSettings):
             max_pixels=self.max_pixels,
             batch_size=self.batch_size,
         )
+
+    def retention(self) -> Retention:
+        return Retention(self.pool_max_queries, self.pool_max_age_days)

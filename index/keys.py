@@ -50,3 +50,12 @@ def verify_key(sessions: sessionmaker[Session], key: str | None) -> bool:
     with sessions() as session:
         row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
     return row is not None and row.revoked_at is None and hmac.compare_digest(row.key_hash, digest)
+
+
+def key_id_of(sessions: sessionmaker[Session], key: str | None) -> int | None:
+    """The id of a valid, unrevoked key (None for no key or a bad one)."""
+    if not key:
+        return None
+    with sessions() as session:
+        row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+    return row.id if row is not None and row.revoked_at is None else None

@@ -141,6 +141,27 @@ class Takedown(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class Query(Base):
+    """An image sent to POST /attribute (or imported): unlabeled training material for the
+    encoder, never attribution evidence. Content-addressed and deduplicated."""
+
+    __tablename__ = "queries"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    filename: Mapped[str] = mapped_column(String(512))
+    format: Mapped[str] = mapped_column(String(16))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    origin: Mapped[str] = mapped_column(String(16))  # attribute | import
+    key_id: Mapped[int | None] = mapped_column(Integer)
+    answered_by: Mapped[dict] = mapped_column(JSON, default=dict)  # {space: head id}
+    times_seen: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ApiKey(Base):
     """Only the SHA-256 of a key is stored; the prefix lets people tell keys apart."""
 

@@ -5,7 +5,8 @@
   an image and committing its row leaves one);
 - spool folders of jobs that are not queued or running (or that never got a job row, because
   the upload was cut before the 202) are removed;
-- temp files of interrupted atomic writes (`.<name>.*.tmp`) are removed.
+- temp files of interrupted atomic writes (`.<name>.*.tmp`) are removed;
+- queries past the pool's retention limits are dropped.
 
 It runs under the catalog's write lock, so no ingest or takedown is in flight meanwhile. Files
 younger than `min_age` seconds are left alone (an upload being spooled, a thumbnail being made).
@@ -24,15 +25,18 @@ from sqlalchemy import select
 from index.catalog import Catalog
 from index.jobs import UNFINISHED
 from index.models import Job, Source
+from index.pool import QueryPool
 from index.takedowns import finish_pending
 
 log = logging.getLogger(__name__)
 TMP_GLOB = ".*.tmp"
 
 
-def sweep(catalog: Catalog, min_age: float = 600.0) -> dict[str, int]:
+def sweep(catalog: Catalog, min_age: float = 600.0, pool: QueryPool | None = None) -> dict[str, int]:
     with catalog.write_lock():
         removed = {"takedowns_finished": len(finish_pending(catalog))}
+        if pool is not None:
+            removed["expired_queries"] = pool.enforce_retention()
         with catalog.sessions() as session:
             used = set(session.scalars(select(Source.sha256).distinct()))
             live_jobs = set(session.scalars(select(Job.id).where(Job.state.in_(UNFINISHED))))

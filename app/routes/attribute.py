@@ -1,11 +1,14 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, File, Query, UploadFile
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, Request, Security, UploadFile
 
 from app.attribution import SOURCES_PER_CONCEPT, attribute_bytes
-from app.deps import CatalogDep, MetricsDep, ReadAccess, SettingsDep
+from app.deps import CatalogDep, MetricsDep, ReadAccess, SettingsDep, api_key_header
 from app.routes.uploads import read_single_upload
 from app.schemas import AttributeResponse, ConceptScore, SourceRef, SpaceAnswer, StageTimings, error_responses
+from index.keys import key_id_of
 
 router = APIRouter(tags=["attribution"])
 
@@ -18,9 +21,11 @@ router = APIRouter(tags=["attribution"])
     summary="Which source concepts did this image most likely come from?",
 )
 def attribute(
+    request: Request,
     catalog: CatalogDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    key: Annotated[str | None, Security(api_key_header)],
     file: UploadFile = File(..., description="The image to attribute (JPEG, PNG, WebP, GIF: first frame, ...)."),
     k: int = Query(10, ge=1, le=100, description="How many concepts to return per space."),
     space: str = Query("all", max_length=32, description="`content`, `style`, another space's name, or `all`."),
@@ -31,6 +36,9 @@ def attribute(
     data = read_single_upload(file, settings.max_upload_bytes)
     result = attribute_bytes(catalog, data, k, settings.share_temperature, space, sources)
     metrics.observe_stages(flat_timings(result.timings_ms))
+    if settings.keep_queries:
+        request.app.state.pool.remember(data, result.query, file.filename or "query", "attribute",
+                                        key_id_of(catalog.sessions, key), result.answered_by())
     return AttributeResponse(
         backbone_id=result.backbone_id, k=k,
         spaces={name: space_answer(answer) for name, answer in result.spaces.items()},

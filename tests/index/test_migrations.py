@@ -5,7 +5,7 @@ from sqlalchemy import create_engine, inspect
 from index.db import downgrade_database, upgrade_database
 from index.models import Base
 
-TABLES = {"concepts", "sources", "index_builds", "jobs", "api_keys", "spaces", "takedowns"}
+TABLES = {"concepts", "sources", "index_builds", "jobs", "api_keys", "spaces", "takedowns", "queries"}
 
 
 def tables(url: str) -> set[str]:

@@ -1,0 +1,62 @@
+"""The query pool over HTTP: list it, see its size, remove queries. Keys only (queries are
+other people's uploads)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from app.deps import WriteAccess
+from app.schemas import Page, error_responses
+from index.pool import QueryPool
+
+router = APIRouter(tags=["query pool"], dependencies=[WriteAccess])
+
+
+class QueryOut(BaseModel):
+    id: int
+    sha256: str
+    filename: str
+    format: str
+    width: int
+    height: int
+    origin: str = Field(description="`attribute` (an upload to POST /attribute) or `import` (`attrib pool add`).")
+    key_id: int | None = Field(description="The API key that sent it, if any.")
+    answered_by: dict[str, str] = Field(description="The head that answered in each space.")
+    times_seen: int
+    created_at: datetime
+    last_seen_at: datetime
+
+
+class PoolStats(BaseModel):
+    queries: int
+    requests: int = Field(description="Uploads counted, repeats included.")
+    by_origin: dict[str, int]
+    first: datetime | None
+    last: datetime | None
+
+
+def get_pool(request: Request) -> QueryPool:
+    return request.app.state.pool
+
+
+@router.get("/queries", response_model=Page[QueryOut], responses=error_responses(401),
+            summary="The query pool, newest first (training material, never evidence)")
+def list_queries(request: Request, offset: int = Query(0, ge=0, le=2**31 - 1),
+                 limit: int = Query(50, ge=1, le=500)) -> Page[QueryOut]:
+    rows, total = get_pool(request).listing(offset, limit)
+    items = [QueryOut.model_validate(row, from_attributes=True) for row in rows]
+    return Page[QueryOut](items=items, total=total, offset=offset, limit=limit)
+
+
+@router.get("/queries/stats", response_model=PoolStats, responses=error_responses(401), summary="Pool size")
+def pool_stats(request: Request) -> PoolStats:
+    return PoolStats(**get_pool(request).stats())
+
+
+@router.delete("/queries/{query_id}", status_code=204, responses=error_responses(401, 404),
+               summary="Remove a query: its row, stored image and cached training features")
+def delete_query(request: Request, query_id: int = Path(ge=1, le=2**31 - 1)) -> None:
+    get_pool(request).remove_one(query_id)

@@ -1,0 +1,73 @@
+"""The query pool: uploads kept once, with who asked and which heads answered; retention; removal;
+never evidence. Both databases."""
+
+import hashlib
+
+import pytest
+
+from app.cli import main
+
+
+def test_attribute_uploads_are_kept_once_and_never_returned_as_evidence(start_api, corpus, edit):
+    api = start_api()
+    ids = {r["source_id"] for r in api.index(corpus[:4]).json()["results"]}
+    query = edit(corpus[1])
+    first = api.attribute(query, headers=api.auth).json()
+    api.attribute(query)
+    api.attribute(edit(corpus[2]))
+    returned = {s["id"] for block in first["spaces"].values() for c in block["concepts"] for s in c["sources"]}
+    assert returned <= ids
+
+    page = api.client.get("/queries", headers=api.auth).json()
+    assert page["total"] == 2
+    kept = next(q for q in page["items"] if q["times_seen"] == 2)
+    assert kept["origin"] == "attribute" and kept["key_id"] == 1 and kept["answered_by"] == {"style": first["spaces"]["style"]["head_id"]}
+    assert api.client.get("/queries/stats", headers=api.auth).json()["requests"] == 3
+    assert api.client.get("/queries").status_code == 401
+
+    pool = api.app.state.pool
+    stored = pool.blobs.path(kept["sha256"])
+    assert stored.is_file()
+    assert api.client.delete(f"/queries/{kept['id']}", headers=api.auth).status_code == 204
+    assert not stored.exists() and api.client.get("/queries", headers=api.auth).json()["total"] == 1
+    assert api.client.delete(f"/queries/{kept['id']}", headers=api.auth).status_code == 404
+
+
+def test_keeping_can_be_turned_off_and_retention_drops_the_oldest(start_api, corpus, edit):
+    off = start_api(keep_queries=False)
+    off.index(corpus[:2])
+    off.attribute(edit(corpus[0]))
+    assert off.client.get("/queries", headers=off.auth).json()["total"] == 0
+    off.close()
+
+    api = start_api(pool_max_queries=2)
+    uploads = [edit(path) for path in corpus[:3]]
+    for data in uploads:
+        assert api.attribute(data).status_code == 200
+    kept = {q["sha256"] for q in api.client.get("/queries", headers=api.auth).json()["items"]}
+    assert kept == {hashlib.sha256(data).hexdigest() for data in uploads[1:]}
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, database_url):
+    monkeypatch.setenv("ATTRIB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ATTRIB_DATABASE_URL", database_url)
+
+
+def test_pool_commands_import_list_and_purge(env, photos, tmp_path, capsys):
+    folder = tmp_path / "generator"
+    folder.mkdir()
+    for path in photos[:3]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"path,role,concept\n{photos[3]},query,x\n{photos[4]},source,x\n")
+    assert main(["pool", "add", str(folder), str(manifest)]) == 1
+    out, err = capsys.readouterr()
+    assert "imported 4 images into the query pool, rejected 1" in out and "broken.jpg" in err
+    assert main(["pool", "add", str(folder / photos[0].name)]) == 0
+    assert main(["pool", "stats"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("4 queries (4 import), 5 requests")
+    assert main(["pool", "purge", "1", "99"]) == 1
+    assert "removed 1 queries" in capsys.readouterr().out
+    assert main(["pool", "purge", "--all"]) == 0 and "removed 3 queries" in capsys.readouterr().out
