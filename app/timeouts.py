@@ -1,9 +1,9 @@
 """Read timeouts, so that slow clients cannot hold connections open.
 
 * Headers: `attrib serve` runs uvicorn's h11 protocol with a timer from the moment a connection
-  opens (or finishes a response) until a request's headers are complete. uvicorn has none of its
-  own: its keep-alive timer stops at the first byte. When the timer fires the client gets 408 and
-  the connection is closed.
+  opens (or a kept-alive one gets its next request's first byte) until the request's headers are
+  complete. uvicorn has none of its own: its keep-alive timer stops at the first byte. When the
+  timer fires the client gets 408 and the connection is closed.
 * Body: BodyTimeoutMiddleware answers 408 when a request body is not fully received within
   ATTRIB_BODY_TIMEOUT_S of its headers (it works under any ASGI server).
 * Idle keep-alive connections close after ATTRIB_KEEP_ALIVE_TIMEOUT_S (uvicorn's own timer).
@@ -41,14 +41,10 @@ class HeaderTimeoutProtocol(H11Protocol):
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and self.conn.their_state is h11.IDLE:
+            self._arm_header_timer()  # the first bytes of the next request on a kept-alive connection
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:  # the request line and headers are in
-            self._cancel_header_timer()
-
-    def on_response_complete(self) -> None:
-        self._arm_header_timer()  # for the next request on this connection
-        super().on_response_complete()
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:  # closed, or pipelined
             self._cancel_header_timer()
 
     def connection_lost(self, exc) -> None:
