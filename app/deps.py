@@ -74,7 +74,9 @@ def write_access(request: Request, limits: LimitsDep, key: Annotated[str, Depend
         limits.writes.take(name)
 
 
-def read_access(request: Request, settings: SettingsDep, catalog: CatalogDep, limits: LimitsDep, key: KeyHeader) -> None:
+def read_access(
+    request: Request, settings: SettingsDep, catalog: CatalogDep, limits: LimitsDep, key: KeyHeader
+) -> None:
     if settings.require_key_for_reads:
         require_key(request, catalog, limits, key)
 

@@ -58,8 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_s)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
-                           allow_headers=["X-API-Key"], expose_headers=["Retry-After", "Location"], max_age=600)
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST", "PUT", "DELETE"], allow_headers=["X-API-Key"],
+                           expose_headers=["Retry-After", "Location"], max_age=600)
     for module in (attribute, ingest, catalog, spaces, ops):
         app.include_router(module.router)
     return app

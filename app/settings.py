@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(
         300, gt=0, le=86400, description="A request body not fully received in this many seconds gets 408."
     )
-    keep_alive_timeout_s: int = Field(5, ge=1, le=3600, description="`attrib serve` closes idle keep-alive connections.")
+    keep_alive_timeout_s: int = Field(
+        5, ge=1, le=3600, description="`attrib serve` closes keep-alive connections idle this long."
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         [], description="Comma-separated origins allowed to call the API from a browser (CORS); empty: CORS off."
     )
