@@ -1,7 +1,7 @@
 """Token buckets in process memory: per-key and per-IP write limits, per-IP failed-auth limits.
 
 Each bucket holds up to `burst` tokens and refills at `per_minute / 60` tokens a second; a request
-takes one token or is refused with the seconds until one is back (the `Retry-After`). The state
+is refused while its bucket is empty, with the seconds until a token is back (`Retry-After`). The state
 is per process: with several workers each enforces its own limit.
 """
 
@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
-MAX_TRACKED = 10_000  # buckets kept per limiter; a full bucket is the same as no bucket, so it goes first
+MAX_TRACKED = 10_000  # buckets kept per limiter; the least recently used (likely refilled) goes first
 
 
 class TokenBuckets:
@@ -30,16 +30,18 @@ class TokenBuckets:
     def enabled(self) -> bool:
         return self.rate > 0
 
-    def take(self, name: str) -> float:
-        """Take a token: 0 when allowed, else the seconds until one is available."""
+    def take(self, name: str) -> None:
+        """Take a token from `name`'s bucket, if it has one."""
         if not self.enabled:
-            return 0.0
+            return
         with self._lock:
-            tokens = self._level(name, self.clock())
-            if tokens < 1:
-                return (1 - tokens) / self.rate
-            self._store(name, tokens - 1)
-            return 0.0
+            now = self.clock()
+            tokens = self._level(name, now)
+            if tokens >= 1:
+                self._buckets[name] = (tokens - 1, now)
+                self._buckets.move_to_end(name)
+                while len(self._buckets) > MAX_TRACKED:
+                    self._buckets.popitem(last=False)
 
     def wait(self, name: str) -> float:
         """The seconds until `name` has a token, taking nothing (0 when it has one now)."""
@@ -52,16 +54,6 @@ class TokenBuckets:
     def _level(self, name: str, now: float) -> float:
         tokens, when = self._buckets.get(name, (self.burst, now))
         return min(self.burst, tokens + (now - when) * self.rate)
-
-    def _store(self, name: str, tokens: float) -> None:
-        now = self.clock()
-        self._buckets[name] = (tokens, now)
-        self._buckets.move_to_end(name)
-        if len(self._buckets) > MAX_TRACKED:
-            for stale in [n for n in self._buckets if self._level(n, now) >= self.burst]:
-                del self._buckets[stale]
-        while len(self._buckets) > MAX_TRACKED:
-            self._buckets.popitem(last=False)
 
 
 class RateLimits:

@@ -82,12 +82,14 @@ def test_bad_strings_reject_only_their_file(start_api, corpus):
     assert [r["code"] for r in results] == ["bad_concept", "bad_concept", None]
 
     # Over ATTRIB_ASYNC_BATCH_FILES: the same rules hold in a background job.
-    body, headers = multipart([("files", f"{n}\x00.jpg", jpegs[n]) for n in range(4)] + [("files", "ok.jpg", jpegs[4]),
-                              ("concept", None, b"d")])
+    files = [("files", f"{n}\x00.jpg", jpegs[n]) for n in range(3)] + [("files", "a.jpg", jpegs[3]),
+                                                                        ("files", "b.jpg", jpegs[4])]
+    concepts = [("concept", None, name) for name in (b"d", b"d", b"d", b"bad\x00concept", b"d")]
+    body, headers = multipart(files + concepts)
     job_url = api.client.post("/index", content=body, headers=headers | api.auth).json()["status_url"]
     job = wait_for_job(api, job_url)
     assert (job["state"], job["rejected"], job["indexed"]) == ("succeeded", 4, 1), job
-    assert {r["code"] for r in job["results"][:4]} == {"bad_filename"}
+    assert [r["code"] for r in job["results"]] == ["bad_filename"] * 3 + ["bad_concept", None]
     assert_healthy(api, "d")
 
 
