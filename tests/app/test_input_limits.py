@@ -53,6 +53,9 @@ def test_out_of_range_ids_offsets_and_names_get_422(api, corpus):
     for name in ("a%00b", "tab%09here", "x" * 256):
         assert_error(api.client.get(f"/concepts/{name}/sources"), 422, "invalid_request")
         assert_error(api.client.delete(f"/concepts/{name}", headers=api.auth), 422, "invalid_request")
+    for space in ("content%0A", "a%00b", "s" * 33):  # a trailing newline is no loophole
+        assert_error(api.client.put(f"/spaces/{space}", headers=api.auth), 422, "bad_space_name")
+        assert_error(api.client.post(f"/spaces/{space}/rollback", headers=api.auth), 422, "bad_space_name")
     for job_id in ("a%00b", "j" * 37, "a.b"):
         assert_error(api.client.get(f"/jobs/{job_id}", headers=api.auth), 422, "invalid_request")
     # In range but naming nothing: 404, and the largest offset is simply past the end.
