@@ -4,6 +4,7 @@ rate-limited; CORS is off unless configured."""
 
 import io
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -97,8 +98,6 @@ def test_bad_strings_reject_only_their_file(start_api, corpus):
 
 
 def wait_for_job(api, url: str) -> dict:
-    import time
-
     for _ in range(600):
         job = api.client.get(url, headers=api.auth).json()
         if job["state"] not in ("queued", "running"):
