@@ -238,7 +238,9 @@ def cmd_demo(_args, _rest) -> int:
 def cmd_serve(args, _rest) -> int:
     import uvicorn
 
-    uvicorn.run("app.main:create_app", factory=True, host=args.host, port=args.port)
+    from app.timeouts import server_config
+
+    uvicorn.Server(server_config(Settings(), args.host, args.port)).run()
     return 0
 
 

@@ -12,10 +12,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from training.errors import AttribError
 
 log = logging.getLogger(__name__)
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+              408: "request_timeout", 413: "request_too_large", 429: "rate_limited"}
 
 
 class ApiError(AttribError):
-    """Raised by route code for request-level problems."""
+    """Raised by route code for request-level problems; `headers` go out with the response."""
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message, code=code, status=status)
+        self.headers = headers
 
 
 def error_response(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -25,7 +32,7 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AttribError)
     async def attrib_error(_request: Request, exc: AttribError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -34,7 +41,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code, "http_error")
+        code = HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

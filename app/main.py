@@ -8,12 +8,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from app.errors import install_error_handlers
 from app.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
+from app.ratelimit import RateLimits
 from app.routes import attribute, catalog, ingest, ops, pool, spaces
 from app.services import open_catalog, open_pool
 from app.settings import Settings
+from app.timeouts import BodyTimeoutMiddleware
 from index.jobs import mark_interrupted, run_job
 from index.sweep import sweep
 from training.errors import AttribError
@@ -28,7 +31,8 @@ Which training-source concepts did a synthetic image most likely come from?
   the best sources as evidence, from one backbone forward.
 * `GET /spaces`, `PUT /spaces/{name}`: the spaces and their heads; a new head goes live without downtime.
 * `POST /index` adds source images; large batches run as background jobs (`GET /jobs/{id}`).
-* Write endpoints need an `X-API-Key` header (keys: `attrib keys create`).
+* Write endpoints need an `X-API-Key` header (keys: `attrib keys create`). Writes and failed
+  authentications are rate-limited per key and per client address (429 with `Retry-After`).
 
 Errors are JSON: `{"error": {"code": "...", "message": "..."}}` with a stable `code`.
 """
@@ -41,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.settings, app.state.metrics, app.state.run_job = settings, metrics, run_job
+        app.state.limits = RateLimits(settings.write_rate_per_minute, settings.write_burst,
+                                      settings.auth_failures_per_minute, settings.auth_failure_burst)
         app.state.catalog, app.state.load_error = load_catalog(settings)
         loaded = app.state.catalog
         app.state.pool = open_pool(settings, loaded.sessions) if loaded else None
@@ -59,7 +65,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="attrib", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
+    app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_s)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST", "PUT", "DELETE"], allow_headers=["X-API-Key"],
+                           expose_headers=["Retry-After", "Location"], max_age=600)
     for module in (attribute, ingest, catalog, spaces, pool, ops):
         app.include_router(module.router)
     return app

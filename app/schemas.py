@@ -182,10 +182,13 @@ ERROR_DESCRIPTIONS = {
     415: "The upload is not an image (`not_an_image`).",
     422: "A parameter is out of range or missing, the manifest is malformed (`invalid_request`, `bad_manifest`), "
     "or a head checkpoint is refused (`head_unreadable`, `backbone_mismatch`, `head_dim_mismatch`, `bad_space_name`).",
+    429: "Too many writes from this key or address, or too many failed authentications from this address "
+    "(`rate_limited`); the `Retry-After` header says when to try again.",
     503: "The service is not ready: encoder, index or database unavailable (`not_ready`).",
 }
 
 
 def error_responses(*statuses: int) -> dict:
-    """OpenAPI descriptions of the error responses a route can give."""
-    return {s: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[s]} for s in (*statuses, 422, 503)}
+    """OpenAPI descriptions of the error responses a route can give (429 goes with every 401)."""
+    statuses = (*statuses, *((429,) if 401 in statuses else ()), 422, 503)
+    return {s: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[s]} for s in statuses}

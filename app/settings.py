@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from index.catalog import CatalogConfig
 from index.pool import Retention
@@ -37,6 +39,41 @@ class Settings(BaseSettings):
         600, ge=1, description="How often the server finishes interrupted takedowns and removes orphaned files."
     )
     require_key_for_reads: bool = Field(False, description="Make /attribute and read endpoints need an API key.")
+    write_rate_per_minute: float = Field(
+        300, ge=0, description="Writes allowed per minute for each API key and each client IP (0: no limit)."
+    )
+    write_burst: int = Field(60, ge=1, description="Writes a key or an IP may make at once before the rate applies.")
+    auth_failures_per_minute: float = Field(
+        10, ge=0, description="Failed authentications allowed per minute from one client IP (0: no limit)."
+    )
+    auth_failure_burst: int = Field(20, ge=1, description="Failed authentications from one IP before the rate applies.")
+    header_timeout_s: float = Field(
+        10, gt=0, le=3600, description="`attrib serve` closes a connection whose request headers take longer (408)."
+    )
+    body_timeout_s: float = Field(
+        300, gt=0, le=86400, description="A request body not fully received in this many seconds gets 408."
+    )
+    keep_alive_timeout_s: int = Field(
+        5, ge=1, le=3600, description="`attrib serve` closes keep-alive connections idle this long."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        [], description="Comma-separated origins allowed to call the API from a browser (CORS); empty: CORS off."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value):
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin: use scheme://host[:port] (no path) or *")
+        return origins
 
     @property
     def database_url_resolved(self) -> str:

@@ -26,7 +26,7 @@ from training.errors import AttribError
 from training.heads import Head, load_head
 
 STYLE, CONTENT = "style", "content"
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 Progress = Callable[[int], None]
 
 
@@ -66,7 +66,7 @@ class LiveSpace:
 
 
 def check_name(name: str) -> str:
-    if not NAME_PATTERN.match(name or ""):
+    if not NAME_PATTERN.fullmatch(name or ""):
         raise SpaceError(f"space names are 1-32 characters of a-z, 0-9, '_' and '-', starting with a letter; "
                          f"not {name!r}", code="bad_space_name", status=422)
     return name

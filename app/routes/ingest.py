@@ -1,19 +1,20 @@
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from app.deps import CatalogDep, SettingsDep, WriteAccess
+from app.deps import CatalogDep, KeyAccess, SettingsDep, WriteAccess
 from app.errors import ApiError
-from app.routes.uploads import read_limited, too_large_message
+from app.manifest import parse_manifest
+from app.params import JobId
+from app.routes.uploads import filename_problem, read_limited, shown_filename, too_large_message
 from app.schemas import IndexResponse, IngestResultOut, JobAccepted, JobOut, SpaceBuildOut, error_responses
 from index.ingest import IngestItem, ingest
 from index.jobs import create_job, get_job
 
-router = APIRouter(tags=["ingestion"], dependencies=[WriteAccess])
+router = APIRouter(tags=["ingestion"])
 
 MANIFEST_HELP = (
     'JSON naming each file\'s concept: either {"<filename>": "<concept>", ...} or '
@@ -24,6 +25,7 @@ MANIFEST_HELP = (
 @router.post(
     "/index",
     response_model=IndexResponse,
+    dependencies=[WriteAccess],
     responses={202: {"model": JobAccepted, "description": "Large batch accepted as a background job."},
                **error_responses(400, 401, 413)},
     summary="Add a batch of source images to the catalog",
@@ -53,6 +55,9 @@ def index_files(
 
 def upload_item(upload: UploadFile, concept: str | None, meta: dict, limit: int) -> IngestItem:
     filename = upload.filename or "upload"
+    problem = filename_problem(filename)
+    if problem:
+        return IngestItem(shown_filename(filename), concept, data=b"", meta=meta, rejection=("bad_filename", problem))
     data = read_limited(upload, limit)
     if data is None:
         return IngestItem(filename, concept, data=b"", meta=meta,
@@ -76,27 +81,6 @@ def concept_names(files: list[UploadFile], concepts: list[str] | None, manifest:
     return [(name, {}) for name in concepts]
 
 
-def parse_manifest(text: str) -> dict[str, tuple[str, dict]]:
-    def bad(why: str) -> ApiError:
-        return ApiError(f"the manifest is malformed: {why}", code="bad_manifest", status=422)
-
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise bad(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
-    if isinstance(data, dict) and all(isinstance(v, str) for v in data.values()):
-        return {name: (concept, {}) for name, concept in data.items()}
-    if not isinstance(data, list):
-        raise bad('expected {"filename": "concept"} or a list of {"filename", "concept"} objects')
-    entries = {}
-    for number, entry in enumerate(data):
-        if not (isinstance(entry, dict) and isinstance(entry.get("filename"), str)
-                and isinstance(entry.get("concept"), str) and isinstance(entry.get("meta", {}), dict)):
-            raise bad(f"entry {number} needs string `filename` and `concept` (and an optional object `meta`)")
-        entries[entry["filename"]] = (entry["concept"], entry.get("meta", {}))
-    return entries
-
-
 def tally(results: list[IngestResultOut]) -> dict[str, int]:
     return {
         "indexed": sum(r.status == "indexed" for r in results),
@@ -106,8 +90,8 @@ def tally(results: list[IngestResultOut]) -> dict[str, int]:
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=error_responses(401, 404),
-            summary="State and progress of a background job (ingestion or a space build)")
-def job_status(job_id: str, catalog: CatalogDep) -> JobOut:
+            dependencies=[KeyAccess], summary="State and progress of a background job (ingestion or a space build)")
+def job_status(job_id: JobId, catalog: CatalogDep) -> JobOut:
     job = get_job(catalog, job_id)
     space = SpaceBuildOut(**job.results[0]) if job.kind == "space_build" and job.results else None
     results = [] if job.kind == "space_build" else [IngestResultOut(**result) for result in job.results]

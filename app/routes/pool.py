@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from app.deps import WriteAccess
+from app.deps import KeyAccess, WriteAccess
+from app.params import Limit, Offset, QueryId
 from app.schemas import Page, error_responses
 from index.pool import QueryPool
 
-router = APIRouter(tags=["query pool"], dependencies=[WriteAccess])
+router = APIRouter(tags=["query pool"])
 
 
 class QueryOut(BaseModel):
@@ -42,21 +43,21 @@ def get_pool(request: Request) -> QueryPool:
     return request.app.state.pool
 
 
-@router.get("/queries", response_model=Page[QueryOut], responses=error_responses(401),
+@router.get("/queries", response_model=Page[QueryOut], responses=error_responses(401), dependencies=[KeyAccess],
             summary="The query pool, newest first (training material, never evidence)")
-def list_queries(request: Request, offset: int = Query(0, ge=0, le=2**31 - 1),
-                 limit: int = Query(50, ge=1, le=500)) -> Page[QueryOut]:
+def list_queries(request: Request, offset: Offset = 0, limit: Limit = 50) -> Page[QueryOut]:
     rows, total = get_pool(request).listing(offset, limit)
     items = [QueryOut.model_validate(row, from_attributes=True) for row in rows]
     return Page[QueryOut](items=items, total=total, offset=offset, limit=limit)
 
 
-@router.get("/queries/stats", response_model=PoolStats, responses=error_responses(401), summary="Pool size")
+@router.get("/queries/stats", response_model=PoolStats, responses=error_responses(401), dependencies=[KeyAccess],
+            summary="Pool size")
 def pool_stats(request: Request) -> PoolStats:
     return PoolStats(**get_pool(request).stats())
 
 
-@router.delete("/queries/{query_id}", status_code=204, responses=error_responses(401, 404),
+@router.delete("/queries/{query_id}", status_code=204, responses=error_responses(401, 404), dependencies=[WriteAccess],
                summary="Remove a query: its row, stored image and cached training features")
-def delete_query(request: Request, query_id: int = Path(ge=1, le=2**31 - 1)) -> None:
+def delete_query(request: Request, query_id: QueryId) -> None:
     get_pool(request).remove_one(query_id)

@@ -34,7 +34,7 @@ def list_spaces(catalog: CatalogDep) -> list[SpaceOut]:
 
 @router.put(
     "/spaces/{name}", status_code=202, response_model=JobAccepted, dependencies=[WriteAccess],
-    responses=error_responses(401, 413), summary="Put a new head live in a space (built in the background)",
+    responses=error_responses(400, 401, 413), summary="Put a new head live in a space (built in the background)",
 )
 def put_space(
     name: str, request: Request, catalog: CatalogDep, settings: SettingsDep,

@@ -1,0 +1,109 @@
+"""Read timeouts, so that slow clients cannot hold connections open.
+
+* Headers: `attrib serve` runs uvicorn's h11 protocol with a timer from the moment a connection
+  opens (or a kept-alive one gets its next request's first byte) until the request's headers are
+  complete. uvicorn has none of its own: its keep-alive timer stops at the first byte. When the
+  timer fires the client gets 408 and the connection is closed.
+* Body: BodyTimeoutMiddleware answers 408 when a request body is not fully received within
+  ATTRIB_BODY_TIMEOUT_S of its headers (it works under any ASGI server).
+* Idle keep-alive connections close after ATTRIB_KEEP_ALIVE_TIMEOUT_S (uvicorn's own timer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import h11
+import uvicorn
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from app.settings import Settings
+
+
+def _raw_408(message: str) -> bytes:
+    body = json.dumps({"error": {"code": "request_timeout", "message": message}}).encode()
+    head = (f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
+    return head.encode() + body
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol, closing connections whose request headers are slower than `header_timeout`."""
+
+    header_timeout = 10.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and self.conn.their_state is h11.IDLE:
+            self._arm_header_timer()  # the first bytes of the next request on a kept-alive connection
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # the request line and headers are in
+            self._cancel_header_timer()
+
+    def connection_lost(self, exc) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.write(_raw_408(f"the request headers took over {self.header_timeout:g} s"))
+            self.transport.close()
+
+
+class BodyTimeoutMiddleware:
+    """Answers 408 (and closes the connection) when a body is not fully received in `seconds`."""
+
+    def __init__(self, app: ASGIApp, seconds: float):
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        deadline = asyncio.get_running_loop().time() + self.seconds
+        body_done = False
+
+        async def timed_receive() -> Message:
+            nonlocal body_done
+            if body_done:  # later calls wait for a disconnect, which may rightly take long
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                raise _SlowBody(self.seconds) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        await self.app(scope, timed_receive, send)
+
+
+class _SlowBody(HTTPException):
+    """An HTTPException, so FastAPI's body parsing passes it on to the JSON error handler."""
+
+    def __init__(self, seconds: float):
+        super().__init__(408, f"the request body was not received within {seconds:g} s",
+                         headers={"Connection": "close"})
+
+
+def server_config(settings: Settings, host: str, port: int) -> uvicorn.Config:
+    """How `attrib serve` runs the app: the factory, the timeouts above, h11."""
+    protocol = type("AttribHTTPProtocol", (HeaderTimeoutProtocol,), {"header_timeout": settings.header_timeout_s})
+    return uvicorn.Config("app.main:create_app", factory=True, host=host, port=port, http=protocol,
+                          timeout_keep_alive=settings.keep_alive_timeout_s)
