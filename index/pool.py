@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from index.blobs import BlobStore
@@ -42,21 +43,28 @@ class QueryPool:
     def remember(self, data: bytes, decoded: DecodedImage, filename: str, origin: str,
                  key_id: int | None = None, answered_by: dict | None = None) -> int:
         """Keep one image (once per content); returns its query id."""
-        with self.sessions.begin() as session:
-            row = session.scalar(select(Query).where(Query.sha256 == decoded.sha256))
-            if row is None:
-                self.blobs.put(decoded.sha256, data)
-                row = Query(sha256=decoded.sha256, filename=filename[:512], format=decoded.format[:16],
-                            width=decoded.width, height=decoded.height, origin=origin, key_id=key_id,
-                            answered_by=answered_by or {}, times_seen=1, created_at=utcnow(), last_seen_at=utcnow())
-                session.add(row)
-            else:
-                row.times_seen, row.last_seen_at = row.times_seen + 1, utcnow()
-                row.answered_by = answered_by or row.answered_by
-            session.flush()
-            query_id = row.id
+        try:
+            query_id = self._upsert(data, decoded, filename, origin, key_id, answered_by)
+        except IntegrityError:  # the same image arrived twice at once: the other insert won
+            query_id = self._upsert(data, decoded, filename, origin, key_id, answered_by)
         self.enforce_retention()
         return query_id
+
+    def _upsert(self, data: bytes, decoded: DecodedImage, filename: str, origin: str,
+                key_id: int | None, answered_by: dict | None) -> int:
+        with self.sessions.begin() as session:
+            seen = {"times_seen": Query.times_seen + 1, "last_seen_at": utcnow()}
+            if answered_by:
+                seen["answered_by"] = answered_by
+            if session.execute(update(Query).where(Query.sha256 == decoded.sha256).values(**seen)).rowcount:
+                return session.scalar(select(Query.id).where(Query.sha256 == decoded.sha256))
+            self.blobs.put(decoded.sha256, data)
+            row = Query(sha256=decoded.sha256, filename=filename[:512], format=decoded.format[:16],
+                        width=decoded.width, height=decoded.height, origin=origin, key_id=key_id,
+                        answered_by=answered_by or {}, times_seen=1, created_at=utcnow(), last_seen_at=utcnow())
+            session.add(row)
+            session.flush()
+            return row.id
 
     def enforce_retention(self) -> int:
         """Drop the oldest queries beyond the count limit and those older than the age limit."""

@@ -6,7 +6,7 @@ from fastapi import APIRouter, File, Query, Request, Security, UploadFile
 
 from app.attribution import SOURCES_PER_CONCEPT, attribute_bytes
 from app.deps import CatalogDep, MetricsDep, ReadAccess, SettingsDep, api_key_header
-from app.routes.uploads import read_single_upload
+from app.routes.uploads import read_single_upload, shown_filename
 from app.schemas import AttributeResponse, ConceptScore, SourceRef, SpaceAnswer, StageTimings, error_responses
 from index.keys import key_id_of
 
@@ -37,7 +37,7 @@ def attribute(
     result = attribute_bytes(catalog, data, k, settings.share_temperature, space, sources)
     metrics.observe_stages(flat_timings(result.timings_ms))
     if settings.keep_queries:
-        request.app.state.pool.remember(data, result.query, file.filename or "query", "attribute",
+        request.app.state.pool.remember(data, result.query, shown_filename(file.filename or "query"), "attribute",
                                         key_id_of(catalog.sessions, key), result.answered_by())
     return AttributeResponse(
         backbone_id=result.backbone_id, k=k,

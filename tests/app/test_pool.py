@@ -71,3 +71,17 @@ def test_pool_commands_import_list_and_purge(env, photos, tmp_path, capsys):
     assert main(["pool", "purge", "1", "99"]) == 1
     assert "removed 1 queries" in capsys.readouterr().out
     assert main(["pool", "purge", "--all"]) == 0 and "removed 3 queries" in capsys.readouterr().out
+
+
+def test_odd_filenames_and_simultaneous_identical_uploads_are_kept_once(start_api, corpus, edit):
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = start_api()
+    api.index(corpus[:2])
+    query = edit(corpus[0])
+    assert api.attribute(query, filename="evil\x00name\x1b.jpg").status_code == 200
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(lambda _: api.attribute(query).status_code, range(8)))
+    assert statuses == [200] * 8
+    (kept,) = api.client.get("/queries", headers=api.auth).json()["items"]
+    assert kept["times_seen"] == 9 and "\x00" not in kept["filename"]
