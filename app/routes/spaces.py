@@ -60,7 +60,9 @@ def _checked_head(catalog, upload: UploadFile | None, limit: int):
     if upload is None:
         return prepare_head(catalog, None)
     data = read_single_upload(upload, limit)
-    with tempfile.TemporaryDirectory(dir=catalog.home) as folder:
+    spool = catalog.home / "spool"  # the sweep removes what a crash leaves here
+    spool.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=spool) as folder:
         path = Path(folder) / "head.pt"
         path.write_bytes(data)
         return prepare_head(catalog, path)
