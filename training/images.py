@@ -42,6 +42,11 @@ DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_CONCURRENT_DECODES = 4
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 ERROR_CODES = {"empty_file": 400, "not_an_image": 415, "corrupt_image": 400, "image_too_large": 400}
+# Leading bytes of the accepted formats: a file that starts like one but cannot be opened is corrupt.
+_SIGNATURES = {
+    "JPEG": (b"\xff\xd8\xff",), "PNG": (b"\x89PNG\r\n\x1a\n",), "GIF": (b"GIF87a", b"GIF89a"), "BMP": (b"BM",),
+    "TIFF": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+}
 _WIDE_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")
 _STRIP_PIXELS = 1 << 20
 
@@ -104,6 +109,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError as exc:
+        claimed = _claimed_format(data)
+        if claimed:
+            raise ImageError(f"the file starts like a {claimed} image, but its header is damaged") from exc
         raise ImageError(
             f"the file is not an image in an accepted format ({', '.join(ACCEPTED_FORMATS)})",
             code="not_an_image", status=415,
@@ -123,6 +131,12 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     if width <= 0 or height <= 0:
         raise ImageError(f"the image has no pixels ({width}x{height})")
     return image
+
+
+def _claimed_format(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for fmt, starts in _SIGNATURES.items() if data.startswith(starts)), None)
 
 
 def _out_of_memory() -> ImageError:
