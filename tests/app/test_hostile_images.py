@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import struct
+import time
 import zipfile
 import zlib
 
@@ -76,19 +77,13 @@ def minimal_psd(width=32, height=32) -> bytes:
     return header + struct.pack(">III", 0, 0, 0) + struct.pack(">H", 0) + bytes(3 * width * height)
 
 
-def poisoned_dds() -> bytes:
-    data = bytearray(encode(Image.new("RGB", (64, 64), (200, 30, 30)), "DDS"))
-    data[80:84] = bytes(4)  # issue 11: Pillow's DDS writer, then bytes 80-84 zeroed
-    return bytes(data)
-
-
 def exif(orientation: int) -> bytes:
     tags = Image.Exif()
     tags[0x0112] = orientation
     return tags.tobytes()
 
 
-def hostile_cases(photo: Image.Image, bomb_png: bytes) -> dict[str, tuple[bytes, tuple[int, str | None]]]:
+def hostile_cases(photo: Image.Image, bomb_png: bytes, poisoned_dds: bytes) -> dict[str, tuple[bytes, tuple[int, str | None]]]:
     small = photo.resize((96, 72))
     jpeg, png, gif, webp = (encode(small, fmt) for fmt in ("JPEG", "PNG", "GIF", "WEBP"))
     grey16 = Image.fromarray((np.asarray(small.convert("L"), dtype=np.uint16) * 257))
@@ -105,7 +100,7 @@ def hostile_cases(photo: Image.Image, bomb_png: bytes) -> dict[str, tuple[bytes,
         "text": ("a plain text file\n".encode() * 50, NOT_AN_IMAGE),
         "zip": (zipped.getvalue(), NOT_AN_IMAGE),
         "random-bytes": (np.random.default_rng(11).bytes(4096), NOT_AN_IMAGE),
-        "dds-poisoned": (poisoned_dds(), NOT_AN_IMAGE),
+        "dds-poisoned": (poisoned_dds, NOT_AN_IMAGE),
         "dds": (encode(small, "DDS"), NOT_AN_IMAGE),
         "avif": (encode(small, "AVIF"), NOT_AN_IMAGE),
         "spider": (encode(small.convert("F"), "SPIDER"), NOT_AN_IMAGE),
@@ -178,13 +173,13 @@ def check_case(api, name, data, expected, good: bytes) -> list[str]:
     return problems
 
 
-def test_hostile_images_get_their_code_and_spoil_nothing(start_api, corpus, edit, bomb_png):
+def test_hostile_images_get_their_code_and_spoil_nothing(start_api, corpus, edit, bomb_png, poisoned_dds):
     api = start_api(max_concurrent_decodes=2)
     from training.images import max_concurrent_decodes
 
     assert max_concurrent_decodes() == 2  # the setting reached the decoder
     assert api.index(corpus[:4]).json()["indexed"] == 4
-    cases = hostile_cases(Image.open(corpus[5]).convert("RGB"), bomb_png)
+    cases = hostile_cases(Image.open(corpus[5]).convert("RGB"), bomb_png, poisoned_dds)
     assert len(cases) >= 40
     good = edit(corpus[6])
     problems = [line for name, (data, expected) in cases.items() for line in check_case(api, name, data, expected, good)]
@@ -192,3 +187,21 @@ def test_hostile_images_get_their_code_and_spoil_nothing(start_api, corpus, edit
     assert api.client.get("/healthz").json() == {"status": "ok"}
     top = api.attribute(edit(corpus[1])).json()["concepts"][0]
     assert top["concept"] == corpus[1].stem
+
+
+def test_a_background_job_rejects_only_the_poisoned_files(start_api, corpus, poisoned_dds):
+    api = start_api(async_batch_files=4)
+    spider = encode(Image.new("F", (32, 32)), "SPIDER")
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in corpus[:3]]
+    files[1:1] = [("files", ("poisoned.png", poisoned_dds, "image/png")), ("files", ("spider.jpg", spider, "image/jpeg"))]
+    files.append(("files", ("empty.jpg", b"", "image/jpeg")))
+    response = api.client.post("/index", files=files, data={"concept": "c"}, headers=api.auth)
+    assert response.status_code == 202, response.text
+    for _ in range(600):
+        job = api.client.get(response.json()["status_url"], headers=api.auth).json()
+        if job["state"] not in ("queued", "running"):
+            break
+        time.sleep(0.1)
+    assert (job["state"], job["done"], job["indexed"], job["rejected"]) == ("succeeded", 6, 3, 3), job
+    codes = {r["filename"]: r["code"] for r in job["results"] if r["status"] == "rejected"}
+    assert codes == {"poisoned.png": "not_an_image", "spider.jpg": "not_an_image", "empty.jpg": "empty_file"}

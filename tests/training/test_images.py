@@ -31,13 +31,6 @@ def rotated_exif(orientation: int) -> bytes:
     return exif.tobytes()
 
 
-def poisoned_dds() -> bytes:
-    """The case of issue 11: Pillow's own DDS writer, then bytes 80-84 zeroed."""
-    data = bytearray(encode(Image.new("RGB", (64, 64), (200, 30, 30)), "DDS"))
-    data[80:84] = bytes(4)
-    return bytes(data)
-
-
 @pytest.mark.parametrize(
     "data, code",
     [
@@ -74,8 +67,8 @@ def test_pixel_limit_is_configurable():
         decode_image(data, max_pixels=9_999)
 
 
-def test_the_poisoned_dds_of_issue_11_is_not_an_image():
-    data = poisoned_dds()
+def test_the_poisoned_dds_of_issue_11_is_not_an_image(poisoned_dds):
+    data = poisoned_dds
     with pytest.raises(NotImplementedError):  # what an unguarded Pillow raises for it
         Image.open(io.BytesIO(data)).load()
     with pytest.raises(ImageError) as caught:
@@ -147,9 +140,9 @@ def test_training_and_serving_decode_identically(case, tmp_path):
         assert not np.array_equal(np.asarray(Image.open(path).convert("RGB")), np.asarray(served))
 
 
-def test_training_reports_unreadable_files_with_the_decoder_code(tmp_path):
+def test_training_reports_unreadable_files_with_the_decoder_code(tmp_path, poisoned_dds):
     path = tmp_path / "poisoned.png"
-    path.write_bytes(poisoned_dds())
+    path.write_bytes(poisoned_dds)
     with pytest.raises(DataError) as caught:
         load_rgb(path)
     assert caught.value.code == "not_an_image" and "poisoned.png" in caught.value.message
