@@ -86,7 +86,7 @@ def test_a_poisoned_file_is_reported_alone(env, tmp_path, capsys, photos, poison
     rejected = [line for line in err.splitlines() if line.startswith("rejected")]
     assert len(rejected) == 1 and rejected[0].startswith("rejected n02027000_poisoned.png: ")
     assert rejected[0].endswith("[not_an_image]") and "Traceback" not in err
-    assert attribute_json(capsys, photos[141])["concepts"][0]["concept"] == photos[141].stem
+    assert attribute_json(capsys, photos[141])["spaces"]["style"]["concepts"][0]["concept"] == photos[141].stem
 
 
 def test_concepts_from_a_csv_and_human_output(env, corpus, tmp_path, capsys):

@@ -185,7 +185,7 @@ def test_hostile_images_get_their_code_and_spoil_nothing(start_api, corpus, edit
     problems = [line for name, (data, expected) in cases.items() for line in check_case(api, name, data, expected, good)]
     assert not problems, "\n".join(problems)
     assert api.client.get("/healthz").json() == {"status": "ok"}
-    top = api.attribute(edit(corpus[1])).json()["concepts"][0]
+    top = api.attribute(edit(corpus[1])).json()["spaces"]["style"]["concepts"][0]
     assert top["concept"] == corpus[1].stem
 
 
