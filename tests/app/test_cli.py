@@ -165,10 +165,11 @@ def test_api_keys_are_created_listed_and_revoked(env, capsys):
     engine.dispose()
 
 
-def test_invalid_settings_are_named(env, monkeypatch, capsys):
-    monkeypatch.setenv("ATTRIB_BATCH_SIZE", "lots")
+@pytest.mark.parametrize("name, value", [("ATTRIB_BATCH_SIZE", "lots"), ("ATTRIB_MAX_CONCURRENT_DECODES", "0")])
+def test_invalid_settings_are_named(env, monkeypatch, capsys, name, value):
+    monkeypatch.setenv(name, value)
     assert main(["reindex"]) == 1
-    assert "ATTRIB_BATCH_SIZE" in capsys.readouterr().err
+    assert name in capsys.readouterr().err
 
 
 def test_spaces_are_listed_set_rolled_back_and_answer_together(env, tmp_path, capsys, photos):
