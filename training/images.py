@@ -105,7 +105,10 @@ def _return_freed_memory() -> None:
     need (8 threads, N = 2, 7000x7000 16-bit PNG: RSS peak 1.1 GB untrimmed, 0.6 GB trimmed)."""
     global _malloc_trim
     if _malloc_trim is None:
-        _malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", False)  # glibc only
+        try:
+            _malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", False)  # glibc only
+        except (OSError, TypeError):  # no C library to ask (Windows)
+            _malloc_trim = False
     if _malloc_trim:
         _malloc_trim(0)
 
@@ -135,7 +138,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             f"the file is not an image in an accepted format ({', '.join(ACCEPTED_FORMATS)})",
             code="not_an_image", status=415,
         ) from exc
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # the warning, where it is an error
         raise ImageError(f"the image declares too many pixels: {exc}", code="image_too_large") from exc
     except MemoryError as exc:
         raise _out_of_memory() from exc
