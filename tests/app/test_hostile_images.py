@@ -143,6 +143,7 @@ def hostile_cases(photo: Image.Image, bomb_png: bytes, poisoned_dds: bytes) -> d
         "apng": (encode(small, "PNG", save_all=True, append_images=[small.rotate(90)], duration=50), OK),
         "1-bit-bmp": (encode(small.convert("1"), "BMP"), OK),
         "1x1-png": (encode(Image.new("RGB", (1, 1), (1, 2, 3)), "PNG"), OK),
+        "2000x1-strip": (encode(Image.new("RGB", (2000, 1), (1, 2, 3)), "PNG"), OK),
         # polyglots: a valid image that is also something else is still that image
         "jpeg-html-polyglot": (jpeg[:2] + b"\xff\xfe\x00\x30<html><script>alert(1)</script></html>\x00\x00\x00"
                                + jpeg[2:], OK),
