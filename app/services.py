@@ -9,6 +9,7 @@ from app.settings import Settings
 from index.catalog import Catalog
 from index.pool import QueryPool
 from index.db import make_engine, session_factory, upgrade_database
+from index.images import set_max_concurrent_decodes
 from training.encoders import Encoder, load_encoder
 
 
@@ -17,6 +18,8 @@ def load_configured_encoder(settings: Settings) -> Encoder:
 
 
 def open_catalog(settings: Settings, encoder: Encoder | None = None) -> Catalog:
+    """The catalog, with this process's decodes bounded by ATTRIB_MAX_CONCURRENT_DECODES."""
+    set_max_concurrent_decodes(settings.max_concurrent_decodes)
     return Catalog(settings.catalog_config(), encoder or load_configured_encoder(settings))
 
 

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     index_factory: str = Field("Flat", description="FAISS factory string, e.g. Flat, HNSW32, IVF256,Flat.")
     batch_size: int = Field(32, ge=1, le=1024, description="Images embedded per batch.")
     max_pixels: int = Field(50_000_000, ge=1, description="Larger images are rejected (decompression bombs).")
+    max_concurrent_decodes: int = Field(
+        4, ge=1, le=256, description="Images decoded at once in a process; peak decode memory is at most this many "
+        "times max_pixels x 10 bytes."
+    )
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Larger files get 413 (or are rejected in a batch).")
     max_request_bytes: int = Field(1024 * 1024 * 1024, ge=1, description="Larger request bodies get 413.")
     async_batch_files: int = Field(

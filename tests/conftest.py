@@ -44,6 +44,20 @@ def bomb_png() -> bytes:
 
 
 @pytest.fixture(scope="session")
+def poisoned_dds() -> bytes:
+    """The DDS of issue 11: a 64 x 64 image from Pillow's DDS writer with bytes 80-84 zeroed."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(buffer, "DDS")
+    data = bytearray(buffer.getvalue())
+    data[80:84] = bytes(4)
+    return bytes(data)
+
+
+@pytest.fixture(scope="session")
 def encoder():
     from training.encoders import load_encoder
 

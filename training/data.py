@@ -26,13 +26,14 @@ from typing import Iterable
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps
 from tqdm import tqdm
 
 from training.config import AugmentConfig
 from training.encoders import content_hash
 from training.errors import AttribError
 from training.fileio import atomic_write
+from training.images import ImageError, decode_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 ROLES = ("query", "source", "distractor")
@@ -123,13 +124,15 @@ def collect_training_images(
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """Upright RGB, as the catalog decodes it (EXIF orientation applied)."""
+    """Upright RGB, decoded exactly as the catalog decodes it (`training.images.decode_image`)."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            return ImageOps.exif_transpose(image).convert("RGB")
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from exc
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+    try:
+        return decode_image(data).image
+    except ImageError as exc:
+        raise DataError(f"cannot read image {path}: {exc.message}", code=exc.code) from exc
 
 
 def file_sha256(path: Path) -> str:

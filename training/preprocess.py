@@ -27,12 +27,20 @@ class Preprocess:
         self.mean = np.asarray(spec.mean, dtype=np.float32)
         self.std = np.asarray(spec.std, dtype=np.float32)
 
+    # Beyond this aspect ratio only the centre crop is resampled: a 50000 x 1 image would otherwise
+    # be resized to 11,200,000 x 224 pixels (7.5 GB) first. Below it, results are unchanged.
+    MAX_RESIZED_ASPECT = 16
+
     def resize_crop(self, image: Image.Image) -> Image.Image:
         width, height = image.size
         scale = self.size / min(width, height)
         new_w, new_h = max(self.size, round(width * scale)), max(self.size, round(height * scale))
-        image = image.resize((new_w, new_h), self.resample)
         left, top = (new_w - self.size) // 2, (new_h - self.size) // 2
+        if max(new_w, new_h) > self.MAX_RESIZED_ASPECT * self.size:
+            sx, sy = width / new_w, height / new_h
+            box = (left * sx, top * sy, (left + self.size) * sx, (top + self.size) * sy)
+            return image.resize((self.size, self.size), self.resample, box=box)
+        image = image.resize((new_w, new_h), self.resample)
         return image.crop((left, top, left + self.size, top + self.size))
 
     def to_tensor(self, image: Image.Image) -> torch.Tensor:

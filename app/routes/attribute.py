@@ -26,7 +26,7 @@ def attribute(
     settings: SettingsDep,
     metrics: MetricsDep,
     key: Annotated[str | None, Security(api_key_header)],
-    file: UploadFile = File(..., description="The image to attribute (JPEG, PNG, WebP, GIF: first frame, ...)."),
+    file: UploadFile = File(..., description="The image to attribute: JPEG, PNG, WebP, GIF (first frame), BMP or TIFF."),
     k: int = Query(10, ge=1, le=100, description="How many concepts to return per space."),
     space: str = Query("all", max_length=32, description="`content`, `style`, another space's name, or `all`."),
     sources: int = Query(SOURCES_PER_CONCEPT, ge=1, le=50, description="Best sources listed per concept."),

@@ -74,6 +74,21 @@ def test_index_then_attribute_edited_copies(env, corpus, tmp_path, capsys):
     assert "indexed 0, duplicates 40, rejected 1" in capsys.readouterr().out
 
 
+def test_a_poisoned_file_is_reported_alone(env, tmp_path, capsys, photos, poisoned_dds):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for path in photos[140:143]:
+        shutil.copy(path, folder / path.name)
+    (folder / "n02027000_poisoned.png").write_bytes(poisoned_dds)  # a DDS named .png, sorted between good files
+    assert main(["index", str(folder), "--concept-from", "stem"]) == 1
+    out, err = capsys.readouterr()
+    assert "indexed 3, duplicates 0, rejected 1" in out
+    rejected = [line for line in err.splitlines() if line.startswith("rejected")]
+    assert len(rejected) == 1 and rejected[0].startswith("rejected n02027000_poisoned.png: ")
+    assert rejected[0].endswith("[not_an_image]") and "Traceback" not in err
+    assert attribute_json(capsys, photos[141])["spaces"]["style"]["concepts"][0]["concept"] == photos[141].stem
+
+
 def test_concepts_from_a_csv_and_human_output(env, corpus, tmp_path, capsys):
     photos = sorted(corpus.glob("n*.jpg"))[:4]
     table = tmp_path / "concepts.csv"
@@ -150,10 +165,11 @@ def test_api_keys_are_created_listed_and_revoked(env, capsys):
     engine.dispose()
 
 
-def test_invalid_settings_are_named(env, monkeypatch, capsys):
-    monkeypatch.setenv("ATTRIB_BATCH_SIZE", "lots")
+@pytest.mark.parametrize("name, value", [("ATTRIB_BATCH_SIZE", "lots"), ("ATTRIB_MAX_CONCURRENT_DECODES", "0")])
+def test_invalid_settings_are_named(env, monkeypatch, capsys, name, value):
+    monkeypatch.setenv(name, value)
     assert main(["reindex"]) == 1
-    assert "ATTRIB_BATCH_SIZE" in capsys.readouterr().err
+    assert name in capsys.readouterr().err
 
 
 def test_spaces_are_listed_set_rolled_back_and_answer_together(env, tmp_path, capsys, photos):

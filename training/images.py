@@ -1,0 +1,208 @@
+"""The one image decoder: untrusted bytes -> upright 8-bit RGB, for training and serving alike.
+
+Ingestion, attribution, catalog re-embedding and training (`training.data.load_rgb`) all decode
+through `decode_image`, so an image means the same pixels everywhere.
+
+Accepted formats (Pillow is opened with this allow-list; no other parser ever sees the bytes):
+JPEG (including MPO), PNG (including APNG), WebP, GIF, BMP and TIFF. Animated images are read by
+their first frame; multi-page TIFFs by their first page.
+
+Every failure is an `ImageError` with a stable code; nothing else escapes `decode_image`:
+
+  empty_file       400  zero bytes
+  not_an_image     415  not one of the accepted formats (SVG, PDF, HTML, DDS, AVIF, PSD, ICO, ...)
+  corrupt_image    400  an accepted format (by its header or its leading bytes), but truncated,
+                        damaged or a variant that cannot be read
+  image_too_large  400  more pixels than allowed (decompression bomb), or out of memory decoding
+
+Conversion to RGB: EXIF orientation is applied; alpha (RGBA, LA, PA, palette transparency) is
+laid over white; CMYK, greyscale and palette images are converted by Pillow; 16-bit and other
+wide greyscale (I;16*, I, F) keeps values up to 255 as they are and otherwise scales from 16-bit
+full scale (or from the image's peak if that is higher), in strips, so no full-size float copy is
+ever made. Non-finite float samples count as 0.
+
+Memory: at most N = `max_concurrent_decodes()` decodes run at once in a process (a semaphore;
+the app and the CLI set it from ATTRIB_MAX_CONCURRENT_DECODES). One decode holds at most about
+10 bytes per pixel (source, converted copy, RGB result; measured 7-10 on 49-megapixel images in
+every mode), so decoding needs at most N x max_pixels x 10 bytes beside the encoded bytes, and
+the freed memory is handed back after each decode (glibc). The decoded image itself (3 bytes per
+pixel) lives on until its caller has embedded it. `benchmarks/decode_flood.py` measures this.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import io
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from training.errors import AttribError
+
+DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_CONCURRENT_DECODES = 4
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+ERROR_CODES = {"empty_file": 400, "not_an_image": 415, "corrupt_image": 400, "image_too_large": 400}
+# Leading bytes of the accepted formats: a file that starts like one but cannot be opened is corrupt.
+_SIGNATURES = {
+    "JPEG": (b"\xff\xd8\xff",), "PNG": (b"\x89PNG\r\n\x1a\n",), "GIF": (b"GIF87a", b"GIF89a"), "BMP": (b"BM",),
+    "TIFF": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+}
+_WIDE_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")
+_STRIP_PIXELS = 1 << 20
+
+
+class ImageError(AttribError):
+    code = "corrupt_image"
+    status = 400
+
+
+@dataclass
+class DecodedImage:
+    image: Image.Image
+    sha256: str
+    format: str
+    width: int
+    height: int
+
+
+_slots = threading.BoundedSemaphore(DEFAULT_MAX_CONCURRENT_DECODES)
+_slot_count = DEFAULT_MAX_CONCURRENT_DECODES
+_malloc_trim = None  # glibc's malloc_trim, looked up on first use (False where there is none)
+
+
+def set_max_concurrent_decodes(count: int) -> None:
+    """Allow at most `count` decodes at once in this process (decodes already running finish)."""
+    global _slots, _slot_count
+    if count < 1:
+        raise ValueError(f"max concurrent decodes must be at least 1, not {count}")
+    if count != _slot_count:
+        _slots, _slot_count = threading.BoundedSemaphore(count), count
+
+
+def max_concurrent_decodes() -> int:
+    return _slot_count
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Upright RGB of untrusted image bytes; raises only `ImageError` (codes above)."""
+    if not data:
+        raise ImageError("the file is empty (0 bytes)", code="empty_file")
+    with _slots:
+        try:
+            rgb, fmt = _decode(data, max_pixels)
+        finally:
+            _return_freed_memory()
+    return DecodedImage(rgb, hashlib.sha256(data).hexdigest(), fmt, rgb.width, rgb.height)
+
+
+def _return_freed_memory() -> None:
+    """Give freed heap memory back to the system. glibc keeps it in per-thread arenas, so without
+    this, decodes run by many request threads in turn would together hold far more than N decodes
+    need (8 threads, N = 2, 7000x7000 16-bit PNG: RSS peak 1.1 GB untrimmed, 0.6 GB trimmed)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", False)  # glibc only
+        except (OSError, TypeError):  # no C library to ask (Windows)
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+def _decode(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
+    image = _open(data, max_pixels)
+    fmt = (image.format or "unknown").lower()
+    try:
+        image.seek(0)
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)
+        return to_rgb(image), fmt
+    except MemoryError as exc:
+        raise _out_of_memory() from exc
+    except Exception as exc:  # noqa: BLE001 - the boundary: whatever a codec raises is this file's fault
+        raise ImageError(f"the {fmt.upper()} image is truncated or corrupt: {_describe(exc)}") from exc
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except UnidentifiedImageError as exc:
+        claimed = _claimed_format(data)
+        if claimed:
+            raise ImageError(f"the file starts like a {claimed} image, but its header is damaged") from exc
+        raise ImageError(
+            f"the file is not an image in an accepted format ({', '.join(ACCEPTED_FORMATS)})",
+            code="not_an_image", status=415,
+        ) from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # the warning, where it is an error
+        raise ImageError(f"the image declares too many pixels: {exc}", code="image_too_large") from exc
+    except MemoryError as exc:
+        raise _out_of_memory() from exc
+    except Exception as exc:  # noqa: BLE001 - the boundary, as in _decode
+        raise ImageError(f"the image header is corrupt: {_describe(exc)}") from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"the image declares {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}",
+            code="image_too_large",
+        )
+    if width <= 0 or height <= 0:
+        raise ImageError(f"the image has no pixels ({width}x{height})")
+    return image
+
+
+def _claimed_format(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for fmt, starts in _SIGNATURES.items() if data.startswith(starts)), None)
+
+
+def _out_of_memory() -> ImageError:
+    return ImageError("the image needs more memory to decode than is available", code="image_too_large")
+
+
+def _describe(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; wide greyscale is scaled down, alpha is laid on white."""
+    if image.mode in _WIDE_MODES:
+        return Image.fromarray(_wide_to_l(image)).convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def _wide_to_l(image: Image.Image) -> np.ndarray:
+    """8-bit greyscale of an I;16*, I or F image, a strip of rows at a time."""
+    width, height = image.size
+    rows = max(1, _STRIP_PIXELS // width)
+    strips = [(top, min(height, top + rows)) for top in range(0, height, rows)]
+
+    def strip(top: int, bottom: int) -> np.ndarray:
+        values = np.asarray(image.crop((0, top, width, bottom)))
+        if values.dtype.kind == "f":
+            values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        return np.clip(values, 0, None)
+
+    peak = max(float(strip(top, bottom).max()) for top, bottom in strips)
+    full_scale = 255 if peak <= 255 else 65535 if peak <= 65535 else peak
+    out = np.empty((height, width), dtype=np.uint8)
+    for top, bottom in strips:
+        values = strip(top, bottom)
+        if values.dtype.kind == "f":
+            out[top:bottom] = np.round(values.astype(np.float64) / full_scale * 255.0)
+        else:  # integer rounding, half up: no ties at 255 or 65535 full scale
+            scale = int(full_scale)
+            out[top:bottom] = (values.astype(np.int64) * 510 + scale) // (2 * scale)
+    return out
