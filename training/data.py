@@ -247,7 +247,7 @@ def backbone_key(encoder) -> str:
 
 
 # Bump when image loading or view-making changes what a cached feature means.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 class FeatureCache:
