@@ -89,37 +89,53 @@ def list_images(folder: Path) -> list[Path]:
 
 @dataclass
 class TrainingImages:
-    anchors: list[Path]
-    negatives: list[Path]
+    anchors: list[Path]  # catalog images: augmented views, anchors of the alignment
+    negatives: list[Path]  # negative-only images, used un-augmented
+    pool: list[Path] = dataclasses.field(default_factory=list)  # unlabeled synthetic images (queries)
 
 
 def collect_training_images(
     inputs: Iterable[str | Path], catalog_images: list[Path] | None = None, negative_inputs: Iterable[str | Path] = (),
+    pool_inputs: Iterable[str | Path] = (), pool_images: list[Path] | None = None,
 ) -> TrainingImages:
-    """Anchors and negative-only images from folders, manifests (labels ignored) and the catalog;
-    every image of `negative_inputs` (folders, images or manifests) is negative-only."""
+    """Catalog anchors, pool anchors and negative-only images. Folders, images and the catalog give
+    catalog anchors; a manifest's `source` rows are catalog anchors, its `query` rows pool images
+    and its `distractor` rows negatives (labels are never read). Every image of `pool_inputs` is a
+    pool image and every image of `negative_inputs` negative-only."""
     anchors: dict[Path, None] = {}
     negatives: dict[Path, None] = {}
+    pool: dict[Path, None] = {}
     for item in negative_inputs:
-        extra = collect_training_images([item])
-        negatives.update(dict.fromkeys(extra.anchors + extra.negatives))
+        negatives.update(dict.fromkeys(_all_images(item)))
+    for item in pool_inputs:
+        pool.update(dict.fromkeys(_all_images(item)))
+    pool.update(dict.fromkeys(Path(p) for p in pool_images or []))
     for item in inputs:
         item = Path(item)
-        if item.is_dir():
-            found = list_images(item)
-            if not found:
-                raise DataError(f"no images found in folder {item}")
-            anchors.update(dict.fromkeys(found))
-        elif item.is_file() and item.suffix.lower() == ".csv":
+        if item.is_file() and item.suffix.lower() == ".csv":
             for row in read_manifest(item):
-                (negatives if row.role == "distractor" else anchors)[row.path] = None
-        elif item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES:
-            anchors[item] = None
+                {"distractor": negatives, "query": pool, "source": anchors}[row.role][row.path] = None
         else:
-            raise DataError(f"training input {item} is not a folder, image or .csv manifest")
+            anchors.update(dict.fromkeys(_all_images(item)))
     anchors.update(dict.fromkeys(Path(p) for p in catalog_images or []))
-    negatives = {p: None for p in negatives if p not in anchors}
-    return TrainingImages(list(anchors), list(negatives))
+    pool = {p: None for p in pool if p not in anchors}
+    negatives = {p: None for p in negatives if p not in anchors and p not in pool}
+    return TrainingImages(list(anchors), list(negatives), list(pool))
+
+
+def _all_images(item: str | Path) -> list[Path]:
+    """Every image of a folder (recursive), an image file, or a manifest (any role)."""
+    item = Path(item)
+    if item.is_dir():
+        found = list_images(item)
+        if not found:
+            raise DataError(f"no images found in folder {item}")
+        return found
+    if item.is_file() and item.suffix.lower() == ".csv":
+        return [row.path for row in read_manifest(item)]
+    if item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES:
+        return [item]
+    raise DataError(f"training input {item} is not a folder, image or .csv manifest")
 
 
 def load_rgb(path: Path) -> Image.Image:

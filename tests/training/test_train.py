@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 
 from training import evaluate, train
+from training.end_to_end import fit_end_to_end
+from training.loop import make_encoder
 from training.config import ConfigError, TrainConfig, merge
 from training.data import DataError, ViewMaker, collect_training_images, sketch, silhouette, view_rng
 from training.encoders import load_checkpoint
@@ -106,9 +108,9 @@ def test_end_to_end_path_runs_on_the_cpu(manifest, tmp_path):
     """The CUDA path (unfreeze the last blocks) kept honest on the CPU: two steps, no autocast."""
     config = merge(TrainConfig(), {"steps": 2, "batch_size": 2, "negatives": 2, "unfreeze_blocks": 1, "warmup_steps": 1,
                                    "head": {"out_dim": 16, "hidden_dim": 32}})
-    encoder = train.make_encoder(config)
+    encoder = make_encoder(config)
     before = {n: p.detach().clone() for n, p in encoder.backbone.named_parameters()}
-    history = train.fit_end_to_end(encoder, collect_training_images([manifest]), config, torch.device("cpu"))
+    history = fit_end_to_end(encoder, collect_training_images([manifest]), config, torch.device("cpu"))
     assert len(history.steps) == 2
     changed = [n for n, p in encoder.backbone.named_parameters() if not torch.equal(p, before[n])]
     assert changed and all("blocks.6" in n or "conv_head" in n or "bn2" in n for n in changed)
@@ -143,7 +145,7 @@ def test_views_are_deterministic_and_bridge_media(shared_data):
 
 def test_training_inputs_split_into_anchors_and_negatives(manifest, shared_data, tmp_path):
     images = collect_training_images([manifest])
-    assert len(images.anchors) == 5 and len(images.negatives) == 2
+    assert (len(images.anchors), len(images.pool), len(images.negatives)) == (2, 3, 2)  # sources, queries, distractors
     folder = tmp_path / "pool"
     folder.mkdir()
     Image.new("RGB", (32, 32)).save(folder / "a.png")
