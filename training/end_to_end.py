@@ -11,7 +11,8 @@ import torch
 from tqdm import tqdm
 
 from training.config import ConfigError, TrainConfig
-from training.data import ViewMaker, load_rgb
+from training.data import load_rgb
+from training.views import ViewMaker
 from training.loop import History, lr_at, optimise, stack_inputs
 from training.losses import AlignDisentangleLoss
 

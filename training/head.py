@@ -15,8 +15,10 @@ from training.losses import AlignDisentangleLoss
 
 
 def fit_head(encoder, clean: np.ndarray, views: np.ndarray, negatives: np.ndarray | None, config: TrainConfig,
-             device: torch.device | str = "cpu") -> History:
-    """Train `encoder.head` on cached features: clean (N, D), views (N, V, D), negatives (M, D)."""
+             device: torch.device | str = "cpu", pool_rows: int = 0) -> History:
+    """Train `encoder.head` on cached features: clean (N, D), views (N, V, D), negatives (M, D).
+    The last `pool_rows` anchors are pool images; with `config.pool_share` > 0 each batch draws
+    that share of its anchors from the pool and the rest from the catalog."""
     generator = torch.Generator().manual_seed(config.seed)
     clean_t, views_t = torch.from_numpy(clean).float(), torch.from_numpy(views).float()
     neg_t = torch.from_numpy(negatives).float() if negatives is not None and len(negatives) else None
@@ -24,21 +26,40 @@ def fit_head(encoder, clean: np.ndarray, views: np.ndarray, negatives: np.ndarra
     encoder.backbone.eval()
     criterion = AlignDisentangleLoss(config.loss)
     optimizer = make_optimizer(encoder.head.parameters(), config)
-    history, batch = History(), min(config.batch_size, len(clean_t))
-    order = torch.randperm(len(clean_t), generator=generator)
-    cursor = 0
+    history = History()
+    batches = AnchorBatches(len(clean_t), pool_rows, config.pool_share, min(config.batch_size, len(clean_t)), generator)
     for step in tqdm(range(config.steps), desc="training head", unit="step", file=sys.stderr, dynamic_ncols=True):
-        if cursor + batch > len(order):
-            order, cursor = torch.randperm(len(clean_t), generator=generator), 0
-        idx = order[cursor : cursor + batch]
-        cursor += batch
-        a, b = pair_views(clean_t, views_t, idx, config.loss.pairing, generator)
+        a, b = pair_views(clean_t, views_t, batches.next(), config.loss.pairing, generator)
         neg = sample_rows(neg_t, config.negatives, generator)
         terms = head_step(encoder, criterion, optimizer, [a, b, neg], lr_at(step, config), device)
         history.add(step, terms)
     encoder.eval()
     encoder.invalidate_id()
     return history
+
+
+class AnchorBatches:
+    """Anchor indices batch by batch: epochs of a shuffled order, either over all anchors or,
+    with a pool share, separately over the catalog rows [0, N - P) and the pool rows [N - P, N)."""
+
+    def __init__(self, rows: int, pool_rows: int, pool_share: float, batch: int, generator):
+        self.generator = generator
+        if 0 < pool_rows < rows and pool_share > 0:
+            take_pool = min(pool_rows, max(1, round(batch * pool_share)))
+            take_catalog = min(rows - pool_rows, batch - take_pool)
+            self.groups = [[0, rows - pool_rows, take_catalog], [rows - pool_rows, pool_rows, take_pool]]
+        else:
+            self.groups = [[0, rows, batch]]
+        self.orders = [torch.empty(0, dtype=torch.long) for _ in self.groups]
+
+    def next(self) -> torch.Tensor:
+        picked = []
+        for g, (start, count, take) in enumerate(self.groups):
+            if len(self.orders[g]) < take:
+                self.orders[g] = start + torch.randperm(count, generator=self.generator)
+            picked.append(self.orders[g][:take])
+            self.orders[g] = self.orders[g][take:]
+        return torch.cat(picked)
 
 
 def pair_views(clean: torch.Tensor, views: torch.Tensor, idx: torch.Tensor, pairing: str, generator) -> tuple:

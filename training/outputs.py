@@ -17,9 +17,11 @@ def save_outputs(encoder, config: TrainConfig, history: History, output: Path, s
     summary = {"checkpoint": str(output), "encoder_id": encoder.encoder_id, **summary}
     sidecar = {"config": config.to_dict(), **summary}
     Path(f"{output}.config.json").write_text(json.dumps(sidecar, indent=2) + "\n")
-    plot_history(history, Path(f"{output}.losses.png"))
     summary["config_file"] = f"{output}.config.json"
-    summary["loss_plot"] = f"{output}.losses.png"
+    summary["loss_plot"] = None
+    if history.terms:  # a closed-form fit has no steps to plot
+        plot_history(history, Path(f"{output}.losses.png"))
+        summary["loss_plot"] = f"{output}.losses.png"
     return summary
 
 

@@ -46,7 +46,7 @@ FLAGS = {
     "cache_dir": ("cache_dir", str), "batch_size": ("batch_size", int), "negatives": ("negatives", int),
     "steps": ("steps", int), "lr": ("lr", float), "seed": ("seed", int), "device": ("device", str),
     "unfreeze_blocks": ("unfreeze_blocks", int), "head": ("head.type", str), "out_dim": ("head.out_dim", int),
-    "hidden_dim": ("head.hidden_dim", int), "temperature": ("loss.temperature", float),
+    "hidden_dim": ("head.hidden_dim", int), "fit": ("head.fit", str), "temperature": ("loss.temperature", float),
     "pairing": ("loss.pairing", str), "align_weight": ("loss.align_weight", float),
     "infomax_weight": ("loss.infomax_weight", float), "infomax_eps": ("loss.infomax_eps", float),
     "variance_weight": ("loss.variance_weight", float), "covariance_weight": ("loss.covariance_weight", float),
