@@ -1,6 +1,7 @@
 """`attrib train`: the command line and config of training. The work is done by
-`training.unsupervised` (A&D: `training.head`, `training.end_to_end`), `training.baseline` (the
-supervised baseline) and `training.outputs` (checkpoint sidecar and loss plot).
+`training.unsupervised` (A&D: `training.whitening`, `training.head`, `training.end_to_end`, then
+`training.separation`), `training.baseline` (the supervised baseline) and `training.outputs`
+(checkpoint sidecar and loss plot).
 
 Unsupervised (the product, arXiv 2601.22663):
   attrib train INPUT... --output CKPT [--pool PATH ...] [--config FILE] [flags] [--set key=value ...]
@@ -8,8 +9,11 @@ INPUT is an image folder, an image, or a benchmark manifest (labels ignored; `so
 catalog images, `query` rows pool images, `distractor` rows negative-only). `--from-catalog` trains
 on the catalog's stored sources; `--pool` adds unlabeled synthetic images. The frozen backbone's
 features of a clean view and `views` augmented views per anchor image are cached on disk; a
-projection head (on L2-normalised, centred features) is then trained with InfoNCE between the
-clean view and an augmented view (alignment) plus a log-det covariance term (disentanglement).
+projection head on L2-normalised, centred features is then fitted: by default in closed form (a
+linear head that whitens the differences between images and their views; the identity when
+there are no pool images), or with `--fit sgd` by InfoNCE between the clean view and an augmented
+view (alignment) plus a log-det covariance term (disentanglement). A label-free check of whether
+the head separates pool images from sources ends every run.
 
 Supervised baseline (Wang et al., ICCV 2023), for comparison only:
   attrib train --supervised MANIFEST... --output CKPT
@@ -19,7 +23,7 @@ holds the query mapper, and `<CKPT>.config.json` names it, so `attrib eval --enc
 queries with it.
 
 Outputs: CKPT (a self-describing encoder checkpoint ATTRIB_ENCODER can point to),
-`<CKPT>.config.json` (the final config and a run summary) and `<CKPT>.losses.png`.
+`<CKPT>.config.json` (the final config and a run summary) and, for an SGD fit, `<CKPT>.losses.png`.
 """
 
 from __future__ import annotations

@@ -57,7 +57,10 @@ def train_unsupervised(config: TrainConfig, images: TrainingImages, output: Path
         views = np.concatenate([f.views for f in anchors])
         history = fit_head(encoder, clean, views, negatives, config, device, pool_rows=0 if pool is None else len(pool.paths))
     train_s = time.perf_counter() - started
-    check = separation_check(encoder, None if pool is None else pool.clean, None if catalog is None else catalog.clean)
+    if config.unfreeze_blocks:  # the cached features are the old backbone's
+        check = {"computed": False, "reason": "end to end: the backbone changed, cached features no longer apply", "warning": None}
+    else:
+        check = separation_check(encoder, None if pool is None else pool.clean, None if catalog is None else catalog.clean)
     if check["warning"]:
         print(f"warning: {check['warning']}", file=sys.stderr)
     summary = {

@@ -104,18 +104,3 @@ def silhouette(image: Image.Image, blur: float = 5.0) -> Image.Image:
     if border.mean() > 0.5:
         mask = ~mask
     return Image.fromarray(np.where(mask, 0, 255).astype(np.uint8)).convert("RGB")
-
-
-def amplitude_mix(image: Image.Image, donor: Image.Image, strength: float) -> Image.Image:
-    """The look of `donor` carried onto `image`: each channel keeps its Fourier phase (the layout)
-    and takes (1 - strength) of its own amplitude spectrum plus `strength` of the donor's (the
-    texture and colour statistics). Xu, Zhang, Zhang, Wang and Tian, *A Fourier-based Framework
-    for Domain Generalization* (CVPR 2021), after Yang and Soatto's FDA (CVPR 2020)."""
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be in [0, 1], got {strength}")
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
-    other = np.asarray(donor.convert("RGB").resize(image.size, Image.Resampling.BICUBIC), dtype=np.float32)
-    spectrum, donor_spectrum = np.fft.fft2(pixels, axes=(0, 1)), np.fft.fft2(other, axes=(0, 1))
-    amplitude = (1 - strength) * np.abs(spectrum) + strength * np.abs(donor_spectrum)
-    mixed = np.fft.ifft2(amplitude * np.exp(1j * np.angle(spectrum)), axes=(0, 1)).real
-    return Image.fromarray(np.clip(mixed, 0, 255).astype(np.uint8))
