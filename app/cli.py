@@ -271,11 +271,12 @@ def cmd_keys(args, _rest) -> int:
 def cmd_train(args, rest) -> int:
     from training import train
 
-    catalog_images = None
-    if args.from_catalog:  # the catalog's sources and the query pool, unlabeled
-        catalog_images = catalog_image_paths(Settings()) + pool_image_paths(Settings())
-    argv = rest + (["--from-catalog"] if args.from_catalog else [])
-    return train.main(argv, catalog_images=catalog_images)
+    if not args.from_catalog:
+        return train.main(rest)
+    # the catalog's sources as catalog anchors, the query pool as pool anchors; labels never used
+    settings = Settings()
+    return train.main(rest + ["--from-catalog"], catalog_images=catalog_image_paths(settings),
+                      pool_images=pool_image_paths(settings))
 
 
 def catalog_image_paths(settings: Settings) -> list[Path]:

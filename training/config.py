@@ -26,9 +26,11 @@ class ConfigError(AttribError):
 
 @dataclass
 class HeadConfig:
-    type: str = "mlp"  # "linear" (identity-initialised, out_dim = feature dim) or "mlp"
-    out_dim: int = 512
-    hidden_dim: int = 2048
+    type: str = "linear"  # "linear" (identity-initialised, out_dim = feature dim) or "mlp"
+    fit: str = "whiten"  # "whiten": closed-form linear A&D (training/whitening.py); "sgd": loss terms, `steps` steps
+    whiten_eps: float = 0.1  # ridge of the nuisance covariance, relative to its mean eigenvalue
+    out_dim: int = 512  # mlp only
+    hidden_dim: int = 2048  # mlp only
 
 
 @dataclass
@@ -71,6 +73,7 @@ class TrainConfig:
     cache_dir: str | None = None  # default: $ATTRIB_HOME/feature-cache, else ./var/feature-cache
     batch_size: int = 256
     negatives: int = 1024  # negative-only (distractor) features drawn per step
+    pool_share: float = 0.0  # share of each batch's anchors drawn from the pool (0: all anchors alike)
     steps: int = 300
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -181,6 +184,10 @@ def load_config_file(path: str | Path) -> dict:
 def validate(config: TrainConfig) -> TrainConfig:
     checks = [
         (config.head.type in ("linear", "mlp"), "head.type must be 'linear' or 'mlp'"),
+        (config.head.fit in ("whiten", "sgd"), "head.fit must be 'whiten' or 'sgd'"),
+        (config.head.fit == "sgd" or config.head.type == "linear", "head.fit 'whiten' needs head.type 'linear' (use head.fit=sgd for mlp)"),
+        (config.head.fit == "sgd" or not config.unfreeze_blocks, "unfreeze_blocks (end to end) needs head.fit=sgd"),
+        (config.head.whiten_eps > 0, "head.whiten_eps must be > 0"),
         (config.loss.pairing in ("clean", "random"), "loss.pairing must be 'clean' or 'random'"),
         (config.loss.temperature > 0, "loss.temperature must be > 0"),
         (config.loss.infomax_eps > 0, "loss.infomax_eps must be > 0"),
@@ -189,6 +196,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         (config.views >= 1, "views must be at least 1"),
         (config.negatives >= 0 and config.unfreeze_blocks >= 0, "negatives and unfreeze_blocks must be >= 0"),
         (config.device in ("auto", "cpu", "cuda"), "device must be 'auto', 'cpu' or 'cuda'"),
+        (0 <= config.pool_share < 1, "pool_share must be in [0, 1)"),
         (0 < config.augment.crop_scale[0] <= config.augment.crop_scale[1] <= 1, "augment.crop_scale: 0 < lo <= hi <= 1"),
     ]
     weights = [config.loss.align_weight, config.loss.infomax_weight, config.loss.variance_weight, config.loss.covariance_weight]

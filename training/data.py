@@ -4,10 +4,7 @@
   `role` is `query`, `source` or `distractor`.
 - Training input is unlabeled: folders and manifests give *anchor* images (augmented views) and
   *negative-only* images (a manifest's distractors, used un-augmented).
-- Views bridge media: random resized crop and flip, then either an edge-map sketch, a filled
-  silhouette, or strong photometric changes (colour jitter, grayscale, blur, solarise, invert).
-  A view is a deterministic function of the image bytes, the view index and the recipe, so the
-  feature cache is shared by every run and seed that uses the same recipe.
+- Augmented views are made by `training.views`.
 - Backbone features are cached on disk under `<cache>/v2/<backbone key>/clean/` (the evaluation
   view: resize + centre crop) and `<cache>/v2/<backbone key>/views-<recipe key>/` (augmented views),
   one `.npy` file per image sha256.
@@ -18,7 +15,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +22,7 @@ from typing import Iterable
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image
 from tqdm import tqdm
 
 from training.config import AugmentConfig
@@ -34,6 +30,7 @@ from training.encoders import content_hash
 from training.errors import AttribError
 from training.fileio import atomic_write
 from training.images import ImageError, decode_image
+from training.views import ViewMaker, recipe_key, view_rng
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 ROLES = ("query", "source", "distractor")
@@ -90,37 +87,53 @@ def list_images(folder: Path) -> list[Path]:
 
 @dataclass
 class TrainingImages:
-    anchors: list[Path]
-    negatives: list[Path]
+    anchors: list[Path]  # catalog images: augmented views, anchors of the alignment
+    negatives: list[Path]  # negative-only images, used un-augmented
+    pool: list[Path] = dataclasses.field(default_factory=list)  # unlabeled synthetic images (queries)
 
 
 def collect_training_images(
     inputs: Iterable[str | Path], catalog_images: list[Path] | None = None, negative_inputs: Iterable[str | Path] = (),
+    pool_inputs: Iterable[str | Path] = (), pool_images: list[Path] | None = None,
 ) -> TrainingImages:
-    """Anchors and negative-only images from folders, manifests (labels ignored) and the catalog;
-    every image of `negative_inputs` (folders, images or manifests) is negative-only."""
+    """Catalog anchors, pool anchors and negative-only images. Folders, images and the catalog give
+    catalog anchors; a manifest's `source` rows are catalog anchors, its `query` rows pool images
+    and its `distractor` rows negatives (labels are never read). Every image of `pool_inputs` is a
+    pool image and every image of `negative_inputs` negative-only."""
     anchors: dict[Path, None] = {}
     negatives: dict[Path, None] = {}
+    pool: dict[Path, None] = {}
     for item in negative_inputs:
-        extra = collect_training_images([item])
-        negatives.update(dict.fromkeys(extra.anchors + extra.negatives))
+        negatives.update(dict.fromkeys(_all_images(item)))
+    for item in pool_inputs:
+        pool.update(dict.fromkeys(_all_images(item)))
+    pool.update(dict.fromkeys(Path(p) for p in pool_images or []))
     for item in inputs:
         item = Path(item)
-        if item.is_dir():
-            found = list_images(item)
-            if not found:
-                raise DataError(f"no images found in folder {item}")
-            anchors.update(dict.fromkeys(found))
-        elif item.is_file() and item.suffix.lower() == ".csv":
+        if item.is_file() and item.suffix.lower() == ".csv":
             for row in read_manifest(item):
-                (negatives if row.role == "distractor" else anchors)[row.path] = None
-        elif item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES:
-            anchors[item] = None
+                {"distractor": negatives, "query": pool, "source": anchors}[row.role][row.path] = None
         else:
-            raise DataError(f"training input {item} is not a folder, image or .csv manifest")
+            anchors.update(dict.fromkeys(_all_images(item)))
     anchors.update(dict.fromkeys(Path(p) for p in catalog_images or []))
-    negatives = {p: None for p in negatives if p not in anchors}
-    return TrainingImages(list(anchors), list(negatives))
+    pool = {p: None for p in pool if p not in anchors}
+    negatives = {p: None for p in negatives if p not in anchors and p not in pool}
+    return TrainingImages(list(anchors), list(negatives), list(pool))
+
+
+def _all_images(item: str | Path) -> list[Path]:
+    """Every image of a folder (recursive), an image file, or a manifest (any role)."""
+    item = Path(item)
+    if item.is_dir():
+        found = list_images(item)
+        if not found:
+            raise DataError(f"no images found in folder {item}")
+        return found
+    if item.is_file() and item.suffix.lower() == ".csv":
+        return [row.path for row in read_manifest(item)]
+    if item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES:
+        return [item]
+    raise DataError(f"training input {item} is not a folder, image or .csv manifest")
 
 
 def load_rgb(path: Path) -> Image.Image:
@@ -141,100 +154,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-# -- views -------------------------------------------------------------------------------------
-
-
-def recipe_key(config: AugmentConfig) -> str:
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True)
-    return hashlib.sha256(f"views-v1:{text}".encode()).hexdigest()[:12]
-
-
-def view_rng(sha256: str, index: int, recipe: str) -> np.random.Generator:
-    seed = int(hashlib.sha256(f"{sha256}:{index}:{recipe}".encode()).hexdigest()[:16], 16)
-    return np.random.default_rng(seed)
-
-
-class ViewMaker:
-    """Augmented views of one image at the backbone's input size."""
-
-    def __init__(self, config: AugmentConfig, size: int):
-        self.config = config
-        self.size = size
-
-    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
-        cfg = self.config
-        image = self.crop(image, rng)
-        if rng.random() < cfg.p_flip:
-            image = ImageOps.mirror(image)
-        medium = rng.random()
-        if medium < cfg.p_sketch:
-            return sketch(image, float(rng.uniform(*cfg.sketch_sigma)))
-        if medium < cfg.p_sketch + cfg.p_silhouette:
-            return silhouette(image, float(rng.uniform(*cfg.silhouette_blur)))
-        return self.photometric(image, rng)
-
-    def crop(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
-        """Random resized crop: area fraction in crop_scale, aspect ratio in [3/4, 4/3]."""
-        width, height = image.size
-        for _ in range(10):
-            area = width * height * rng.uniform(*self.config.crop_scale)
-            ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-            w, h = int(round(np.sqrt(area * ratio))), int(round(np.sqrt(area / ratio)))
-            if 0 < w <= width and 0 < h <= height:
-                left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
-                return image.resize((self.size, self.size), Image.Resampling.BICUBIC, box=(left, top, left + w, top + h))
-        return ImageOps.fit(image, (self.size, self.size), Image.Resampling.BICUBIC)
-
-    def photometric(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
-        cfg = self.config
-        if rng.random() < cfg.p_jitter:
-            image = colour_jitter(image, cfg.jitter, rng)
-        if rng.random() < cfg.p_grayscale:
-            image = ImageOps.grayscale(image).convert("RGB")
-        if rng.random() < cfg.p_blur:
-            image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.1, 2.0))))
-        if rng.random() < cfg.p_solarize:
-            image = ImageOps.solarize(image, 128)
-        if rng.random() < cfg.p_invert:
-            image = ImageOps.invert(image)
-        return image
-
-
-def colour_jitter(image: Image.Image, strength: float, rng: np.random.Generator) -> Image.Image:
-    """Brightness, contrast, saturation (factor in [1-s, 1+s]) and hue (shift up to s/4 turn)."""
-    from PIL import ImageEnhance
-
-    for enhancer in rng.permutation([ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color]):
-        image = enhancer(image).enhance(float(rng.uniform(max(0.0, 1 - strength), 1 + strength)))
-    hsv = np.array(image.convert("HSV"))
-    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + int(rng.uniform(-strength / 4, strength / 4) * 255)) % 256
-    return Image.fromarray(hsv, "HSV").convert("RGB")
-
-
-def sketch(image: Image.Image, sigma: float = 3.5) -> Image.Image:
-    """Edge-map view: Canny edges of the grey image, dilated, drawn black on white."""
-    from skimage import feature, morphology
-
-    grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    edges = morphology.dilation(feature.canny(grey, sigma=sigma), morphology.disk(1))
-    return Image.fromarray(np.where(edges, 0, 255).astype(np.uint8)).convert("RGB")
-
-
-def silhouette(image: Image.Image, blur: float = 5.0) -> Image.Image:
-    """Silhouette view: Otsu threshold of a blurred grey image; the side that owns less of the
-    border is taken as the figure and drawn black on white."""
-    from skimage.filters import threshold_otsu
-
-    grey = np.asarray(ImageOps.grayscale(image).filter(ImageFilter.GaussianBlur(blur)), dtype=np.float32)
-    if grey.max() - grey.min() < 1e-3:
-        return Image.new("RGB", image.size, (255, 255, 255))
-    mask = grey > threshold_otsu(grey)
-    border = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
-    if border.mean() > 0.5:
-        mask = ~mask
-    return Image.fromarray(np.where(mask, 0, 255).astype(np.uint8)).convert("RGB")
 
 
 # -- feature cache -----------------------------------------------------------------------------

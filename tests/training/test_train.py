@@ -10,12 +10,16 @@ import torch
 from PIL import Image
 
 from training import evaluate, train
+from training.end_to_end import fit_end_to_end
+from training.head import AnchorBatches
+from training.loop import make_encoder
 from training.config import ConfigError, TrainConfig, merge
-from training.data import DataError, ViewMaker, collect_training_images, sketch, silhouette, view_rng
+from training.data import DataError, collect_training_images
+from training.views import ViewMaker, silhouette, sketch, view_rng
 from training.encoders import load_checkpoint
 
-TINY = ["--steps", "2", "--views", "2", "--batch-size", "4", "--negatives", "2", "--out-dim", "16",
-        "--set", "head.hidden_dim=32", "--set", "warmup_steps=1"]
+TINY = ["--steps", "2", "--views", "2", "--batch-size", "4", "--negatives", "2", "--head", "mlp", "--fit", "sgd",
+        "--out-dim", "16", "--set", "head.hidden_dim=32", "--set", "warmup_steps=1"]
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +40,16 @@ def test_two_step_smoke_run_writes_a_loadable_checkpoint(manifest, tmp_path, cap
     assert train.main([str(manifest), "--output", str(ckpt), "--cache-dir", str(cache), *TINY]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["anchors"] == 5 and summary["negatives"] == 2
+    assert (summary["catalog_anchors"], summary["pool_anchors"]) == (2, 3)  # sources, queries
+    check = summary["separation_check"]
+    assert check["computed"] and set(check["before"]) == set(check["after"]) == {"gap", "pool_to_source", "pool_to_pool"}
     assert set(summary["final_terms"]) == {"align_loss", "infomax_loss", "loss"}
     encoder = load_checkpoint(ckpt)
     assert encoder.encoder_id == summary["encoder_id"] and encoder.dim == 16
     assert encoder.center.abs().sum() > 0
     sidecar = json.loads(Path(f"{ckpt}.config.json").read_text())
     assert sidecar["encoder_id"] == encoder.encoder_id and sidecar["config"]["steps"] == 2
+    assert sidecar["separation_check"] == check
     assert Path(f"{ckpt}.losses.png").stat().st_size > 0
     vectors = encoder.embed_images([Image.new("RGB", (64, 64))])
     assert vectors.shape == (1, 16) and np.isclose(np.linalg.norm(vectors), 1, atol=1e-5)
@@ -53,6 +61,26 @@ def test_two_step_smoke_run_writes_a_loadable_checkpoint(manifest, tmp_path, cap
     second = json.loads(capsys.readouterr().out)
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.npy")} == files, "second run reuses the cache"
     assert second["encoder_id"] == summary["encoder_id"], "same seed, same checkpoint"
+
+
+def test_default_run_fits_the_whitening_head_and_checks_separation(manifest, tmp_path, capsys):
+    ckpt, cache = tmp_path / "w.pt", str(tmp_path / "cache")
+    assert train.main([str(manifest), "--output", str(ckpt), "--cache-dir", cache, "--views", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["head_fit"]["method"] == "whiten" and summary["loss_plot"] is None
+    encoder = load_checkpoint(ckpt)
+    weight = encoder.head.weight.detach()
+    assert encoder.head_config["type"] == "linear" and torch.allclose(weight, weight.T, atol=1e-5)
+    assert not torch.allclose(weight, torch.eye(len(weight)))
+    assert summary["separation_check"]["computed"]
+
+    sources_only = tmp_path / "catalog.csv"
+    sources_only.write_text("\n".join(line for line in manifest.read_text().splitlines() if ",query," not in line) + "\n")
+    assert train.main([str(sources_only), "--output", str(tmp_path / "c.pt"), "--cache-dir", cache, "--views", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["head_fit"]["method"] == "identity" and "no pool images" in capsys.readouterr().err + summary["head_fit"]["reason"]
+    assert torch.equal(load_checkpoint(tmp_path / "c.pt").head.weight, torch.eye(encoder.feature_dim))
+    assert summary["separation_check"]["computed"] is False
 
 
 def test_a_different_seed_or_pairing_trains_a_different_head(manifest, tmp_path, capsys):
@@ -84,7 +112,7 @@ def test_bad_inputs_fail_cleanly(tmp_path):
     with pytest.raises(ConfigError, match="CUDA"):
         if torch.cuda.is_available():
             pytest.skip("CUDA present")
-        train.main([str(tmp_path)] + out + ["--unfreeze-blocks", "2"])
+        train.main([str(tmp_path)] + out + ["--unfreeze-blocks", "2", "--head", "mlp", "--fit", "sgd"])
 
 
 def test_config_layers_defaults_file_then_flags(tmp_path):
@@ -98,6 +126,8 @@ def test_config_layers_defaults_file_then_flags(tmp_path):
         merge(TrainConfig(), {"loss": {"weight": 1}})
     with pytest.raises(ConfigError, match="not a valid int"):
         merge(TrainConfig(), {"steps": "many"})
+    with pytest.raises(ConfigError, match="needs head.type 'linear'"):
+        train.resolve_config(train.build_parser().parse_args(["x", "-o", "o.pt", "--head", "mlp"]))
     with pytest.raises(ConfigError, match="pairing"):
         train.resolve_config(train.build_parser().parse_args(["x", "-o", "o.pt", "--pairing", "both"]))
 
@@ -105,10 +135,10 @@ def test_config_layers_defaults_file_then_flags(tmp_path):
 def test_end_to_end_path_runs_on_the_cpu(manifest, tmp_path):
     """The CUDA path (unfreeze the last blocks) kept honest on the CPU: two steps, no autocast."""
     config = merge(TrainConfig(), {"steps": 2, "batch_size": 2, "negatives": 2, "unfreeze_blocks": 1, "warmup_steps": 1,
-                                   "head": {"out_dim": 16, "hidden_dim": 32}})
-    encoder = train.make_encoder(config)
+                                   "head": {"type": "mlp", "fit": "sgd", "out_dim": 16, "hidden_dim": 32}})
+    encoder = make_encoder(config)
     before = {n: p.detach().clone() for n, p in encoder.backbone.named_parameters()}
-    history = train.fit_end_to_end(encoder, collect_training_images([manifest]), config, torch.device("cpu"))
+    history = fit_end_to_end(encoder, collect_training_images([manifest]), config, torch.device("cpu"))
     assert len(history.steps) == 2
     changed = [n for n, p in encoder.backbone.named_parameters() if not torch.equal(p, before[n])]
     assert changed and all("blocks.6" in n or "conv_head" in n or "bn2" in n for n in changed)
@@ -143,7 +173,7 @@ def test_views_are_deterministic_and_bridge_media(shared_data):
 
 def test_training_inputs_split_into_anchors_and_negatives(manifest, shared_data, tmp_path):
     images = collect_training_images([manifest])
-    assert len(images.anchors) == 5 and len(images.negatives) == 2
+    assert (len(images.anchors), len(images.pool), len(images.negatives)) == (2, 3, 2)  # sources, queries, distractors
     folder = tmp_path / "pool"
     folder.mkdir()
     Image.new("RGB", (32, 32)).save(folder / "a.png")
@@ -163,3 +193,29 @@ def test_training_images_are_loaded_upright(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     Image.new("RGB", (64, 48), (200, 10, 10)).save(tmp_path / "rotated.jpg", exif=exif.tobytes())
     assert load_rgb(tmp_path / "rotated.jpg").size == (48, 64)
+
+
+def test_anchor_batches_balance_catalog_and_pool():
+    generator = torch.Generator().manual_seed(0)
+    batches = AnchorBatches(rows=100, pool_rows=10, pool_share=0.5, batch=8, generator=generator)
+    seen_pool = set()
+    for _ in range(5):
+        idx = batches.next()
+        assert len(idx) == 8 and len(set(idx.tolist())) == 8
+        assert (idx >= 90).sum() == 4  # half of every batch from the 10 pool rows
+        seen_pool |= {i for i in idx.tolist() if i >= 90}
+    assert seen_pool == set(range(90, 100))  # every pool row within three batches' epochs
+    uniform = AnchorBatches(rows=100, pool_rows=10, pool_share=0.0, batch=8, generator=generator)
+    first_epoch = torch.cat([uniform.next() for _ in range(12)]).tolist()
+    assert len(set(first_epoch)) == 96 and max(first_epoch) < 100  # one shuffled epoch over all rows
+
+
+def test_pool_inputs_are_pool_images(manifest, shared_data, tmp_path):
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    Image.new("RGB", (32, 32)).save(folder / "q.png")
+    images = collect_training_images([manifest], pool_inputs=[folder], pool_images=[tmp_path / "pool" / "q.png"])
+    assert folder / "q.png" in images.pool and len(images.pool) == 4 and len(images.anchors) == 2
+    catalog = sorted((shared_data / "imagenet-sample").glob("*.jpg"))[:2]
+    only_pool = collect_training_images([], catalog, pool_images=[folder / "q.png"])
+    assert only_pool.anchors == catalog and only_pool.pool == [folder / "q.png"]
