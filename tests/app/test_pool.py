@@ -85,3 +85,19 @@ def test_odd_filenames_and_simultaneous_identical_uploads_are_kept_once(start_ap
     assert statuses == [200] * 8
     (kept,) = api.client.get("/queries", headers=api.auth).json()["items"]
     assert kept["times_seen"] == 9 and "\x00" not in kept["filename"]
+
+
+def test_train_from_catalog_uses_the_pool_and_its_head_goes_live(env, photos, tmp_path, capsys):
+    import json
+
+    assert main(["index", *map(str, photos[:4]), "--concept-from", "stem"]) == 0
+    assert main(["pool", "add", *map(str, photos[10:14])]) == 0
+    capsys.readouterr()
+    head = tmp_path / "head.pt"
+    argv = ["train", "--from-catalog", "--output", str(head), "--views", "2", "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["catalog_anchors"], summary["pool_anchors"]) == (4, 4)
+    assert summary["separation_check"]["computed"] is True
+    assert main(["spaces", "set", "content", str(head)]) == 0
+    assert "space content now serves head" in capsys.readouterr().out
