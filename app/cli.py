@@ -280,21 +280,15 @@ def cmd_train(args, rest) -> int:
 
 
 def catalog_image_paths(settings: Settings) -> list[Path]:
-    """The stored original of every source, once per distinct image."""
-    from sqlalchemy import select
-
     from app.services import open_database
     from index.blobs import BlobStore
-    from index.models import Source
+    from index.repository import source_image_paths
 
     engine, sessions = open_database(settings)
     try:
-        with sessions() as session:
-            shas = session.scalars(select(Source.sha256).distinct()).all()
+        return source_image_paths(sessions, BlobStore.under(settings.home))
     finally:
         engine.dispose()
-    blobs = BlobStore.under(settings.home)
-    return [blobs.path(sha) for sha in shas]
 
 
 def pool_image_paths(settings: Settings) -> list[Path]:

@@ -13,7 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from app.errors import install_error_handlers
 from app.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from app.ratelimit import RateLimits
-from app.routes import attribute, catalog, ingest, ops, pool, spaces
+from app.routes import attribute, catalog, ingest, ops, pool, spaces, training
 from app.services import open_catalog, open_pool
 from app.settings import Settings
 from app.timeouts import BodyTimeoutMiddleware
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST", "PUT", "DELETE"], allow_headers=["X-API-Key"],
                            expose_headers=["Retry-After", "Location"], max_age=600)
-    for module in (attribute, ingest, catalog, spaces, pool, ops):
+    for module in (attribute, ingest, catalog, spaces, pool, training, ops):
         app.include_router(module.router)
     return app
 

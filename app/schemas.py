@@ -99,9 +99,19 @@ class SpaceBuildOut(BaseModel):
     count: int
 
 
+class TrainOut(BaseModel):
+    checkpoint: str = Field(description="The new encoder checkpoint, under ATTRIB_HOME/heads.")
+    head_id: str
+    catalog_anchors: int
+    pool_anchors: int
+    head_fit: str = Field(description="`whiten` (closed form), `identity` (no pool images yet) or `sgd`.")
+    separation_warning: str | None = Field(description="Set when the head separates pool images from sources wholesale.")
+    space: str | None = Field(description="The space the head was put live in, if one was asked for.")
+
+
 class JobOut(BaseModel):
     id: str
-    kind: Literal["ingest", "space_build"]
+    kind: Literal["ingest", "space_build", "train"]
     state: Literal["queued", "running", "succeeded", "failed", "interrupted"]
     total: int
     done: int
@@ -110,6 +120,7 @@ class JobOut(BaseModel):
     rejected: int
     results: list[IngestResultOut] = Field(description="Per-file results of an ingestion job.")
     space: SpaceBuildOut | None = Field(None, description="What a finished space build put live.")
+    train: TrainOut | None = Field(None, description="What a finished training run produced.")
     error: str | None
     created_at: datetime
     updated_at: datetime

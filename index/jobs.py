@@ -74,16 +74,18 @@ def run_job(catalog: Catalog, job_id: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def create_space_job(catalog: Catalog, total: int) -> str:
-    """Record a queued space build; `done` counts stored features mapped by the new head."""
+def create_work_job(catalog: Catalog, kind: str, total: int) -> str:
+    """Record a queued job of another kind than ingestion: `space_build` (`done` counts stored
+    features mapped by the new head) or `train` (`done` counts images whose features are ready)."""
     job_id = str(uuid.uuid4())
     with catalog.sessions.begin() as session:
-        session.add(Job(id=job_id, kind="space_build", state="queued", total=total, done=0, results=[]))
+        session.add(Job(id=job_id, kind=kind, state="queued", total=total, done=0, results=[]))
     return job_id
 
 
-def run_space_job(catalog: Catalog, job_id: str, build: Callable[[Callable[[int], None]], object]) -> None:
-    """Run `build(progress)` (a space roll-out), recording progress and the outcome. Never raises."""
+def run_work_job(catalog: Catalog, job_id: str, work: Callable[[Callable[[int], None]], dict]) -> None:
+    """Run `work(progress)`, recording progress, and its result dict as the job's one result.
+    Never raises."""
     done = 0
 
     def progress(rows: int) -> None:
@@ -93,9 +95,8 @@ def run_space_job(catalog: Catalog, job_id: str, build: Callable[[Callable[[int]
 
     try:
         _update(catalog, job_id, state="running")
-        info = build(progress)
-        _update(catalog, job_id, state="succeeded", done=done,
-                results=[{"space": info.name, "head_id": info.head_id, "count": info.count}])
+        result = work(progress)
+        _update(catalog, job_id, state="succeeded", done=done, results=[result])
     except Exception as exc:  # a job must end in a recorded state, whatever happened
         log.exception("job %s failed", job_id)
         message = exc.message if isinstance(exc, AttribError) else f"{type(exc).__name__}: {exc}"

@@ -69,3 +69,10 @@ def catalog_counts(sessions: sessionmaker[Session]) -> dict[str, int]:
 def job_counts(sessions: sessionmaker[Session]) -> dict[str, int]:
     with sessions() as session:
         return dict(session.execute(select(Job.state, func.count(Job.id)).group_by(Job.state)).all())
+
+
+def source_image_paths(sessions: sessionmaker[Session], blobs) -> list:
+    """The stored original of every source, once per distinct image (training material)."""
+    with sessions() as session:
+        shas = session.scalars(select(Source.sha256).distinct().order_by(Source.sha256)).all()
+    return [blobs.path(sha) for sha in shas]

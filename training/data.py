@@ -18,7 +18,7 @@ import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -209,12 +209,14 @@ class Features:
 class FeatureExtractor:
     """Computes (or reads from the cache) clean and augmented-view backbone features."""
 
-    def __init__(self, encoder, cache: FeatureCache, augment: AugmentConfig, batch_size: int = 32):
+    def __init__(self, encoder, cache: FeatureCache, augment: AugmentConfig, batch_size: int = 32,
+                 progress: Callable[[int], None] | None = None):
         self.encoder = encoder
         self.cache = cache
         self.recipe = recipe_key(augment)
         self.views = ViewMaker(augment, encoder.spec.input_size)
         self.batch_size = batch_size
+        self.progress = progress  # told how many images each chunk covered (a job's progress)
 
     def extract(self, paths: list[Path], views: int = 0, desc: str = "features", chunk: int = 16) -> Features:
         """Features of `paths` (images that cannot be read are skipped with a warning)."""
@@ -226,6 +228,8 @@ class FeatureExtractor:
                     clean.append(row_clean)
                     augmented.append(row_views)
                 bar.update(len(paths[start : start + chunk]))
+                if self.progress:
+                    self.progress(len(paths[start : start + chunk]))
         if not kept:
             raise DataError(f"none of the {len(paths)} {desc} images could be read")
         return Features(kept, np.stack(clean), np.stack(augmented) if views else None)

@@ -30,9 +30,9 @@ def training_device(config: TrainConfig) -> torch.device:
     return resolve_device(config.device)
 
 
-def extractor_for(encoder, config: TrainConfig) -> FeatureExtractor:
+def extractor_for(encoder, config: TrainConfig, progress=None) -> FeatureExtractor:
     cache = FeatureCache(config.cache_dir or default_cache_dir(), backbone_key(encoder))
-    return FeatureExtractor(encoder, cache, config.augment, config.image_batch_size)
+    return FeatureExtractor(encoder, cache, config.augment, config.image_batch_size, progress)
 
 
 def normalised_mean(*arrays: np.ndarray) -> torch.Tensor:

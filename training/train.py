@@ -100,9 +100,9 @@ def _deep_update(target: dict, update: dict, leaf=None) -> None:
 
 
 def main(argv: list[str] | None = None, catalog_images: list[Path] | None = None,
-         pool_images: list[Path] | None = None) -> int:
+         pool_images: list[Path] | None = None, progress=None) -> int:
     """`catalog_images` serve `--from-catalog`; `pool_images` (the service's query pool) join
-    `--pool`."""
+    `--pool`; `progress(n)` hears of every n images whose features are ready."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     config = resolve_config(args)
     training_device(config)  # fail early on a CUDA-only option without CUDA
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None, catalog_images: list[Path] | None = None
         images = collect_training_images(
             args.inputs, catalog_images if args.from_catalog else None, args.negative_input, args.pool, pool_images,
         )
-        summary = train_unsupervised(config, images, args.output)
+        summary = train_unsupervised(config, images, args.output, progress)
     print(json.dumps(summary, indent=2))
     return 0
 

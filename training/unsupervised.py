@@ -26,12 +26,13 @@ NO_POOL = (
 )
 
 
-def train_unsupervised(config: TrainConfig, images: TrainingImages, output: Path) -> dict:
+def train_unsupervised(config: TrainConfig, images: TrainingImages, output: Path, progress=None) -> dict:
+    """`progress(n)` is told of every n images whose features are ready (a job's progress)."""
     if not images.anchors and not images.pool:
         raise DataError("no anchor images to train on (distractors alone are negatives only)")
     device = training_device(config)
     encoder = make_encoder(config)
-    extractor = extractor_for(encoder, config)
+    extractor = extractor_for(encoder, config, progress)
     started = time.perf_counter()
     catalog = _extract(extractor, images.anchors, config.views, "catalog features")
     pool = _extract(extractor, images.pool, config.views, "pool features")

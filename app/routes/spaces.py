@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from app.deps import CatalogDep, ReadAccess, SettingsDep, WriteAccess
 from app.routes.uploads import read_single_upload
 from app.schemas import JobAccepted, SpaceOut, error_responses
-from index.jobs import create_space_job, run_space_job
+from index.jobs import create_work_job, run_work_job
 from index.space_admin import prepare_head, put_live, rollback
 from index.spaces import SpaceInfo, check_name
 
@@ -48,9 +48,13 @@ def put_space(
     check_name(name)
     head, kept = _checked_head(catalog, checkpoint, settings.max_request_bytes)
     catalog.spaces()
-    job_id = create_space_job(catalog, len(catalog.features))
-    build = lambda progress: put_live(catalog, name, head, kept, progress)  # noqa: E731
-    request.app.state.executor.submit(run_space_job, catalog, job_id, build)
+    job_id = create_work_job(catalog, "space_build", len(catalog.features))
+
+    def build(progress) -> dict:
+        info = put_live(catalog, name, head, kept, progress)
+        return {"space": info.name, "head_id": info.head_id, "count": info.count}
+
+    request.app.state.executor.submit(run_work_job, catalog, job_id, build)
     url = f"/jobs/{job_id}"
     body = JobAccepted(job_id=job_id, state="queued", total=len(catalog.features), status_url=url)
     return JSONResponse(body.model_dump(), status_code=202, headers={"Location": url})

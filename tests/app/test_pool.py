@@ -101,3 +101,26 @@ def test_train_from_catalog_uses_the_pool_and_its_head_goes_live(env, photos, tm
     assert summary["separation_check"]["computed"] is True
     assert main(["spaces", "set", "content", str(head)]) == 0
     assert "space content now serves head" in capsys.readouterr().out
+
+
+def test_post_train_runs_as_a_job_with_progress_and_puts_its_head_live(start_api, corpus, edit):
+    import time
+
+    api = start_api()
+    assert api.client.post("/train", headers=api.auth).status_code == 409  # nothing to train on yet
+    api.index(corpus[:4])
+    for path in corpus[4:7]:
+        api.attribute(edit(path))
+    assert api.client.post("/train").status_code == 401
+    accepted = api.client.post("/train", params={"space": "content"}, headers=api.auth)
+    assert accepted.status_code == 202 and accepted.json()["total"] == 7
+    for _ in range(600):
+        job = api.client.get(accepted.headers["location"], headers=api.auth).json()
+        if job["state"] not in ("queued", "running"):
+            break
+        time.sleep(0.1)
+    assert (job["kind"], job["state"], job["done"], job["total"]) == ("train", "succeeded", 7, 7), job
+    trained = job["train"]
+    assert (trained["catalog_anchors"], trained["pool_anchors"], trained["head_fit"], trained["space"]) == (4, 3, "whiten", "content")
+    answer = api.attribute(edit(corpus[1])).json()["spaces"]["content"]
+    assert answer["available"] and answer["head_id"] == trained["head_id"]
