@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 from app.services import load_configured_encoder, open_catalog  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from index.features import FeatureStore  # noqa: E402
+from index.reconcile import embed_stored  # noqa: E402
 
 SHARED = Path(os.environ.get("ATTRIB_SHARED_DATA", REPO.parent / "shared" / "data"))
 BATCH = 32
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         catalog = open_catalog(settings, encoder)
         store = FeatureStore(Path(tmp) / "scratch", catalog.backbone_id, catalog.feature_dim)
         started = time.perf_counter()
-        catalog.embed_stored(catalog.row_ids().tolist(), store)
+        embed_stored(catalog, catalog.row_ids().tolist(), store)
         reembed = time.perf_counter() - started
         catalog.close()
     print(f"load after the crash: {recovery:.1f} s (re-embedded {args.images - (chunks - 1) * BATCH}, "

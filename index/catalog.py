@@ -3,9 +3,7 @@
 Write order: rows and blobs are committed first, then the backbone features are written (a
 durable segment per chunk), then every space's head maps them to vectors, and the space
 indexes are saved (at most once a minute during a long ingest, and at its end).
-`reconcile` (run whenever the catalog loads) repairs a crash at any point: rows without
-features are embedded from their blobs, features without rows are dropped, and each space
-gets its missing vectors from the stored features by a matrix product (no backbone forward).
+`index.reconcile` (run whenever the catalog loads) repairs a crash at any point.
 
 Writers take an exclusive file lock. Readers never wait for a head build: a new space index
 is built aside and swapped in whole. A process notices another's writes through the
@@ -30,7 +28,8 @@ from sqlalchemy import func, select
 from index.blobs import BlobStore
 from index.db import make_engine, session_factory, upgrade_database
 from index.features import FeatureStore
-from index.images import DEFAULT_MAX_PIXELS, ImageError, decode_image
+from index.images import DEFAULT_MAX_PIXELS
+from index.reconcile import reconcile_features, reconcile_vectors
 from index.models import Source
 from index.spaces import LiveSpace, SpaceError, space_rows, update_count
 from index.vectors import DEFAULT_FACTORY, sidecar_path
@@ -161,9 +160,9 @@ class Catalog:
 
         self.check_backbone()
         self._features = FeatureStore(self.home / "features", self.backbone_id, self.feature_dim)
-        self._reconcile_features()
+        reconcile_features(self)
         self._spaces = open_spaces(self)
-        self._reconcile_vectors()
+        reconcile_vectors(self)
         self._touch()
 
     def check_backbone(self) -> None:
@@ -181,49 +180,6 @@ class Catalog:
     def row_ids(self) -> np.ndarray:
         with self.sessions() as session:
             return np.array(session.scalars(select(Source.id)).all(), dtype=np.int64)
-
-    def _reconcile_features(self) -> None:
-        row_ids, stored = self.row_ids(), self.features.ids()
-        orphans, missing = np.setdiff1d(stored, row_ids), np.setdiff1d(row_ids, stored)
-        if len(orphans):
-            self.features.remove(orphans)
-        if len(missing):
-            log.warning("embedding %d sources that have no stored features yet", len(missing))
-            self.embed_stored(missing.tolist(), self.features)
-
-    def _reconcile_vectors(self) -> None:
-        stored = self.features.ids()
-        for name, space in self._spaces.items():
-            vector_ids = space.index.ids()
-            orphans, missing = np.setdiff1d(vector_ids, stored), np.setdiff1d(stored, vector_ids)
-            if len(orphans):
-                space.index.remove(orphans)
-            if len(missing):
-                ids, features = self.features.get(missing)
-                space.index.add(ids, space.head.apply(features))
-            if len(orphans) or len(missing) or not self.space_path(name).exists():
-                self._save_space(name)
-
-    def embed_stored(self, source_ids: list[int], store: FeatureStore, progress: Progress | None = None) -> int:
-        """Run the backbone over sources' stored blobs, in batches, into `store`. Unreadable blobs
-        are logged and skipped. Returns how many were embedded."""
-        done, batch = 0, self.config.batch_size
-        for start in range(0, len(source_ids), batch):
-            chunk = source_ids[start:start + batch]
-            with self.sessions() as session:
-                rows = session.execute(select(Source.id, Source.sha256).where(Source.id.in_(chunk))).all()
-            ids, images = [], []
-            for source_id, sha in rows:
-                try:
-                    images.append(decode_image(self.blobs.read(sha), max_pixels=2**62).image)
-                    ids.append(source_id)
-                except (OSError, ImageError) as exc:
-                    log.error("source %d: stored image %s cannot be read (%s); it stays unsearchable", source_id, sha, exc)
-            store.add(ids, self.encoder.embed_features(images, batch))
-            done += len(ids)
-            if progress:
-                progress(len(chunk))
-        return done
 
     # -- adding -------------------------------------------------------------------------------
 
@@ -245,10 +201,10 @@ class Catalog:
         with self.write_lock():
             if self._unsaved_since is not None and time.monotonic() - self._unsaved_since >= max_age:
                 for name in sorted(self._unsaved):
-                    self._save_space(name)
+                    self.save_space(name)
                 self._touch()
 
-    def _save_space(self, name: str) -> None:
+    def save_space(self, name: str) -> None:
         space = self._spaces[name]
         with self._index_lock:
             space.index.save(self.space_path(name))
@@ -280,7 +236,7 @@ class Catalog:
             for name, space in spaces.items():
                 with self._index_lock:
                     removed["vectors"][name] = space.index.remove(source_ids)
-                self._save_space(name)
+                self.save_space(name)
             self._touch()
         return removed
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from index.catalog import Catalog, Progress
 from index.features import FeatureStore
+from index.reconcile import embed_stored
 from index.spaces import (CONTENT, STYLE, HeadFiles, LiveSpace, SpaceError, SpaceInfo, build_index, check_name,
                           delete_rows, record_build, space_rows)
 from index.vectors import VectorIndex, VectorIndexError, sidecar_path
@@ -141,7 +142,7 @@ def reindex(catalog: Catalog, progress: Progress | None = None) -> dict[str, Spa
         root = catalog.home / "features"
         store = FeatureStore(root, catalog.backbone_id, catalog.feature_dim)
         store.delete_all()
-        catalog.embed_stored(catalog.row_ids().tolist(), store, progress)
+        embed_stored(catalog, catalog.row_ids().tolist(), store, progress)
         catalog.use_features(store)
         for other in root.iterdir():
             if other.is_dir() and other.name != catalog.backbone_id:

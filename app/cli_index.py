@@ -1,0 +1,107 @@
+"""`attrib index` and `attrib demo`: add source images to the catalog, with a progress bar and
+one line per rejected file."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+from app.settings import Settings
+from training.errors import AttribError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def cmd_index(args, _rest) -> int:
+    from index.ingest import IngestItem
+
+    files, ignored = collect_image_files(args.paths)
+    namer = concept_namer(args.concept, args.concept_from)
+    items = [IngestItem(path.name, namer(path), path=path, meta={"path": str(path)}) for path in files]
+    settings = Settings()
+    if args.batch_size:
+        settings.batch_size = args.batch_size
+    results = run_ingest(settings, items)
+    return print_ingest_summary(results, ignored)
+
+
+def run_ingest(settings: Settings, items: list) -> list:
+    from tqdm import tqdm
+
+    from app.services import open_catalog
+    from index.ingest import ingest
+
+    catalog = open_catalog(settings)
+    try:
+        with tqdm(total=len(items), unit="img", desc="indexing", file=sys.stderr) as bar:
+            return ingest(catalog, items, on_result=lambda _result: bar.update(1))
+    finally:
+        catalog.close()
+
+
+def collect_image_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Image files under the given paths (recursively), and the other files that were skipped."""
+    files, ignored = [], []
+    for path in paths:
+        if not path.exists():
+            raise AttribError(f"no such file or folder: {path}", code="bad_path")
+        candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for candidate in candidates:
+            if candidate.name.startswith("."):
+                continue
+            is_image = candidate.suffix.lower() in IMAGE_SUFFIXES or not path.is_dir()
+            (files if is_image else ignored).append(candidate)
+    if not files:
+        raise AttribError(f"no image files found in {', '.join(map(str, paths))}", code="bad_path")
+    return files, ignored
+
+
+def concept_namer(concept: str | None, concept_from: str):
+    if concept is not None:
+        return lambda _path: concept
+    if concept_from == "dir":
+        return lambda path: path.resolve().parent.name
+    if concept_from == "stem":
+        return lambda path: path.stem
+    if concept_from.startswith("csv:"):
+        return _csv_namer(Path(concept_from[4:]))
+    raise AttribError(f"--concept-from must be dir, stem or csv:FILE, not {concept_from!r}", code="bad_argument")
+
+
+def _csv_namer(csv_path: Path):
+    """CSV with a `path` column and a `concept` (or `label`) column; paths relative to the CSV."""
+    try:
+        with csv_path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise AttribError(f"cannot read concept CSV {csv_path}: {exc.strerror}", code="bad_path") from exc
+    column = next((c for c in ("concept", "label") if rows and c in rows[0]), None)
+    if not rows or "path" not in rows[0] or column is None:
+        raise AttribError(f"concept CSV {csv_path} needs a 'path' column and a 'concept' column", code="bad_argument")
+    by_path = {(csv_path.parent / row["path"]).resolve(): row[column] for row in rows}
+    by_name = {Path(row["path"]).name: row[column] for row in rows}
+    return lambda path: by_path.get(path.resolve(), by_name.get(path.name))
+
+
+def print_ingest_summary(results: list, ignored: list[Path]) -> int:
+    counts = {status: sum(r.status == status for r in results) for status in ("indexed", "duplicate", "rejected")}
+    for result in results:
+        if result.status == "rejected":
+            print(f"rejected {result.filename}: {result.reason} [{result.code}]", file=sys.stderr)
+    line = f"indexed {counts['indexed']}, duplicates {counts['duplicate']}, rejected {counts['rejected']}"
+    if ignored:
+        line += f", ignored {len(ignored)} non-image files"
+    print(line)
+    return 1 if counts["rejected"] else 0
+
+
+def cmd_demo(_args, _rest) -> int:
+    from app.demo import demo_corpus
+    from index.ingest import IngestItem
+
+    corpus = demo_corpus()
+    if not corpus:
+        raise AttribError("no demo photos found: is scikit-image installed?", code="bad_path")
+    items = [IngestItem(path.name, concept, path=path, meta={"demo": True}) for path, concept in corpus]
+    return print_ingest_summary(run_ingest(Settings(), items), [])

@@ -1,0 +1,72 @@
+"""Reconcile: bring stored features and every space's vectors back in step with the rows.
+
+Run whenever the catalog loads, it repairs a crash at any point of a write: rows without
+features are embedded from their stored images (a backbone forward, at most the one batch a
+crash cut), features without rows are dropped, and each space gets its missing vectors from
+the stored features by a matrix product (no backbone forward) and loses vectors whose features
+are gone.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+from sqlalchemy import select
+
+from index.features import FeatureStore
+from index.images import ImageError, decode_image
+from index.models import Source
+
+if TYPE_CHECKING:
+    from index.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+
+def reconcile_features(catalog: "Catalog") -> None:
+    row_ids, stored = catalog.row_ids(), catalog.features.ids()
+    orphans, missing = np.setdiff1d(stored, row_ids), np.setdiff1d(row_ids, stored)
+    if len(orphans):
+        catalog.features.remove(orphans)
+    if len(missing):
+        log.warning("embedding %d sources that have no stored features yet", len(missing))
+        embed_stored(catalog, missing.tolist(), catalog.features)
+
+
+def reconcile_vectors(catalog: "Catalog") -> None:
+    stored = catalog.features.ids()
+    for name, space in catalog.spaces().items():
+        vector_ids = space.index.ids()
+        orphans, missing = np.setdiff1d(vector_ids, stored), np.setdiff1d(stored, vector_ids)
+        if len(orphans):
+            space.index.remove(orphans)
+        if len(missing):
+            ids, features = catalog.features.get(missing)
+            space.index.add(ids, space.head.apply(features))
+        if len(orphans) or len(missing) or not catalog.space_path(name).exists():
+            catalog.save_space(name)
+
+
+def embed_stored(catalog: "Catalog", source_ids: list[int], store: FeatureStore,
+                 progress: Callable[[int], None] | None = None) -> int:
+    """Run the backbone over sources' stored images, in batches, into `store`. Unreadable images
+    are logged and skipped. Returns how many were embedded."""
+    done, batch = 0, catalog.config.batch_size
+    for start in range(0, len(source_ids), batch):
+        chunk = source_ids[start:start + batch]
+        with catalog.sessions() as session:
+            rows = session.execute(select(Source.id, Source.sha256).where(Source.id.in_(chunk))).all()
+        ids, images = [], []
+        for source_id, sha in rows:
+            try:
+                images.append(decode_image(catalog.blobs.read(sha), max_pixels=2**62).image)
+                ids.append(source_id)
+            except (OSError, ImageError) as exc:
+                log.error("source %d: stored image %s cannot be read (%s); it stays unsearchable", source_id, sha, exc)
+        store.add(ids, catalog.encoder.embed_features(images, batch))
+        done += len(ids)
+        if progress:
+            progress(len(chunk))
+    return done
