@@ -54,19 +54,10 @@ def format_spaces(spaces: dict) -> str:
 
 
 def attribution_json(result, k: int) -> dict:
-    """The same object as POST /attribute returns (source URLs included)."""
-    spaces = {}
-    for name, answer in result.spaces.items():
-        concepts = [
-            {"concept": m.concept, "score": round(m.score, 6), "share": round(m.share, 6),
-             "sources": [{"id": s.id, "filename": s.filename, "score": round(s.score, 6),
-                          "image_url": f"/sources/{s.id}/image", "thumbnail_url": f"/sources/{s.id}/thumbnail"}
-                         for s in m.sources]}
-            for m in answer.concepts
-        ]
-        spaces[name] = {"space": name, "head_id": answer.head_id, "available": answer.available,
-                        "message": answer.message, "concepts": concepts}
-    return {"backbone_id": result.backbone_id, "k": k, "spaces": spaces, "timings_ms": result.timings_ms}
+    """The same object as POST /attribute returns."""
+    from app.routes.attribute import attribute_response
+
+    return attribute_response(result, k).model_dump(mode="json")
 
 
 def format_attribution(result) -> str:

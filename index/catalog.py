@@ -187,8 +187,7 @@ class Catalog:
         """Store new sources' features durably, then add every space's vectors (saved at `flush`)."""
         with self.write_lock():
             spaces = self.spaces()
-            self.features.add(ids, features)
-            stored = features.astype(np.float16)  # what a later re-heading will see
+            stored = self.features.add(ids, features)  # float16: what a later re-heading sees too
             for name, space in spaces.items():
                 vectors = space.head.apply(stored)
                 with self._index_lock:

@@ -99,14 +99,17 @@ class FeatureStore:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def add(self, ids, features) -> None:
+    def add(self, ids, features) -> np.ndarray:
+        """Store rows; returns them as stored (float16), which is what a head will see later."""
         ids = np.asarray(ids, np.int64).reshape(-1)
         features = np.asarray(features)
         if features.shape != (len(ids), self.dim):
             raise ValueError(f"expected features of shape ({len(ids)}, {self.dim}), got {features.shape}")
+        stored = features.astype(np.float16)
         if len(ids):
-            self._write(ids, features.astype(np.float16), replaces=[])
+            self._write(ids, stored, replaces=[])
             self._maybe_merge()
+        return stored
 
     def remove(self, ids) -> int:
         """Drop the rows of these ids; returns how many were stored."""

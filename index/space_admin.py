@@ -9,7 +9,6 @@ never wait for the build and never see half an index. The head it replaced is ke
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import shutil
@@ -65,9 +64,7 @@ def _seed_spaces(catalog: Catalog, existing: set[str]) -> None:
         kept = HeadFiles(catalog.home).root / f"{encoder.encoder_id}.pt"
         if not kept.is_file():
             encoder.save(kept)
-        head = Head(encoder.encoder_id, encoder.backbone_id, encoder.feature_dim, encoder.dim,
-                    copy.deepcopy(encoder.head).cpu(), encoder.center.detach().cpu().clone())
-        _build(catalog, CONTENT, head, str(kept))
+        _build(catalog, CONTENT, Head.of_encoder(encoder), str(kept))
     elif CONTENT not in existing and legacy and legacy != catalog.backbone_id:
         log.warning("the old single index was built with encoder %s, which is not configured now; "
                     "put a trained head live with `attrib spaces set content CHECKPOINT`", legacy)

@@ -23,6 +23,7 @@ from index.features import FeatureStore
 from index.models import Space, utcnow
 from index.vectors import VectorIndex
 from training.errors import AttribError
+from training.fileio import atomic_write
 from training.heads import Head, load_head
 
 STYLE, CONTENT = "style", "content"
@@ -132,10 +133,7 @@ class HeadFiles:
     def keep(self, path: str | Path, head_id: str) -> str:
         kept = self.root / f"{head_id}.pt"
         if not kept.is_file():
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = kept.with_name(f".{kept.name}.tmp")
-            shutil.copyfile(path, tmp)
-            tmp.replace(kept)
+            atomic_write(kept, lambda tmp: shutil.copyfile(path, tmp))
         return str(kept)
 
     def load(self, info_head_id: str, head_path: str | None, backbone_id: str, feature_dim: int) -> Head:

@@ -13,6 +13,7 @@ backbone differs from the catalog's, or whose head expects another feature dimen
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +52,13 @@ class Head(nn.Module):
 
     @classmethod
     def of_encoder(cls, encoder: Encoder) -> "Head":
-        """The head of an encoder (the identity head when it has none), without its backbone."""
+        """A copy of an encoder's head (the identity head when it has none), on the CPU, without
+        its backbone; the encoder itself is left as it was."""
         if encoder.head is None:
             return cls.identity(encoder.backbone_id, encoder.feature_dim)
         center = encoder.center.detach().cpu().clone()
         return cls(encoder.encoder_id, encoder.backbone_id, encoder.feature_dim, encoder.dim,
-                   encoder.head.cpu(), center)
+                   copy.deepcopy(encoder.head).cpu(), center)
 
     @torch.inference_mode()
     def apply(self, features: np.ndarray) -> np.ndarray:

@@ -39,6 +39,11 @@ def attribute(
     if settings.keep_queries:
         request.app.state.pool.remember(data, result.query, shown_filename(file.filename or "query"), "attribute",
                                         key_id_of(catalog.sessions, key), result.answered_by())
+    return attribute_response(result, k)
+
+
+def attribute_response(result, k: int) -> AttributeResponse:
+    """The answer's one shape, for the HTTP API and `attrib attribute --json` alike."""
     return AttributeResponse(
         backbone_id=result.backbone_id, k=k,
         spaces={name: space_answer(answer) for name, answer in result.spaces.items()},

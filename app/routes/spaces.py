@@ -47,8 +47,8 @@ def put_space(
     switch, and by the new one after it. The replaced head stays available for rollback."""
     check_name(name)
     head, kept = _checked_head(catalog, checkpoint, settings.max_request_bytes)
-    catalog.spaces()
-    job_id = create_work_job(catalog, "space_build", len(catalog.features))
+    total = len(catalog.features)
+    job_id = create_work_job(catalog, "space_build", total)
 
     def build(progress) -> dict:
         info = put_live(catalog, name, head, kept, progress)
@@ -56,7 +56,7 @@ def put_space(
 
     request.app.state.executor.submit(run_work_job, catalog, job_id, build)
     url = f"/jobs/{job_id}"
-    body = JobAccepted(job_id=job_id, state="queued", total=len(catalog.features), status_url=url)
+    body = JobAccepted(job_id=job_id, state="queued", total=total, status_url=url)
     return JSONResponse(body.model_dump(), status_code=202, headers={"Location": url})
 
 
