@@ -24,15 +24,16 @@ def cmd_spaces(args, _rest) -> int:
 
     from app.services import open_catalog
     from app.settings import Settings
-    from index.space_admin import rollback, set_head
+    from index.space_admin import prepare_head, put_live, rollback
+    from index.spaces import check_name
 
     catalog = open_catalog(Settings())
     try:
         if args.spaces_command == "set":
-            checkpoint = None if args.checkpoint == IDENTITY else Path(args.checkpoint)
-            catalog.spaces()
+            check_name(args.name)
+            head, kept = prepare_head(catalog, None if args.checkpoint == IDENTITY else Path(args.checkpoint))
             with tqdm(total=len(catalog.features), unit="row", desc=f"building {args.name}", file=sys.stderr) as bar:
-                info = set_head(catalog, args.name, checkpoint, progress=bar.update)
+                info = put_live(catalog, args.name, head, kept, progress=bar.update)
             print(f"space {info.name} now serves head {info.head_id} ({info.count} vectors)")
         elif args.spaces_command == "rollback":
             info = rollback(catalog, args.name)
