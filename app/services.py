@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.settings import Settings
-from index.catalog import Catalog
-from index.pool import QueryPool
 from index.db import make_engine, session_factory, upgrade_database
-from index.images import set_max_concurrent_decodes
-from training.encoders import Encoder, load_encoder
+
+if TYPE_CHECKING:  # imported where used: `attrib keys` must start without torch
+    from index.catalog import Catalog
+    from index.pool import QueryPool
+    from training.encoders import Encoder
 
 
 def load_configured_encoder(settings: Settings) -> Encoder:
+    from training.encoders import load_encoder
+
     return load_encoder(settings.encoder, settings.encoder_weights, settings.device)
 
 
 def open_catalog(settings: Settings, encoder: Encoder | None = None) -> Catalog:
     """The catalog, with this process's decodes bounded by ATTRIB_MAX_CONCURRENT_DECODES."""
+    from index.catalog import Catalog
+    from index.images import set_max_concurrent_decodes
+
     set_max_concurrent_decodes(settings.max_concurrent_decodes)
     return Catalog(settings.catalog_config(), encoder or load_configured_encoder(settings))
 
@@ -32,4 +40,6 @@ def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
 
 
 def open_pool(settings: Settings, sessions: sessionmaker[Session]) -> QueryPool:
+    from index.pool import QueryPool
+
     return QueryPool(settings.home, sessions, settings.retention())

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from index.catalog import CatalogConfig
-from index.pool import Retention
+if TYPE_CHECKING:  # imported lazily: the CLI must start without torch
+    from index.catalog import CatalogConfig
+    from index.pool import Retention
+
 
 
 class Settings(BaseSettings):
@@ -86,6 +88,8 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.home / 'attrib.db').resolve()}"
 
     def catalog_config(self) -> CatalogConfig:
+        from index.catalog import CatalogConfig
+
         return CatalogConfig(
             home=self.home,
             database_url=self.database_url_resolved,
@@ -95,4 +99,6 @@ class Settings(BaseSettings):
         )
 
     def retention(self) -> Retention:
+        from index.pool import Retention
+
         return Retention(self.pool_max_queries, self.pool_max_age_days)

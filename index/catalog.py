@@ -26,6 +26,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from index.blobs import BlobStore
+from index.errors import CatalogError, NotFoundError  # noqa: F401 - re-exported
 from index.db import make_engine, session_factory, upgrade_database
 from index.features import FeatureStore
 from index.images import DEFAULT_MAX_PIXELS
@@ -39,16 +40,6 @@ from training.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
-
-
-class CatalogError(AttribError):
-    code = "catalog_error"
-    status = 409
-
-
-class NotFoundError(AttribError):
-    code = "not_found"
-    status = 404
 
 
 @dataclass

@@ -9,7 +9,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from index.catalog import NotFoundError
+from index.errors import NotFoundError
 from index.models import ApiKey, utcnow
 
 KEY_PREFIX = "attrib_"

@@ -137,6 +137,18 @@ def test_console_script_runs_in_a_fresh_process(tmp_path, photos, sqlite_url):
     assert json.loads(done.stdout)["spaces"]["style"]["concepts"][0]["concept"] == "tench"
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["keys", "list"], ["keys", "create", "ops"]])
+def test_light_commands_start_without_the_model_stack(tmp_path, sqlite_url, argv):
+    """`attrib --help` and the key commands must not import torch (seconds of start-up)."""
+    probe = ("import sys\nfrom app.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "print('TORCH' if 'torch' in sys.modules else 'LIGHT')")
+    environment = {**os.environ, "ATTRIB_HOME": str(tmp_path / "home"), "ATTRIB_DATABASE_URL": sqlite_url}
+    done = subprocess.run([sys.executable, "-c", probe, *argv], env=environment, capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "LIGHT"
+
+
 def test_reindex_rebuilds_features_and_spaces(env, tmp_path, capsys, photos):
     assert main(["index", *map(str, photos[:3]), "--concept-from", "stem"]) == 0
     (tmp_path / "home" / "index" / "spaces" / "style.faiss").unlink()
