@@ -57,10 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     index.set_defaults(handler=cmd_index)
 
     attribute = commands.add_parser("attribute", help="which source concepts is this image from?")
-    attribute.add_argument("image", type=Path)
+    attribute.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
+                           help="one or more images; several are attributed in one process, with a progress bar")
     attribute.add_argument("-k", type=int, default=5, help="number of concepts (1-100, default 5)")
     attribute.add_argument("--space", default="all", help="content, style, another space, or all (default)")
-    attribute.add_argument("--json", action="store_true", help="print one JSON object (as POST /attribute)")
+    attribute.add_argument("--json", action="store_true",
+                           help="print one JSON object per image (as POST /attribute), one per line, "
+                           "with `file` added when there are several")
     attribute.set_defaults(handler=cmd_attribute)
 
     commands.add_parser(
@@ -99,22 +102,58 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_attribute(args, _rest) -> int:
+    """Attribute each image; a file that can't be read or decoded is reported and the rest go on."""
+    from tqdm import tqdm
+
     from app.attribution import attribute_bytes
     from app.services import open_catalog
+    from index.errors import CatalogError
 
     if not 1 <= args.k <= 100:
         raise AttribError(f"-k must be between 1 and 100, not {args.k}", code="bad_argument")
-    try:
-        data = args.image.read_bytes()
-    except OSError as exc:
-        raise AttribError(f"cannot read {args.image}: {exc.strerror or exc}", code="bad_path") from exc
+    several = len(args.images) > 1
+    if not several:  # one image: a problem is the command's error, as before
+        read_image(args.images[0])
     catalog = open_catalog(Settings())
+    failed = 0
     try:
-        result = attribute_bytes(catalog, data, args.k, space=args.space)
+        for path in tqdm(args.images, unit="img", desc="attributing", file=sys.stderr, disable=not several):
+            try:
+                result = attribute_bytes(catalog, read_image(path), args.k, space=args.space)
+            except AttribError as exc:
+                if not several or isinstance(exc, CatalogError):  # the catalog's problem, not the file's
+                    raise
+                failed += 1
+                print_failure(path, exc, args.json)
+                continue
+            print_attribution(path if several else None, result, args)
     finally:
         catalog.close()
-    print(json.dumps(attribution_json(result, args.k)) if args.json else format_attribution(result))
-    return 0
+    if failed:
+        print(f"error: {failed} of {len(args.images)} images could not be attributed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def read_image(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise AttribError(f"cannot read {path}: {exc.strerror or exc}", code="bad_path") from exc
+
+
+def print_attribution(path: Path | None, result, args) -> None:
+    if args.json:
+        answer = attribution_json(result, args.k)
+        print(json.dumps({"file": str(path), **answer} if path else answer), flush=True)
+    else:
+        print(f"== {path}\n{format_attribution(result)}\n" if path else format_attribution(result), flush=True)
+
+
+def print_failure(path: Path, exc: AttribError, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"file": str(path), "error": {"code": exc.code, "message": str(exc)}}), flush=True)
+    else:
+        print(f"== {path}\nerror [{exc.code}]: {exc}\n", flush=True)
 
 
 def cmd_reindex(_args, _rest) -> int:

@@ -74,6 +74,21 @@ def test_index_then_attribute_edited_copies(env, corpus, tmp_path, capsys):
     assert "indexed 0, duplicates 40, rejected 1" in capsys.readouterr().out
 
 
+def test_many_images_are_attributed_in_one_process(env, tmp_path, capsys, photos):
+    assert main(["index", *map(str, photos[:3]), "--concept-from", "stem"]) == 0
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photos[0].read_bytes()[:500])
+    capsys.readouterr()
+    assert main(["attribute", str(photos[1]), str(broken), str(photos[2]), "--json", "-k", "2"]) == 1
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert [line["file"] for line in lines] == [str(photos[1]), str(broken), str(photos[2])]
+    assert lines[0]["spaces"]["style"]["concepts"][0]["concept"] == photos[1].stem
+    assert lines[1]["error"]["code"] and "spaces" not in lines[1]
+    assert lines[2]["spaces"]["style"]["concepts"][0]["concept"] == photos[2].stem
+    assert "1 of 3 images could not be attributed" in captured.err
+
+
 def test_a_poisoned_file_is_reported_alone(env, tmp_path, capsys, photos, poisoned_dds):
     folder = tmp_path / "mixed"
     folder.mkdir()
