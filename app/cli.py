@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.cli_index import cmd_demo, cmd_index
+from app.cli_index import add_advice_parser, cmd_demo, cmd_index
 from app.cli_pool import add_pool_parser
 from app.cli_spaces import add_spaces_parser, attribution_json, format_attribution
 from app.settings import Settings
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(handler=cmd_reindex)
     add_spaces_parser(commands)
     add_pool_parser(commands)
+    add_advice_parser(commands)
     commands.add_parser("demo", help="index the demo corpus (photos shipped with dependencies)").set_defaults(
         handler=cmd_demo
     )

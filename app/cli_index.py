@@ -105,3 +105,19 @@ def cmd_demo(_args, _rest) -> int:
         raise AttribError("no demo photos found: is scikit-image installed?", code="bad_path")
     items = [IngestItem(path.name, concept, path=path, meta={"demo": True}) for path, concept in corpus]
     return print_ingest_summary(run_ingest(Settings(), items), [])
+
+
+def add_advice_parser(commands) -> None:
+    advice = commands.add_parser("index-advice", help="which FAISS index for N vectors, and its memory")
+    advice.add_argument("n", type=int, metavar="N", help="how many vectors the catalog will hold")
+    advice.add_argument("--dim", type=int, default=512, help="dimensions per vector (default 512)")
+    advice.set_defaults(handler=cmd_index_advice)
+
+
+def cmd_index_advice(args, _rest) -> int:
+    from index.advice import advise, format_advice
+
+    if not 0 <= args.n <= 10**13 or not 1 <= args.dim <= 65_536:
+        raise AttribError("N must be between 0 and 10^13 and --dim between 1 and 65536", code="bad_argument")
+    print(format_advice(args.n, args.dim, advise(args.n, args.dim)))
+    return 0

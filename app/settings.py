@@ -24,6 +24,14 @@ class Settings(BaseSettings):
     encoder_weights: Path | None = Field(None, description="Local weights for open_clip:/timm: backbones.")
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda'.")
     index_factory: str = Field("Flat", description="FAISS factory string, e.g. Flat, HNSW32, IVF256,Flat.")
+    target_recall: float = Field(
+        0.95, gt=0, le=1, description="Approximate indexes (IVF, HNSW) get the cheapest nprobe/efSearch that "
+        "reaches this recall@10 against exact search, tuned when a space is built."
+    )
+    index_mmap: bool = Field(
+        False, description="Memory-map IVF indexes from disk (for indexes larger than RAM); the first write "
+        "after loading reads the index into memory."
+    )
     batch_size: int = Field(32, ge=1, le=1024, description="Images embedded per batch.")
     max_pixels: int = Field(50_000_000, ge=1, description="Larger images are rejected (decompression bombs).")
     max_concurrent_decodes: int = Field(
@@ -96,6 +104,8 @@ class Settings(BaseSettings):
             factory=self.index_factory,
             max_pixels=self.max_pixels,
             batch_size=self.batch_size,
+            target_recall=self.target_recall,
+            mmap_index=self.index_mmap,
         )
 
     def retention(self) -> Retention:

@@ -49,6 +49,8 @@ class CatalogConfig:
     factory: str = DEFAULT_FACTORY
     max_pixels: int = DEFAULT_MAX_PIXELS
     batch_size: int = 32
+    target_recall: float = 0.95  # approximate indexes are tuned to this recall@10 when built
+    mmap_index: bool = False  # map IVF indexes' lists from disk instead of reading them into memory
 
 
 @dataclass

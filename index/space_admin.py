@@ -41,14 +41,14 @@ def _load_index(catalog: Catalog, info: SpaceInfo, head: Head) -> VectorIndex:
     path = catalog.space_path(info.name)
     if path.exists():
         try:
-            index = VectorIndex.load(path)
+            index = VectorIndex.load(path, mmap=catalog.config.mmap_index)
             if index.encoder_id == head.head_id and index.dim == head.dim:
                 return index
             log.warning("space %s: the index file was built with head %s, not %s; rebuilding it",
                         info.name, index.encoder_id, head.head_id)
         except VectorIndexError as exc:
             log.warning("space %s: %s; rebuilding it from the stored features", info.name, exc.message)
-    index = build_index(catalog.features, head, info.factory)
+    index = build_index(catalog.features, head, info.factory, target_recall=catalog.config.target_recall)
     index.save(path)
     return index
 
@@ -84,7 +84,7 @@ def _legacy_encoder_id(home: Path) -> str | None:
 
 def _build(catalog: Catalog, name: str, head: Head, head_path: str | None,
            progress: Progress | None = None, keep_previous: bool = True) -> SpaceInfo:
-    index = build_index(catalog.features, head, catalog.config.factory, progress)
+    index = build_index(catalog.features, head, catalog.config.factory, progress, catalog.config.target_recall)
     index.save(catalog.space_path(name))
     info = record_build(catalog.sessions, name, head, head_path, catalog.config.factory, len(index), keep_previous)
     catalog.install_space(name, LiveSpace(info, head, index))

@@ -21,7 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from index.features import FeatureStore
 from index.models import Space, utcnow
+from index.tuning import DEFAULT_TARGET_RECALL
 from index.vectors import VectorIndex
+from index.vectors import build_index as build_vector_index
 from training.errors import AttribError
 from training.fileio import atomic_write
 from training.heads import Head, load_head
@@ -107,13 +109,15 @@ def delete_rows(sessions: sessionmaker[Session], names: list[str]) -> None:
             session.delete(row)
 
 
-def build_index(store: FeatureStore, head: Head, factory: str, progress: Progress | None = None) -> VectorIndex:
-    """Apply a head to every stored feature: a matrix product per segment, no backbone forward."""
+def build_index(store: FeatureStore, head: Head, factory: str, progress: Progress | None = None,
+                target_recall: float = DEFAULT_TARGET_RECALL) -> VectorIndex:
+    """Apply a head to every stored feature: a matrix product per segment, no backbone forward.
+    An approximate index is then tuned to the recall target."""
     parts = [(ids, head.apply(features)) for ids, features in _with_progress(store.chunks(), progress)]
-    index = VectorIndex(head.dim, head.head_id, factory)
-    if parts:
-        index.add(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-    return index
+    if not parts:
+        return VectorIndex(head.dim, head.head_id, factory)
+    ids, vectors = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return build_vector_index(ids, vectors, head.head_id, factory, target_recall)
 
 
 def _with_progress(chunks, progress: Progress | None):

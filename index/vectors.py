@@ -1,9 +1,14 @@
 """FAISS wrapper whose ids are source row ids.
 
 The index type comes from a FAISS factory string ("Flat" exact inner product by default;
-"HNSW32", "IVF256,Flat", ... go through the same code). Vectors are unit-length, so inner
-product is cosine similarity. Saves are atomic (temp file + rename) and write a JSON sidecar
-with the encoder id, factory, dimension and count.
+"HNSW32", "IVF4096,PQ64", "OPQ64_256,IVF4096_HNSW32,PQ64", ... go through the same code; see
+index/advice.py for which to choose). Vectors are unit-length, so inner product is cosine
+similarity. Saves are atomic (temp file + rename) and write a JSON sidecar with the encoder id,
+factory, dimension, count and the tuned search parameters (index/tuning.py).
+
+An IVF index can be loaded memory-mapped (`mmap=True`): its lists stay on disk and only the
+pages a search touches are resident. A mapped index is read-only, so the first write loads it
+into memory.
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from index.tuning import DEFAULT_TARGET_RECALL, apply_params, tune_search
 from training.errors import AttribError
 from training.fileio import atomic_write, atomic_write_bytes
 
@@ -35,14 +41,19 @@ class IndexInfo:
     factory: str
     dim: int
     count: int
+    search_params: dict[str, int] = field(default_factory=dict)  # e.g. {"nprobe": 24}, from tuning
+    recall: float | None = None  # the recall@10 the tuning reached
 
 
 class VectorIndex:
-    def __init__(self, dim: int, encoder_id: str, factory: str = DEFAULT_FACTORY, index=None):
-        self.info = IndexInfo(encoder_id, factory, dim, 0)
+    def __init__(self, dim: int, encoder_id: str, factory: str = DEFAULT_FACTORY, index=None,
+                 info: IndexInfo | None = None, mapped_from: Path | None = None):
+        self.info = info or IndexInfo(encoder_id, factory, dim, 0)
         self.index = index if index is not None else _new_index(dim, factory)
         self.info.count = self.index.ntotal
+        self.mapped_from = mapped_from  # the file an mmap-loaded index reads its lists from
         _set_search_defaults(self.index)
+        apply_params(self.index, self.info.search_params)
 
     @property
     def dim(self) -> int:
@@ -69,10 +80,28 @@ class VectorIndex:
             raise VectorIndexError(f"{len(ids)} ids for {len(vectors)} vectors")
         if not len(ids):
             return
+        self._writable()
         if not self.index.is_trained:
             self._train(vectors)
         self.index.add_with_ids(vectors, ids)
         self.info.count = self.index.ntotal
+
+    def tune(self, vectors, ids, target: float = DEFAULT_TARGET_RECALL) -> None:
+        """Pick the cheapest search setting that reaches `target` recall@10 on these vectors."""
+        tuning = tune_search(self.index, self._as_vectors(vectors), _as_ids(ids), target)
+        if tuning is not None:
+            self.info.search_params, self.info.recall = tuning.params, tuning.recall
+            log.info("tuned %s: %s, recall@10 %.3f in %.1fs", self.info.factory, tuning.params, tuning.recall,
+                     tuning.seconds)
+
+    def _writable(self) -> None:
+        """A memory-mapped index can't change: load it into memory before the first write."""
+        if self.mapped_from is not None:
+            log.info("loading the mapped index %s into memory for a write", self.mapped_from)
+            self.index = faiss.read_index(str(self.mapped_from))
+            self.mapped_from = None
+            _set_search_defaults(self.index)
+            apply_params(self.index, self.info.search_params)
 
     def _train(self, vectors: np.ndarray) -> None:
         try:
@@ -96,6 +125,7 @@ class VectorIndex:
         ids = _as_ids(ids)
         if not len(ids):
             return 0
+        self._writable()
         try:
             removed = self.index.remove_ids(ids)
         except RuntimeError:
@@ -110,6 +140,7 @@ class VectorIndex:
         before = self.index.ntotal
         self.index = _new_index(self.dim, self.info.factory)
         _set_search_defaults(self.index)
+        apply_params(self.index, self.info.search_params)
         if vectors is not None:
             self.add(keep, vectors)
         return before - self.index.ntotal
@@ -128,28 +159,33 @@ class VectorIndex:
         log.info("saved %d vectors to %s in %.3fs", len(self), path, time.perf_counter() - started)
 
     @classmethod
-    def load(cls, path: str | Path) -> "VectorIndex":
+    def load(cls, path: str | Path, mmap: bool = False) -> "VectorIndex":
+        """Load an index; with `mmap`, an IVF index's lists are mapped from the file, not read."""
         path = Path(path)
         try:
             info = IndexInfo(**json.loads(sidecar_path(path).read_text()))
-            index = faiss.read_index(str(path))
+            mapped = mmap and _is_ivf_file(info.factory)
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mapped else 0)
         except (OSError, ValueError, TypeError, RuntimeError) as exc:
             raise VectorIndexError(f"cannot load the vector index at {path}: {exc}") from exc
         if index.d != info.dim:
             raise VectorIndexError(f"vector index {path} has dimension {index.d}, its sidecar says {info.dim}")
-        return cls(info.dim, info.encoder_id, info.factory, index)
+        return cls(info.dim, info.encoder_id, info.factory, index, info, path if mapped else None)
 
 
 def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def build_index(ids, vectors, encoder_id: str, factory: str = DEFAULT_FACTORY) -> VectorIndex:
-    """The one function that builds a whole index (training it first where the type needs it)."""
+def build_index(ids, vectors, encoder_id: str, factory: str = DEFAULT_FACTORY,
+                target_recall: float = DEFAULT_TARGET_RECALL) -> VectorIndex:
+    """The one function that builds a whole index (training it first where the type needs it),
+    then tunes an approximate index's search parameters to the recall target."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     started = time.perf_counter()
     index = VectorIndex(vectors.shape[1], encoder_id, factory)
     index.add(ids, vectors)
+    index.tune(vectors, ids, target_recall)
     log.info("built %s index of %d vectors in %.3fs", factory, len(index), time.perf_counter() - started)
     return index
 
@@ -176,6 +212,10 @@ def _set_search_defaults(index) -> None:
     inner = faiss.downcast_index(index.index)
     if hasattr(inner, "hnsw"):
         inner.hnsw.efSearch = max(inner.hnsw.efSearch, 64)
+
+
+def _is_ivf_file(factory: str) -> bool:
+    return "IVF" in factory.upper()
 
 
 def _as_ids(ids) -> np.ndarray:

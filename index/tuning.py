@@ -1,0 +1,118 @@
+"""Search-parameter tuning for approximate FAISS indexes, to a recall target (as autofaiss does).
+
+An IVF index searches `nprobe` of its lists and an HNSW graph keeps `efSearch` candidates; both
+trade speed for recall. Instead of fixed values, `tune_search` takes a sample of the indexed
+vectors, moved off themselves by noise, as queries; finds their exact top-k by brute force; and
+picks the smallest setting whose recall@k reaches the target. The chosen values are stored in
+the index's sidecar and applied whenever the index is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+DEFAULT_TARGET_RECALL = 0.95
+SAMPLE_QUERIES = 200
+
+
+@dataclass
+class Tuning:
+    params: dict[str, int]
+    recall: float
+    target: float
+    seconds: float
+
+
+def tunable_parameter(index) -> str | None:
+    """The knob that trades speed for recall: `nprobe` (IVF), `efSearch` (HNSW), or None (exact)."""
+    if faiss.try_extract_index_ivf(index) is not None:
+        return "nprobe"
+    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else faiss.downcast_index(index)
+    return "efSearch" if hasattr(inner, "hnsw") else None
+
+
+def candidates(index, name: str) -> list[int]:
+    if name == "nprobe":
+        nlist = faiss.try_extract_index_ivf(index).nlist
+        values = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048]
+        return [v for v in values if v < nlist] + [nlist]
+    return [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
+
+
+def apply_params(index, params: dict[str, int]) -> None:
+    space = faiss.ParameterSpace()
+    for name, value in params.items():
+        space.set_index_parameter(index, name, int(value))
+
+
+def exact_top_k(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int,
+                chunk: int = 262_144) -> np.ndarray:
+    """Ids of each query's k best vectors by inner product, over the vectors in chunks."""
+    best_scores = np.full((len(queries), k), -np.inf, np.float32)
+    best_ids = np.full((len(queries), k), -1, np.int64)
+    for start in range(0, len(vectors), chunk):
+        scores = queries @ np.asarray(vectors[start:start + chunk], np.float32).T
+        merged_scores = np.concatenate([best_scores, scores], axis=1)
+        merged_ids = np.concatenate([best_ids, np.broadcast_to(ids[start:start + chunk], scores.shape)], axis=1)
+        top = np.argpartition(-merged_scores, k - 1, axis=1)[:, :k]
+        best_scores = np.take_along_axis(merged_scores, top, axis=1)
+        best_ids = np.take_along_axis(merged_ids, top, axis=1)
+    return best_ids
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over queries of |found ∩ truth| / |truth| (ids of -1 never count)."""
+    hits = [len(np.intersect1d(f[f >= 0], t[t >= 0])) / max(1, int((t >= 0).sum())) for f, t in zip(found, truth)]
+    return float(np.mean(hits)) if hits else 1.0
+
+
+def tune_search(index, vectors: np.ndarray, ids: np.ndarray, target: float = DEFAULT_TARGET_RECALL,
+                k: int = 10, seed: int = 0) -> Tuning | None:
+    """Set and return the cheapest setting that reaches `target` recall@k, with a sample of the
+    indexed vectors as queries and their exact top-k as the truth (None for exact indexes)."""
+    if tunable_parameter(index) is None or index.ntotal == 0:
+        return None
+    queries = sample_queries(vectors, seed)
+    k = min(k, index.ntotal)
+    return tune_to_truth(index, queries, exact_top_k(vectors, np.asarray(ids, np.int64), queries, k), target)
+
+
+def sample_queries(vectors: np.ndarray, seed: int = 0, noise: float = 0.5) -> np.ndarray:
+    """Queries like real ones: indexed vectors moved off themselves by noise of `noise` times their
+    norm (cosine about 0.9 to the original), so a query's own cell is no free answer."""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(vectors), min(SAMPLE_QUERIES, len(vectors)), replace=False))
+    base = np.asarray(vectors[rows], np.float32)
+    jitter = rng.standard_normal(base.shape).astype(np.float32)
+    jitter *= noise * np.linalg.norm(base, axis=1, keepdims=True) / np.linalg.norm(jitter, axis=1, keepdims=True)
+    queries = base + jitter
+    return queries / np.linalg.norm(queries, axis=1, keepdims=True)
+
+
+def tune_to_truth(index, queries: np.ndarray, truth: np.ndarray, target: float = DEFAULT_TARGET_RECALL,
+                  plateau: float = 0.002) -> Tuning | None:
+    """Walk the knob upwards until recall@k (k = truth's width) reaches `target`.
+
+    Compressed codes (PQ) cap recall below what any nprobe gives, so the walk also stops when
+    doubling the knob gains less than `plateau`; the reached recall is reported (and logged).
+    """
+    name = tunable_parameter(index)
+    if name is None or index.ntotal == 0:
+        return None
+    started, k = time.perf_counter(), truth.shape[1]
+    recall, value, previous = 0.0, None, None
+    for value in candidates(index, name):
+        apply_params(index, {name: value})
+        recall = recall_at_k(index.search(queries, k)[1], truth)
+        if recall >= target or (previous is not None and recall - previous < plateau):
+            break
+        previous = recall
+    if recall < target:
+        log.warning("%s=%d reaches recall@%d %.3f, short of the %.2f target", name, value, k, recall, target)
+    return Tuning({name: int(value)}, round(recall, 4), target, round(time.perf_counter() - started, 3))
