@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from app.cli_index import add_advice_parser, cmd_demo, cmd_index
+from app.cli_keys import add_keys_parser
 from app.cli_pool import add_pool_parser
 from app.cli_spaces import add_spaces_parser, attribution_json, format_attribution
 from app.settings import Settings
@@ -81,14 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(handler=cmd_serve)
 
-    keys = commands.add_parser("keys", help="manage API keys for the HTTP write endpoints")
-    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    create = key_commands.add_parser("create", help="create a key and print it (shown only once)")
-    create.add_argument("--name", default="default", help="what the key is for")
-    key_commands.add_parser("list", help="list keys (never the keys themselves)")
-    revoke = key_commands.add_parser("revoke", help="revoke a key by its id")
-    revoke.add_argument("key_id", type=int)
-    keys.set_defaults(handler=cmd_keys)
+    add_keys_parser(commands)
 
     train = commands.add_parser("train", help="train an attribution encoder (see --help)", add_help=False)
     train.add_argument("--from-catalog", action="store_true")
@@ -181,27 +175,6 @@ def cmd_serve(args, _rest) -> int:
     from app.timeouts import server_config
 
     uvicorn.Server(server_config(Settings(), args.host, args.port)).run()
-    return 0
-
-
-def cmd_keys(args, _rest) -> int:
-    from app.services import open_database
-    from index.keys import create_key, list_keys, revoke_key
-
-    engine, sessions = open_database(Settings())
-    try:
-        if args.keys_command == "create":
-            row, key = create_key(sessions, args.name)
-            print(f"created key {row.id} ({row.name}); store it now, it is not shown again:\n{key}")
-        elif args.keys_command == "list":
-            for row in list_keys(sessions):
-                state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
-                print(f"{row.id:>4}  {row.prefix}…  {row.name:<24} created {row.created_at:%Y-%m-%d %H:%M}  {state}")
-        else:
-            row = revoke_key(sessions, args.key_id)
-            print(f"revoked key {row.id} ({row.name})")
-    finally:
-        engine.dispose()
     return 0
 
 

@@ -11,8 +11,9 @@ from app.errors import ApiError
 from app.metrics import Metrics
 from app.ratelimit import RateLimits, retry_after
 from app.settings import Settings
+from index.audit import Actor
 from index.catalog import Catalog
-from index.keys import hash_key, verify_key
+from index.keys import allows, authenticate
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Created with `attrib keys create`.")
 
@@ -52,21 +53,35 @@ def rate_limited(what: str, seconds: float) -> ApiError:
     return ApiError(f"{what}; retry in {wait} s", code="rate_limited", status=429, headers={"Retry-After": wait})
 
 
-def require_key(request: Request, catalog: CatalogDep, limits: LimitsDep, key: KeyHeader) -> str:
-    """The verified key. Failed attempts are limited per client IP; past the limit even a good key waits."""
+def require_key(request: Request, catalog: CatalogDep, limits: LimitsDep, key: KeyHeader) -> Actor:
+    """The verified key's actor (its role may be None). Failed attempts are limited per client IP;
+    past the limit even a good key waits."""
     ip = client_ip(request)
     wait = limits.auth_failures.wait(ip)
     if wait:
         raise rate_limited("too many failed authentications from this address", wait)
-    if not verify_key(catalog.sessions, key):
+    actor = authenticate(catalog.sessions, key)
+    if actor is None:
         limits.auth_failures.take(ip)
         raise ApiError("a valid X-API-Key header is required", code="unauthorized", status=401)
-    return key
+    return actor
 
 
-def write_access(request: Request, limits: LimitsDep, key: Annotated[str, Depends(require_key)]) -> None:
-    """A valid key, and a write token from both the key's and the client IP's bucket."""
-    names = (f"key:{hash_key(key)}", f"ip:{client_ip(request)}")
+def check_role(actor: Actor, needed: str | None) -> Actor:
+    """403 `no_role` for a key without a role; 403 `forbidden_role` for one whose role does not
+    grant `needed` (None: any role will do)."""
+    if actor.role is None:
+        raise ApiError(f"the key {actor.name!r} has no role: an admin gives it one with "
+                       "`attrib keys set-role ID ROLE`", code="no_role", status=403)
+    if needed is not None and not allows(actor.role, needed):
+        raise ApiError(f"this needs a key with the {needed!r} role (or 'admin'); this key's role is "
+                       f"{actor.role!r}", code="forbidden_role", status=403)
+    return actor
+
+
+def take_write_token(request: Request, limits: RateLimits, actor: Actor) -> None:
+    """A write token from both the key's and the client IP's bucket, or 429."""
+    names = (f"key:{actor.key_id}", f"ip:{client_ip(request)}")
     wait = max(limits.writes.wait(name) for name in names)
     if wait:
         raise rate_limited("too many writes from this key or address", wait)
@@ -74,13 +89,39 @@ def write_access(request: Request, limits: LimitsDep, key: Annotated[str, Depend
         limits.writes.take(name)
 
 
+class RoleAccess:
+    """A dependency: a valid key whose role grants `role` (None: any role), and for a write a token
+    from the write rate limits. Returns the actor, for the audit log."""
+
+    def __init__(self, role: str | None, *, write: bool = False):
+        self.role, self.write = role, write
+
+    def __call__(self, request: Request, catalog: CatalogDep, limits: LimitsDep, key: KeyHeader) -> Actor:
+        actor = check_role(require_key(request, catalog, limits, key), self.role)
+        if self.write:
+            take_write_token(request, limits, actor)
+        return actor
+
+
 def read_access(
     request: Request, settings: SettingsDep, catalog: CatalogDep, limits: LimitsDep, key: KeyHeader
 ) -> None:
     if settings.require_key_for_reads:
-        require_key(request, catalog, limits, key)
+        check_role(require_key(request, catalog, limits, key), None)
 
 
-KeyAccess = Depends(require_key)
-WriteAccess = Depends(write_access)
+# One instance per kind, so FastAPI runs each once per request even when a route uses it twice.
+anyone_with_a_role = RoleAccess(None)
+ingest_write = RoleAccess("ingest", write=True)
+reviewer_read, reviewer_write = RoleAccess("reviewer"), RoleAccess("reviewer", write=True)
+admin_read, admin_write = RoleAccess("admin"), RoleAccess("admin", write=True)
+
+KeyAccess = Depends(anyone_with_a_role)
 ReadAccess = Depends(read_access)
+IngestWrite = Depends(ingest_write)
+ReviewerRead, ReviewerWrite = Depends(reviewer_read), Depends(reviewer_write)
+AdminRead, AdminWrite = Depends(admin_read), Depends(admin_write)
+ReviewerWriter = Annotated[Actor, Depends(reviewer_write)]
+ReviewerReader = Annotated[Actor, Depends(reviewer_read)]
+AdminWriter = Annotated[Actor, Depends(admin_write)]
+IngestWriter = Annotated[Actor, Depends(ingest_write)]

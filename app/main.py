@@ -13,7 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from app.errors import install_error_handlers
 from app.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from app.ratelimit import RateLimits
-from app.routes import attribute, catalog, ingest, ops, pool, spaces, training
+from app.routes import attribute, audit, case_reports, cases, catalog, ingest, keys, ops, pool, spaces, training
 from app.services import open_catalog, open_pool
 from app.settings import Settings
 from app.timeouts import BodyTimeoutMiddleware
@@ -31,7 +31,10 @@ Which training-source concepts did a synthetic image most likely come from?
   the best sources as evidence, from one backbone forward.
 * `GET /spaces`, `PUT /spaces/{name}`: the spaces and their heads; a new head goes live without downtime.
 * `POST /index` adds source images; large batches run as background jobs (`GET /jobs/{id}`).
-* Write endpoints need an `X-API-Key` header (keys: `attrib keys create`). Writes and failed
+* The review desk: `POST /cases` keeps a query with its answer; decisions, rescores, reports,
+  exports; `GET /audit` records every write.
+* Write endpoints need an `X-API-Key` header (keys: `attrib keys create`) whose role allows them:
+  `ingest` (source writes), `reviewer` (cases and decisions), `admin` (everything). Writes and failed
   authentications are rate-limited per key and per client address (429 with `Retry-After`).
 
 Errors are JSON: `{"error": {"code": "...", "message": "..."}}` with a stable `code`.
@@ -71,7 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST", "PUT", "DELETE"], allow_headers=["X-API-Key"],
                            expose_headers=["Retry-After", "Location"], max_age=600)
-    for module in (attribute, ingest, catalog, spaces, pool, training, ops):
+    # case_reports before cases: GET /cases/export must not be read as GET /cases/{case_id}
+    for module in (attribute, ingest, catalog, spaces, pool, training, case_reports, cases, audit, keys, ops):
         app.include_router(module.router)
     return app
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -35,6 +36,15 @@ class Metrics:
         self.space_built = Gauge("attrib_space_built_timestamp_seconds", "When each space's index was last built",
                                  ["space"], registry=self.registry)
         self.jobs = Gauge("attrib_jobs", "Ingestion jobs by state", ["state"], registry=self.registry)
+        self.cases = Gauge("attrib_cases", "Review cases by status", ["status"], registry=self.registry)
+        self.decisions = DecisionCounts()
+        self.registry.register(self.decisions)
+
+    def set_desk(self, cases: dict[str, int], decisions: dict[str, int]) -> None:
+        """Cases by status and decisions by kind, as counted in the database at this scrape."""
+        for status in ("open", "match", "no_match", "escalated"):
+            self.cases.labels(status).set(cases.get(status, 0))
+        self.decisions.counts = {kind: decisions.get(kind, 0) for kind in ("match", "no_match", "escalate")}
 
     def set_spaces(self, spaces: dict) -> None:
         self.space_head.clear()
@@ -46,6 +56,20 @@ class Metrics:
     def observe_stages(self, timings_ms: dict[str, float]) -> None:
         for stage, ms in timings_ms.items():
             self.stages.labels(stage).observe(ms / 1000)
+
+
+class DecisionCounts:
+    """`attrib_decisions_total{kind}`: decisions are append-only rows, so their count is a counter,
+    read from the database at each scrape (it survives restarts and counts every process's)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def collect(self):
+        family = CounterMetricFamily("attrib_decisions", "Review decisions recorded, by kind", labels=["kind"])
+        for kind, count in sorted(self.counts.items()):
+            family.add_metric([kind], count)
+        yield family
 
 
 class MetricsMiddleware:

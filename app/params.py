@@ -27,3 +27,5 @@ TakedownId = Annotated[str, Path(
     max_length=36, pattern=r"^[A-Za-z0-9_-]+$", description="A takedown id, as returned by DELETE.",
 )]
 QueryId = Annotated[int, Path(ge=1, le=MAX_ID, description="A query id (GET /queries).")]
+CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="A case id (GET /cases).")]
+KeyId = Annotated[int, Path(ge=1, le=MAX_ID, description="An API key id (GET /keys).")]

@@ -56,6 +56,8 @@ class AttributeResponse(BaseModel):
         "`style` (raw backbone features: whose style was copied), plus any other named spaces."
     )
     timings_ms: StageTimings = Field(description="Milliseconds spent in each stage.")
+    case_id: int | None = Field(None, description="The review case stored with `POST /attribute?case=true` "
+                                "(null otherwise).")
 
 
 class SpaceOut(BaseModel):
@@ -187,7 +189,9 @@ ERROR_DESCRIPTIONS = {
     400: "Bad input: an empty, corrupt or oversized-in-pixels image (`empty_file`, `corrupt_image`, "
     "`image_too_large`), or a malformed body.",
     401: "Missing or wrong X-API-Key (`unauthorized`).",
-    404: "Unknown source, concept, job, space or takedown.",
+    403: "The key's role does not allow this (`forbidden_role`, naming the role needed), or the key has no "
+    "role (`no_role`).",
+    404: "Unknown source, concept, job, space, takedown, case or key.",
     409: "The catalog cannot answer yet (`empty_catalog`), or a space has no previous head (`no_previous_head`).",
     413: "A file over ATTRIB_MAX_UPLOAD_BYTES (`file_too_large`) or a body over ATTRIB_MAX_REQUEST_BYTES.",
     415: "The upload is not an image (`not_an_image`).",
@@ -200,6 +204,6 @@ ERROR_DESCRIPTIONS = {
 
 
 def error_responses(*statuses: int) -> dict:
-    """OpenAPI descriptions of the error responses a route can give (429 goes with every 401)."""
-    statuses = (*statuses, *((429,) if 401 in statuses else ()), 422, 503)
+    """OpenAPI descriptions of the error responses a route can give (403 and 429 go with every 401)."""
+    statuses = (*statuses, *((403, 429) if 401 in statuses else ()), 422, 503)
     return {s: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[s]} for s in statuses}

@@ -32,6 +32,7 @@ from index.features import FeatureStore
 from index.images import DEFAULT_MAX_PIXELS
 from index.reconcile import reconcile_features, reconcile_vectors
 from index.models import Source
+from index.models_desk import Case
 from index.spaces import LiveSpace, SpaceError, space_rows, update_count
 from index.vectors import DEFAULT_FACTORY, sidecar_path
 from training.encoders import Encoder
@@ -233,11 +234,12 @@ class Catalog:
         return removed
 
     def delete_unreferenced_blobs(self, shas: set[str]) -> dict:
-        """Delete stored images (and thumbnails) that no source row uses any more."""
+        """Delete stored images (and thumbnails) that no source or case uses any more."""
         if not shas:
             return {"images": 0, "images_kept_in_use": 0}
         with self.sessions() as session:
             still_used = set(session.scalars(select(Source.sha256).where(Source.sha256.in_(shas))).all())
+            still_used |= set(session.scalars(select(Case.sha256).where(Case.sha256.in_(shas))).all())
         for sha in shas - still_used:
             self.blobs.delete(sha)
         return {"images": len(shas - still_used), "images_kept_in_use": len(shas & still_used)}

@@ -2,6 +2,7 @@
 
 One bad file never spoils a batch: it becomes a `rejected` result with a code and a reason.
 A chunk's rows are committed before its results are reported, so nothing acknowledged is lost.
+Each new source and concept is recorded in the audit log, in the transaction that adds it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Callable, Iterable, Iterator
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 
+from index.audit import CLI, Actor, record
 from index.catalog import Catalog
 from index.crashpoints import crash_point
 from index.images import DecodedImage, ImageError, decode_image
@@ -61,12 +63,14 @@ def ingest(
     catalog: Catalog,
     items: Iterable[IngestItem],
     on_result: Callable[[IngestResult], None] | None = None,
+    actor: Actor = CLI,
 ) -> list[IngestResult]:
-    """Ingest items chunk by chunk; results come back in input order."""
+    """Ingest items chunk by chunk; results come back in input order. `actor` is who the audit
+    log names."""
     results: list[IngestResult] = []
     try:
         for chunk in _chunks(items, catalog.config.batch_size):
-            chunk_results = _ingest_chunk(catalog, chunk)
+            chunk_results = _ingest_chunk(catalog, chunk, actor)
             results.extend(chunk_results)
             catalog.flush(max_age=SAVE_EVERY_SECONDS)
             for result in chunk_results:
@@ -88,7 +92,7 @@ def _chunks(items: Iterable[IngestItem], size: int) -> Iterator[list[IngestItem]
         yield chunk
 
 
-def _ingest_chunk(catalog: Catalog, items: list[IngestItem]) -> list[IngestResult]:
+def _ingest_chunk(catalog: Catalog, items: list[IngestItem], actor: Actor) -> list[IngestResult]:
     results: dict[int, IngestResult] = {}
     pending: dict[int, _Pending] = {}
     for position, item in enumerate(items):
@@ -99,7 +103,7 @@ def _ingest_chunk(catalog: Catalog, items: list[IngestItem]) -> list[IngestResul
             pending[position] = outcome
     repeats = _mark_duplicates(catalog, pending, results) if pending else {}
     if pending:
-        results.update(_commit(catalog, pending))
+        results.update(_commit(catalog, pending, actor))
     for position, first in repeats.items():
         earlier = results[first]
         results[position] = IngestResult(items[position].filename, "duplicate", earlier.concept, earlier.source_id)
@@ -156,17 +160,17 @@ def _mark_duplicates(catalog: Catalog, pending: dict[int, _Pending], results: di
     return repeats
 
 
-def _commit(catalog: Catalog, pending: dict[int, _Pending]) -> dict[int, IngestResult]:
+def _commit(catalog: Catalog, pending: dict[int, _Pending], actor: Actor) -> dict[int, IngestResult]:
     """Run the backbone, then insert rows + blobs and store features and vectors under the write lock."""
     positions = list(pending)
     features = catalog.encoder.embed_features([pending[p].decoded.image for p in positions], catalog.config.batch_size)
     with catalog.write_lock():
         catalog.spaces()  # load (or reload) before rows are added, so reconcile cannot see them
         try:
-            outcome = _insert_all(catalog, [pending[p] for p in positions])
+            outcome = _insert_all(catalog, [pending[p] for p in positions], actor)
         except IntegrityError:
             log.warning("a concurrent writer indexed some of these files; inserting one by one")
-            outcome = [_insert_one(catalog, pending[p]) for p in positions]
+            outcome = [_insert_one(catalog, pending[p], actor) for p in positions]
         rows = [i for i, (status, _) in enumerate(outcome) if status == "indexed"]
         crash_point("ingest_after_commit")
         catalog.add_features([outcome[i][1] for i in rows], features[rows])
@@ -176,23 +180,26 @@ def _commit(catalog: Catalog, pending: dict[int, _Pending]) -> dict[int, IngestR
     }
 
 
-def _insert_all(catalog: Catalog, items: list[_Pending]) -> list[tuple[str, int]]:
-    """Insert every row (and store its blob) in one transaction."""
+def _insert_all(catalog: Catalog, items: list[_Pending], actor: Actor) -> list[tuple[str, int]]:
+    """Insert every row (and store its blob) in one transaction, with their audit entries."""
     try:
         with catalog.sessions.begin() as session:
-            concepts = _get_or_create_concepts(session, {item.concept for item in items})
+            concepts = _get_or_create_concepts(session, {item.concept for item in items}, actor)
             rows = [_new_row(catalog, concepts[item.concept], item) for item in items]
             session.add_all(rows)
             session.flush()
+            for row, item in zip(rows, items):
+                record(session, actor, "source.create", "source", row.id,
+                       after={"concept": item.concept, "filename": row.filename, "sha256": row.sha256})
             return [("indexed", row.id) for row in rows]
     except Exception:
         catalog.delete_unreferenced_blobs({item.decoded.sha256 for item in items})
         raise
 
 
-def _insert_one(catalog: Catalog, item: _Pending) -> tuple[str, int]:
+def _insert_one(catalog: Catalog, item: _Pending, actor: Actor) -> tuple[str, int]:
     try:
-        return _insert_all(catalog, [item])[0]
+        return _insert_all(catalog, [item], actor)[0]
     except IntegrityError:
         with catalog.sessions() as session:
             existing = session.scalar(
@@ -217,10 +224,13 @@ def _new_row(catalog: Catalog, concept: Concept, item: _Pending) -> Source:
     )
 
 
-def _get_or_create_concepts(session, names: set[str]) -> dict[str, Concept]:
+def _get_or_create_concepts(session, names: set[str], actor: Actor) -> dict[str, Concept]:
     concepts = {c.name: c for c in session.scalars(select(Concept).where(Concept.name.in_(names)))}
-    for name in names - concepts.keys():
+    new = sorted(names - concepts.keys())
+    for name in new:
         concepts[name] = Concept(name=name)
         session.add(concepts[name])
     session.flush()
+    for name in new:
+        record(session, actor, "concept.create", "concept", name, after={"id": concepts[name].id})
     return concepts

@@ -15,6 +15,7 @@ from typing import Callable
 
 from sqlalchemy import select
 
+from index.audit import CLI, Actor
 from index.catalog import Catalog, NotFoundError
 from index.ingest import IngestItem, IngestResult, ingest
 from index.models import Job
@@ -47,8 +48,9 @@ def create_job(catalog: Catalog, items: list[IngestItem]) -> str:
     return job_id
 
 
-def run_job(catalog: Catalog, job_id: str) -> None:
-    """Ingest a spooled job, recording progress after each batch. Never raises."""
+def run_job(catalog: Catalog, job_id: str, actor: Actor = CLI) -> None:
+    """Ingest a spooled job, recording progress after each batch (the audit log names `actor`).
+    Never raises."""
     folder = spool_dir(catalog, job_id)
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -65,7 +67,7 @@ def run_job(catalog: Catalog, job_id: str) -> None:
             if len(results) % catalog.config.batch_size == 0 or len(results) == len(items):
                 _update(catalog, job_id, done=len(results), results=list(results))
 
-        ingest(catalog, items, on_result=record)
+        ingest(catalog, items, on_result=record, actor=actor)
         _update(catalog, job_id, state="succeeded", done=len(results), results=results)
     except Exception as exc:  # a job must end in a recorded state, whatever happened
         log.exception("job %s failed", job_id)

@@ -172,5 +172,11 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(255))
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str | None] = mapped_column(String(16))  # admin | reviewer | ingest; None: refused (403)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# The review desk's tables live in their own module; importing it here puts them in Base.metadata
+# wherever the models are loaded (Alembic's env.py, the migration check, the catalog).
+from index import models_desk  # noqa: E402,F401  (models_desk needs Base, defined above)

@@ -1,7 +1,7 @@
 """The sweep: at start-up and periodically, finish what a crash left half done.
 
 - takedowns recorded but not finished are finished (features, vectors, images, thumbnails);
-- stored images and thumbnails that no source row uses are removed (a crash between storing
+- stored images and thumbnails that no source or case row uses are removed (a crash between storing
   an image and committing its row leaves one);
 - spool folders of jobs that are not queued or running (or that never got a job row, because
   the upload was cut before the 202) are removed;
@@ -25,6 +25,7 @@ from sqlalchemy import select
 from index.catalog import Catalog
 from index.jobs import UNFINISHED
 from index.models import Job, Source
+from index.models_desk import Case
 from index.pool import QueryPool
 from index.takedowns import finish_pending
 
@@ -39,6 +40,7 @@ def sweep(catalog: Catalog, min_age: float = 600.0, pool: QueryPool | None = Non
             removed["expired_queries"] = pool.enforce_retention()
         with catalog.sessions() as session:
             used = set(session.scalars(select(Source.sha256).distinct()))
+            used |= set(session.scalars(select(Case.sha256).distinct()))  # review cases' query images
             live_jobs = set(session.scalars(select(Job.id).where(Job.state.in_(UNFINISHED))))
         cutoff = time.time() - min_age
         removed["images"] = _remove(p for p in _files(catalog.blobs.root) if p.name not in used and _old(p, cutoff))

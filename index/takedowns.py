@@ -16,6 +16,8 @@ from datetime import datetime
 
 from sqlalchemy import delete, select
 
+from index.audit import CLI, Actor
+from index.audit import record as audit_record
 from index.catalog import Catalog, NotFoundError
 from index.crashpoints import crash_point
 from index.models import Concept, Source, Takedown, utcnow
@@ -40,39 +42,53 @@ class Receipt:
                    row.requested_at, row.completed_at)
 
 
-def take_down_source(catalog: Catalog, source_id: int) -> Receipt:
+def take_down_source(catalog: Catalog, source_id: int, actor: Actor = CLI) -> Receipt:
     def sources(session) -> tuple[list[int], None]:
         if session.get(Source, source_id) is None:
             raise NotFoundError(f"no source with id {source_id}", code="source_not_found")
         return [source_id], None
 
-    return _take_down(catalog, "source", str(source_id), sources)
+    return _take_down(catalog, "source", str(source_id), sources, actor)
 
 
-def take_down_concept(catalog: Catalog, name: str) -> Receipt:
+def take_down_concept(catalog: Catalog, name: str, actor: Actor = CLI) -> Receipt:
     def sources(session) -> tuple[list[int], int]:
         concept_id = session.scalar(select(Concept.id).where(Concept.name == name))
         if concept_id is None:
             raise NotFoundError(f"no concept named {name!r}", code="concept_not_found")
         return list(session.scalars(select(Source.id).where(Source.concept_id == concept_id))), concept_id
 
-    return _take_down(catalog, "concept", name, sources)
+    return _take_down(catalog, "concept", name, sources, actor)
 
 
-def _take_down(catalog: Catalog, kind: str, target: str, select_sources) -> Receipt:
+def _take_down(catalog: Catalog, kind: str, target: str, select_sources, actor: Actor) -> Receipt:
     with catalog.write_lock():
         catalog.spaces()
         with catalog.sessions.begin() as session:
             ids, concept_id = select_sources(session)
             shas = sorted(set(session.scalars(select(Source.sha256).where(Source.id.in_(ids)))))
+            takedown_id = str(uuid.uuid4())
+            _audit(session, actor, kind, target, ids, {"takedown_id": takedown_id})
             session.execute(delete(Source).where(Source.id.in_(ids)))
             if concept_id is not None:
                 session.execute(delete(Concept).where(Concept.id == concept_id))
-            record = Takedown(id=str(uuid.uuid4()), kind=kind, target=target[:255], source_ids=ids, shas=shas,
+            record = Takedown(id=takedown_id, kind=kind, target=target[:255], source_ids=ids, shas=shas,
                               state="pending", removed={"rows": len(ids)}, requested_at=utcnow())
             session.add(record)
         crash_point("takedown_after_commit")
         return finish(catalog, record.id)
+
+
+def _audit(session, actor: Actor, kind: str, target: str, ids: list[int], after: dict) -> None:
+    """One `source.delete` entry per source (with what it was), and a `concept.delete` for a concept."""
+    rows = session.execute(select(Source.id, Source.filename, Source.sha256, Concept.name).join(Source.concept)
+                           .where(Source.id.in_(ids)).order_by(Source.id)).all()
+    for row in rows:
+        audit_record(session, actor, "source.delete", "source", row.id,
+               before={"concept": row.name, "filename": row.filename, "sha256": row.sha256}, after=after)
+    if kind == "concept":
+        audit_record(session, actor, "concept.delete", "concept", target, before={"name": target, "source_ids": ids},
+               after=after)
 
 
 def finish(catalog: Catalog, takedown_id: str) -> Receipt:

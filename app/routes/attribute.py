@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, Request, Security, UploadFile
 
 from app.attribution import SOURCES_PER_CONCEPT, attribute_bytes
-from app.deps import CatalogDep, MetricsDep, ReadAccess, SettingsDep, api_key_header
+from app.cases import open_case
+from app.deps import CatalogDep, LimitsDep, MetricsDep, ReadAccess, SettingsDep, api_key_header, reviewer_write
 from app.routes.uploads import read_single_upload, shown_filename
 from app.schemas import AttributeResponse, ConceptScore, SourceRef, SpaceAnswer, StageTimings, error_responses
 from index.keys import key_id_of
@@ -25,21 +26,38 @@ def attribute(
     catalog: CatalogDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    limits: LimitsDep,
     key: Annotated[str | None, Security(api_key_header)],
     file: UploadFile = File(..., description="The image to attribute: JPEG, PNG, WebP, GIF (first frame), BMP or TIFF."),
     k: int = Query(10, ge=1, le=100, description="How many concepts to return per space."),
     space: str = Query("all", max_length=32, description="`content`, `style`, another space's name, or `all`."),
     sources: int = Query(SOURCES_PER_CONCEPT, ge=1, le=50, description="Best sources listed per concept."),
+    case: bool = Query(False, description="Also store the answer as a review case (needs a `reviewer` key); "
+                       "the response then carries its `case_id`."),
 ) -> AttributeResponse:
     """One backbone forward of the query serves every space: each space's head maps the same
     features, and each space returns its own concept ranking."""
+    actor = reviewer_write(request, catalog, limits, key) if case else None
+    key_id = actor.key_id if actor else key_id_of(catalog.sessions, key)
+    data, result, answer = attribute_upload(request, catalog, settings, metrics, file, key_id, k, space, sources)
+    case_id = None
+    if actor is not None:
+        case_id = open_case(catalog, actor, data, result.query, shown_filename(file.filename or "query"),
+                            {"k": k, "space": space, "sources": sources}, stored_answer(answer))
+    return answer.model_copy(update={"case_id": case_id})
+
+
+def attribute_upload(request: Request, catalog, settings, metrics, file: UploadFile, key_id: int | None,
+                     k: int, space: str, sources: int):
+    """Read and attribute an upload, keep it in the query pool (if so configured); returns the
+    bytes, the attribution and the API answer."""
     data = read_single_upload(file, settings.max_upload_bytes)
     result = attribute_bytes(catalog, data, k, settings.share_temperature, space, sources)
     metrics.observe_stages(flat_timings(result.timings_ms))
     if settings.keep_queries:
         request.app.state.pool.remember(data, result.query, shown_filename(file.filename or "query"), "attribute",
-                                        key_id_of(catalog.sessions, key), result.answered_by())
-    return attribute_response(result, k)
+                                        key_id, result.answered_by())
+    return data, result, attribute_response(result, k)
 
 
 def attribute_response(result, k: int) -> AttributeResponse:
@@ -59,6 +77,11 @@ def space_answer(answer) -> SpaceAnswer:
     ]
     return SpaceAnswer(space=answer.space, head_id=answer.head_id, available=answer.available,
                        message=answer.message, concepts=concepts)
+
+
+def stored_answer(answer: AttributeResponse) -> dict:
+    """The answer as a case keeps it: the response's JSON, without the case id."""
+    return answer.model_dump(mode="json", exclude={"case_id"})
 
 
 def flat_timings(timings: dict) -> dict[str, float]:

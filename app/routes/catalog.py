@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from app.deps import CatalogDep, KeyAccess, ReadAccess, WriteAccess
+from app.deps import AdminRead, AdminWriter, CatalogDep, ReadAccess
 from app.params import ConceptName, Limit, Offset, SourceId, TakedownId
 from app.schemas import ConceptOut, DeleteResponse, Page, SourceOut, TakedownReceipt, error_responses
 from index.models import Source
@@ -72,19 +72,19 @@ def concept_sources(name: ConceptName, catalog: CatalogDep, offset: Offset = 0, 
     return Page[SourceOut](items=[source_out(row, name) for row in rows], total=total, offset=offset, limit=limit)
 
 
-@router.delete("/sources/{source_id}", response_model=DeleteResponse, dependencies=[WriteAccess],
-               responses=error_responses(401, 404), summary="Take down one source")
-def delete_source(source_id: SourceId, catalog: CatalogDep) -> DeleteResponse:
+@router.delete("/sources/{source_id}", response_model=DeleteResponse,
+               responses=error_responses(401, 403, 404), summary="Take down one source (admin)")
+def delete_source(source_id: SourceId, catalog: CatalogDep, actor: AdminWriter) -> DeleteResponse:
     """Removes the row, its stored features, its vectors and (unless another source has the same
     bytes) its image and thumbnail. The takedown is recorded with the row removal, so a crash
     cannot make it forgotten; the receipt says when every artefact was gone."""
-    return delete_response(take_down_source(catalog, source_id))
+    return delete_response(take_down_source(catalog, source_id, actor))
 
 
-@router.delete("/concepts/{name:path}", response_model=DeleteResponse, dependencies=[WriteAccess],
-               responses=error_responses(401, 404), summary="Take down a concept and all its sources")
-def delete_concept(name: ConceptName, catalog: CatalogDep) -> DeleteResponse:
-    return delete_response(take_down_concept(catalog, name))
+@router.delete("/concepts/{name:path}", response_model=DeleteResponse,
+               responses=error_responses(401, 403, 404), summary="Take down a concept and all its sources (admin)")
+def delete_concept(name: ConceptName, catalog: CatalogDep, actor: AdminWriter) -> DeleteResponse:
+    return delete_response(take_down_concept(catalog, name, actor))
 
 
 def delete_response(receipt) -> DeleteResponse:
@@ -92,7 +92,7 @@ def delete_response(receipt) -> DeleteResponse:
                           receipt_url=f"/takedowns/{receipt.id}")
 
 
-@router.get("/takedowns/{takedown_id}", response_model=TakedownReceipt, dependencies=[KeyAccess],
-            responses=error_responses(401, 404), summary="A takedown's receipt")
+@router.get("/takedowns/{takedown_id}", response_model=TakedownReceipt, dependencies=[AdminRead],
+            responses=error_responses(401, 403, 404), summary="A takedown's receipt (admin)")
 def takedown_receipt(takedown_id: TakedownId, catalog: CatalogDep) -> TakedownReceipt:
     return TakedownReceipt(**vars(get_receipt(catalog, takedown_id)))

@@ -5,7 +5,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from app.deps import CatalogDep, KeyAccess, SettingsDep, WriteAccess
+from app.deps import CatalogDep, IngestWriter, KeyAccess, SettingsDep
 from app.errors import ApiError
 from app.manifest import parse_manifest
 from app.params import JobId
@@ -25,7 +25,6 @@ MANIFEST_HELP = (
 @router.post(
     "/index",
     response_model=IndexResponse,
-    dependencies=[WriteAccess],
     responses={202: {"model": JobAccepted, "description": "Large batch accepted as a background job."},
                **error_responses(400, 401, 413)},
     summary="Add a batch of source images to the catalog",
@@ -34,6 +33,7 @@ def index_files(
     request: Request,
     catalog: CatalogDep,
     settings: SettingsDep,
+    actor: IngestWriter,
     files: list[UploadFile] = File(..., description="The images."),
     concept: list[str] | None = Form(None, description="One concept for all files, or one per file in order."),
     manifest: str | None = Form(None, description=MANIFEST_HELP),
@@ -45,11 +45,11 @@ def index_files(
     items = [upload_item(upload, name, meta, settings.max_upload_bytes) for upload, (name, meta) in zip(files, names)]
     if len(items) > settings.async_batch_files:
         job_id = create_job(catalog, items)
-        request.app.state.executor.submit(request.app.state.run_job, catalog, job_id)
+        request.app.state.executor.submit(request.app.state.run_job, catalog, job_id, actor)
         url = f"/jobs/{job_id}"
         body = JobAccepted(job_id=job_id, state="queued", total=len(items), status_url=url)
         return JSONResponse(body.model_dump(), status_code=202, headers={"Location": url})
-    results = [IngestResultOut(**asdict(result)) for result in ingest(catalog, items)]
+    results = [IngestResultOut(**asdict(result)) for result in ingest(catalog, items, actor=actor)]
     return IndexResponse(**tally(results), results=results)
 
 

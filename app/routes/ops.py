@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from app.deps import MetricsDep
 from app.schemas import ReadyResponse, SpaceStatus
+from index.cases import case_counts, decision_counts
 from index.repository import catalog_counts, job_counts
 from training.errors import AttribError
 
@@ -73,6 +74,7 @@ def metrics(request: Request, registry: MetricsDep) -> Response:
             jobs = job_counts(catalog.sessions)
             for state in JOB_STATES:
                 registry.jobs.labels(state).set(jobs.get(state, 0))
+            registry.set_desk(case_counts(catalog.sessions), decision_counts(catalog.sessions))
         except Exception as exc:  # metrics must answer even when the database does not
             log.warning("catalog gauges not updated: %s", exc)
     return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,4 @@
-"""The query pool over HTTP: list it, see its size, remove queries. Keys only (queries are
+"""The query pool over HTTP: list it, see its size, remove queries. Admin keys only (queries are
 other people's uploads)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from app.deps import KeyAccess, WriteAccess
+from app.deps import AdminRead, AdminWrite
 from app.params import Limit, Offset, QueryId
 from app.schemas import Page, error_responses
 from index.pool import QueryPool
@@ -43,7 +43,7 @@ def get_pool(request: Request) -> QueryPool:
     return request.app.state.pool
 
 
-@router.get("/queries", response_model=Page[QueryOut], responses=error_responses(401), dependencies=[KeyAccess],
+@router.get("/queries", response_model=Page[QueryOut], responses=error_responses(401, 403), dependencies=[AdminRead],
             summary="The query pool, newest first (training material, never evidence)")
 def list_queries(request: Request, offset: Offset = 0, limit: Limit = 50) -> Page[QueryOut]:
     rows, total = get_pool(request).listing(offset, limit)
@@ -51,13 +51,14 @@ def list_queries(request: Request, offset: Offset = 0, limit: Limit = 50) -> Pag
     return Page[QueryOut](items=items, total=total, offset=offset, limit=limit)
 
 
-@router.get("/queries/stats", response_model=PoolStats, responses=error_responses(401), dependencies=[KeyAccess],
+@router.get("/queries/stats", response_model=PoolStats, responses=error_responses(401, 403), dependencies=[AdminRead],
             summary="Pool size")
 def pool_stats(request: Request) -> PoolStats:
     return PoolStats(**get_pool(request).stats())
 
 
-@router.delete("/queries/{query_id}", status_code=204, responses=error_responses(401, 404), dependencies=[WriteAccess],
+@router.delete("/queries/{query_id}", status_code=204, responses=error_responses(401, 403, 404),
+               dependencies=[AdminWrite],
                summary="Remove a query: its row, stored image and cached training features")
 def delete_query(request: Request, query_id: QueryId) -> None:
     get_pool(request).remove_one(query_id)

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from app.deps import CatalogDep, ReadAccess, SettingsDep, WriteAccess
+from app.deps import AdminWrite, CatalogDep, ReadAccess, SettingsDep
 from app.routes.uploads import read_single_upload
 from app.schemas import JobAccepted, SpaceOut, error_responses
 from index.jobs import create_work_job, run_work_job
@@ -33,8 +33,8 @@ def list_spaces(catalog: CatalogDep) -> list[SpaceOut]:
 
 
 @router.put(
-    "/spaces/{name}", status_code=202, response_model=JobAccepted, dependencies=[WriteAccess],
-    responses=error_responses(400, 401, 413), summary="Put a new head live in a space (built in the background)",
+    "/spaces/{name}", status_code=202, response_model=JobAccepted, dependencies=[AdminWrite],
+    responses=error_responses(400, 401, 403, 413), summary="Put a new head live in a space (built in the background; admin)",
 )
 def put_space(
     name: str, request: Request, catalog: CatalogDep, settings: SettingsDep,
@@ -72,7 +72,7 @@ def _checked_head(catalog, upload: UploadFile | None, limit: int):
         return prepare_head(catalog, path)
 
 
-@router.post("/spaces/{name}/rollback", response_model=SpaceOut, dependencies=[WriteAccess],
-             responses=error_responses(401, 404, 409), summary="Put a space's previous head back live")
+@router.post("/spaces/{name}/rollback", response_model=SpaceOut, dependencies=[AdminWrite],
+             responses=error_responses(401, 403, 404, 409), summary="Put a space's previous head back live (admin)")
 def rollback_space(name: str, catalog: CatalogDep) -> SpaceOut:
     return space_out(rollback(catalog, check_name(name)))

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from app.deps import CatalogDep, WriteAccess
+from app.deps import AdminWrite, CatalogDep
 from app.errors import ApiError
 from app.schemas import JobAccepted, error_responses
 from index.jobs import create_work_job, run_work_job
@@ -19,8 +19,9 @@ from index.spaces import check_name
 router = APIRouter(tags=["training"])
 
 
-@router.post("/train", status_code=202, response_model=JobAccepted, dependencies=[WriteAccess],
-             responses=error_responses(401, 409), summary="Train a head without labels on the sources and the query pool")
+@router.post("/train", status_code=202, response_model=JobAccepted, dependencies=[AdminWrite],
+             responses=error_responses(401, 403, 409),
+             summary="Train a head without labels on the sources and the query pool (admin)")
 def start_training(
     request: Request, catalog: CatalogDep,
     space: str | None = Query(None, max_length=32, description="Put the new head live in this space when done."),

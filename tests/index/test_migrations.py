@@ -5,7 +5,8 @@ from sqlalchemy import create_engine, inspect
 from index.db import downgrade_database, upgrade_database
 from index.models import Base
 
-TABLES = {"concepts", "sources", "index_builds", "jobs", "api_keys", "spaces", "takedowns", "queries"}
+TABLES = {"concepts", "sources", "index_builds", "jobs", "api_keys", "spaces", "takedowns", "queries",
+          "cases", "case_decisions", "case_rescores", "audit_log"}
 
 
 def tables(url: str) -> set[str]:

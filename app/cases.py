@@ -1,0 +1,67 @@
+"""Reading an attribution answer (the JSON of POST /attribute) for the review desk.
+
+`headline` is the one place that decides what a case's list row shows; it reads a concept's
+calibrated `probability` and a space's `none_probability` when the answer carries them, and
+falls back to `share` (and no none-probability) when it does not.
+"""
+
+from __future__ import annotations
+
+from index.audit import Actor
+from index.cases import Headline, create_case
+from index.catalog import Catalog
+from index.images import DecodedImage
+from index.spaces import CONTENT
+
+
+def main_space(answer: dict) -> dict | None:
+    """The content space if it answered, else the first space that did (in the answer's order)."""
+    spaces = answer.get("spaces") or {}
+    ordered = ([spaces[CONTENT]] if CONTENT in spaces else []) + [s for n, s in spaces.items() if n != CONTENT]
+    return next((space for space in ordered if space.get("available") and space.get("concepts")), None)
+
+
+def headline(answer: dict) -> Headline:
+    """Top concept, confidence (its `probability` if present, else its `share`) and the space's
+    `none_probability` (None when the answer has none)."""
+    space = main_space(answer)
+    if space is None:
+        return Headline(None, None, None)
+    top = space["concepts"][0]
+    confidence = top.get("probability", top.get("share"))
+    none = space.get("none_probability")
+    return Headline(top.get("concept"), _number(confidence), _number(none))
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def ranking(space: dict | None) -> list[str]:
+    return [concept["concept"] for concept in (space or {}).get("concepts", [])]
+
+
+def compare(before: dict, after: dict) -> tuple[bool, dict]:
+    """(did any space's top concept change, {space: {before, after}} for every space whose
+    ranking changed). A space present on one side only counts as changed."""
+    old, new = before.get("spaces") or {}, after.get("spaces") or {}
+    changed, changes = False, {}
+    for name in list(dict.fromkeys([*old, *new])):
+        was, now = ranking(old.get(name)), ranking(new.get(name))
+        if was != now:
+            changes[name] = {"before": was, "after": now}
+        if was[:1] != now[:1]:
+            changed = True
+    return changed, changes
+
+
+def head_ids(answer: dict) -> dict[str, str]:
+    """{space: head id} of the spaces that answered."""
+    return {name: space["head_id"] for name, space in (answer.get("spaces") or {}).items() if space.get("head_id")}
+
+
+def open_case(catalog: Catalog, actor: Actor, data: bytes, image: DecodedImage, filename: str, params: dict,
+              answer: dict) -> int:
+    """Store a case for an answer (the JSON of `attribute_response`); returns its id."""
+    return create_case(catalog.sessions, catalog.blobs, actor, data, image, filename, params, answer,
+                       head_ids(answer), headline(answer))
