@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from app.params import MAX_ID, MAX_NAME_LENGTH
+from app.params import MAX_ID, MAX_NAME_LENGTH, NO_CONTROL_CHARACTERS
 
 Role = Literal["admin", "reviewer", "ingest"]
 Status = Literal["open", "match", "no_match", "escalated"]
 MAX_NOTE = 10_000
-ConceptRef = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+ConceptRef = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NO_CONTROL_CHARACTERS)]
 SourceRefId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
@@ -25,7 +25,7 @@ class DecisionIn(BaseModel):
                                 "Each must appear in one of the case's answers or in the catalog.")
     source_ids: list[SourceRefId] = Field(default_factory=list, max_length=500,
                                   description="Sources judged copied, from the case's answers or the catalog.")
-    note: str = Field("", max_length=MAX_NOTE)
+    note: str = Field("", max_length=MAX_NOTE, pattern=r"^[^\x00]*$", description="Free text (no NUL).")
 
 
 class DecisionOut(BaseModel):
@@ -110,7 +110,7 @@ class AuditOut(BaseModel):
 class KeyIn(BaseModel):
     model_config = {"extra": "forbid"}
 
-    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$")
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NO_CONTROL_CHARACTERS)
     role: Role
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, Query
 
 from app.deps import AdminRead, CatalogDep
-from app.params import MAX_NAME_LENGTH, Limit, Offset
+from app.params import MAX_NAME_LENGTH, NO_CONTROL_CHARACTERS, Limit, Offset
 from app.routes.cases import as_utc
 from app.schemas import Page, error_responses
 from app.schemas_desk import AuditOut
@@ -20,12 +20,12 @@ router = APIRouter(tags=["review desk"])
             summary="The audit log, newest first, filtered (admin)")
 def audit_log(
     catalog: CatalogDep,
-    actor: str | None = Query(None, min_length=1, max_length=MAX_NAME_LENGTH,
+    actor: str | None = Query(None, min_length=1, max_length=MAX_NAME_LENGTH, pattern=NO_CONTROL_CHARACTERS,
                               description="A key's id or name; `cli` for the command line."),
-    action: str | None = Query(None, min_length=1, max_length=32, description="e.g. `decision.create`."),
-    target_type: str | None = Query(None, min_length=1, max_length=32,
+    action: str | None = Query(None, min_length=1, max_length=32, pattern=NO_CONTROL_CHARACTERS, description="e.g. `decision.create`."),
+    target_type: str | None = Query(None, min_length=1, max_length=32, pattern=NO_CONTROL_CHARACTERS,
                                     description="`case`, `source`, `concept` or `key`."),
-    target_id: str | None = Query(None, min_length=1, max_length=MAX_NAME_LENGTH,
+    target_id: str | None = Query(None, min_length=1, max_length=MAX_NAME_LENGTH, pattern=NO_CONTROL_CHARACTERS,
                                   description="The target's id (a concept's name)."),
     since: datetime | None = Query(None, description="At or after (ISO 8601; UTC without an offset)."),
     until: datetime | None = Query(None, description="At or before."),

@@ -88,7 +88,7 @@ def _cell(value) -> str | float | int:
     return value
 
 
-@router.get("/cases/{case_id}/report", response_class=HTMLResponse, dependencies=[ReviewerRead],
+@router.get("/cases/{case_id}/report", response_class=Response, dependencies=[ReviewerRead],
             responses={200: {"content": {"text/html": {}}, "description": "A self-contained HTML page."},
                        **error_responses(401, 404)},
             summary="A printable, self-contained HTML report of a case")

@@ -12,7 +12,7 @@ from app.attribution import SOURCES_PER_CONCEPT, attribute_bytes
 from app.cases import compare, head_ids, headline, open_case
 from app.deps import CatalogDep, MetricsDep, ReviewerRead, ReviewerWriter, SettingsDep
 from app.errors import ApiError
-from app.params import MAX_NAME_LENGTH, CaseId, Limit, Offset
+from app.params import MAX_NAME_LENGTH, NO_CONTROL_CHARACTERS, CaseId, Limit, Offset
 from app.routes.attribute import attribute_response, attribute_upload, stored_answer
 from app.routes.catalog import IMAGE_RESPONSE, IMAGE_TYPES, image_file
 from app.routes.uploads import shown_filename
@@ -36,11 +36,12 @@ def as_utc(value: datetime | None, name: str) -> datetime | None:
 
 def case_filter(
     status: Status | None = Query(None, description="`open`, `match`, `no_match` or `escalated`."),
-    concept: str | None = Query(None, min_length=1, max_length=MAX_NAME_LENGTH, description="The case's top concept."),
+    concept: str | None = Query(None, min_length=1, max_length=MAX_NAME_LENGTH, pattern=NO_CONTROL_CHARACTERS,
+                                description="The case's top concept."),
     since: datetime | None = Query(None, description="Created at or after (ISO 8601; UTC without an offset)."),
     until: datetime | None = Query(None, description="Created at or before."),
     min_confidence: float | None = Query(None, ge=0, le=1, description="The headline confidence at least this."),
-    reviewer: str | None = Query(None, min_length=1, max_length=MAX_NAME_LENGTH,
+    reviewer: str | None = Query(None, min_length=1, max_length=MAX_NAME_LENGTH, pattern=NO_CONTROL_CHARACTERS,
                                  description="Cases with a decision by this key (its id or its name)."),
 ) -> CaseFilter:
     return CaseFilter(status, concept, as_utc(since, "since"), as_utc(until, "until"), min_confidence, reviewer)
@@ -128,7 +129,7 @@ def read_case_image(case_id: CaseId, catalog: CatalogDep) -> FileResponse:
 
 
 @router.post("/cases/{case_id}/decision", status_code=201, response_model=DecisionOut,
-             responses=error_responses(401, 404), summary="Record a decision on a case (append-only)")
+             responses=error_responses(400, 401, 404), summary="Record a decision on a case (append-only)")
 def decide(case_id: CaseId, body: DecisionIn, catalog: CatalogDep, actor: ReviewerWriter) -> DecisionOut:
     """`match` names at least one concept (and optionally the sources judged copied), `no_match`
     names none, `escalate` may name some. Concepts and sources must appear in one of the case's

@@ -35,7 +35,7 @@ def keys(catalog: CatalogDep) -> list[KeyOut]:
     return [key_out(row) for row in list_keys(catalog.sessions)]
 
 
-@router.post("/keys", status_code=201, response_model=KeyCreated, responses=error_responses(401),
+@router.post("/keys", status_code=201, response_model=KeyCreated, responses=error_responses(400, 401),
              summary="Create a key with a role; the plain key is in this answer only (admin)")
 def new_key(body: KeyIn, catalog: CatalogDep, actor: AdminWriter) -> KeyCreated:
     row, key = create_key(catalog.sessions, body.name, body.role, actor)
@@ -49,7 +49,7 @@ def revoke(key_id: KeyId, catalog: CatalogDep, actor: AdminWriter) -> KeyOut:
     return key_out(revoke_key(catalog.sessions, key_id, actor))
 
 
-@router.put("/keys/{key_id}/role", response_model=KeyOut, responses=error_responses(401, 404),
+@router.put("/keys/{key_id}/role", response_model=KeyOut, responses=error_responses(400, 401, 404),
             summary="Change a key's role (admin)")
 def change_role(key_id: KeyId, body: RoleIn, catalog: CatalogDep, actor: AdminWriter) -> KeyOut:
     return key_out(set_role(catalog.sessions, key_id, body.role, actor))
