@@ -22,13 +22,13 @@ def main_space(answer: dict) -> dict | None:
 
 
 def headline(answer: dict) -> Headline:
-    """Top concept, confidence (its `probability` if present, else its `share`) and the space's
-    `none_probability` (None when the answer has none)."""
+    """Top concept, confidence (its `probability` if present and not null, else its `share`) and
+    the space's `none_probability` (None when the answer has none)."""
     space = main_space(answer)
     if space is None:
         return Headline(None, None, None)
     top = space["concepts"][0]
-    confidence = top.get("probability", top.get("share"))
+    confidence = top.get("probability") if top.get("probability") is not None else top.get("share")
     none = space.get("none_probability")
     return Headline(top.get("concept"), _number(confidence), _number(none))
 

@@ -192,11 +192,13 @@ ERROR_DESCRIPTIONS = {
     403: "The key's role does not allow this (`forbidden_role`, naming the role needed), or the key has no "
     "role (`no_role`).",
     404: "Unknown source, concept, job, space, takedown, case or key.",
-    409: "The catalog cannot answer yet (`empty_catalog`), or a space has no previous head (`no_previous_head`).",
+    409: "The catalog cannot answer yet (`empty_catalog`), a space has no previous head (`no_previous_head`), "
+    "or a case's stored image is missing (`case_image_missing`).",
     413: "A file over ATTRIB_MAX_UPLOAD_BYTES (`file_too_large`) or a body over ATTRIB_MAX_REQUEST_BYTES.",
     415: "The upload is not an image (`not_an_image`).",
     422: "A parameter is out of range or missing, the manifest is malformed (`invalid_request`, `bad_manifest`), "
-    "or a head checkpoint is refused (`head_unreadable`, `backbone_mismatch`, `head_dim_mismatch`, `bad_space_name`).",
+    "a head checkpoint is refused (`head_unreadable`, `backbone_mismatch`, `head_dim_mismatch`, `bad_space_name`), "
+    "or a decision is refused (`concepts_required`, `concepts_not_allowed`, `unknown_concept`, `unknown_source`).",
     429: "Too many writes from this key or address, or too many failed authentications from this address "
     "(`rate_limited`); the `Retry-After` header says when to try again.",
     503: "The service is not ready: encoder, index or database unavailable (`not_ready`).",

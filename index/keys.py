@@ -50,6 +50,9 @@ def create_key(sessions: sessionmaker[Session], name: str, role: str = "admin",
                actor: Actor = CLI) -> tuple[ApiKey, str]:
     """Returns the stored row and the plain key, which is never stored."""
     check_role(role)
+    if name == CLI.name:
+        raise KeyRequestError(f"{CLI.name!r} names the command line in the audit log; choose another name",
+                              code="reserved_name")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     with sessions.begin() as session:
         row = ApiKey(name=name, prefix=key[: len(KEY_PREFIX) + 6], key_hash=hash_key(key), role=role)

@@ -117,6 +117,8 @@ def test_admins_manage_keys_over_http(keyed):
                  {"name": "x" * 256, "role": "admin"}, {"name": "x"}, {"name": "x", "role": "admin", "extra": 1}, []):
         response = api.client.post("/keys", json=body, headers=admin)
         assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_request"), body
+    response = api.client.post("/keys", json={"name": "cli", "role": "admin"}, headers=admin)
+    assert (response.status_code, response.json()["error"]["code"]) == (422, "reserved_name")
     response = api.client.post("/keys", content=b"{not json", headers=admin | {"content-type": "application/json"})
     assert response.status_code == 422
     for path in ("/keys/0", f"/keys/{2**31}", "/keys/99999999999999999999", "/keys/abc"):
