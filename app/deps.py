@@ -74,8 +74,9 @@ def check_role(actor: Actor, needed: str | None) -> Actor:
         raise ApiError(f"the key {actor.name!r} has no role: an admin gives it one with "
                        "`attrib keys set-role ID ROLE`", code="no_role", status=403)
     if needed is not None and not allows(actor.role, needed):
-        raise ApiError(f"this needs a key with the {needed!r} role (or 'admin'); this key's role is "
-                       f"{actor.role!r}", code="forbidden_role", status=403)
+        either = "" if needed == "admin" else " (or 'admin')"
+        raise ApiError(f"this needs a key with the {needed!r} role{either}; this key's role is {actor.role!r}",
+                       code="forbidden_role", status=403)
     return actor
 
 
