@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from index.audit import Actor, record
 from index.blobs import BlobStore
-from index.catalog import NotFoundError
+from index.errors import NotFoundError
 from index.images import DecodedImage
 from index.models import Concept, Source
 from index.models_desk import Case, CaseDecision, CaseRescore
