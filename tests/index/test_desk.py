@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, text
 
-from index.audit import CLI, Actor, AuditFilter, list_audit
+from index.audit import Actor, AuditFilter, list_audit
 from index.blobs import BlobStore
 from index.cases import (CaseError, CaseFilter, Headline, add_decision, add_rescore, create_case, get_case,
                          latest_decisions, list_cases)
