@@ -5,8 +5,8 @@ at `<cache_dir>/<backbone_id>/onnx-v<EXPORT_VERSION>-opset<OPSET>.onnx`, written
 every process on the same ATTRIB_HOME reuses it across restarts. Every engine is checked against
 torch on a fixed probe batch before use; a cached file that cannot be opened or disagrees is
 exported again. If the export or the check fails, the backbone runs in torch and a warning says
-why. Heads are not exported: one or two small matrix products on pooled features, well under 1%
-of an embedding's time.
+why. torch.onnx's TorchScript exporter needs the `onnx` package. Heads are not exported: one or
+two small matrix products on pooled features, about 1% of an embedding's work.
 """
 
 from __future__ import annotations
