@@ -180,7 +180,7 @@ def table(result: dict, batches: list[int]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     best = ", ".join(f"{n} {result['best_batch'][n]} ({result['img_per_s'][n][result['best_batch'][n]]:.1f} img/s, "
                      f"{result['ratio_best_vs_torch_best'][n]:.2f}×)" for n in names)
-    agree = ", ".join(f"{n} min {a['min']:.6f} mean {a['mean']:.6f}" for n, a in result["agreement"].items())
+    agree = ", ".join(f"{n} min {a['min']:.7f} mean {a['mean']:.7f}" for n, a in result["agreement"].items())
     lines += ["", f"best batch: {best}", f"cosine vs torch on {result['images']} photos: {agree}",
               f"MLP head: {result['head_ms_per_image']} ms/image; setup s (export + load): {result['setup_s']}"]
     return "\n".join(lines)
