@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # imported where used: `attrib keys` must start without torch
 def load_configured_encoder(settings: Settings) -> Encoder:
     from training.encoders import load_encoder
 
-    return load_encoder(settings.encoder, settings.encoder_weights, settings.device)
+    return load_encoder(settings.encoder, settings.encoder_weights, settings.device,
+                        engine=settings.engine, engine_cache=settings.engine_cache)
 
 
 def open_catalog(settings: Settings, encoder: Encoder | None = None) -> Catalog:

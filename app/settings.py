@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 if TYPE_CHECKING:  # imported lazily: the CLI must start without torch
@@ -23,6 +24,10 @@ class Settings(BaseSettings):
     encoder: str = Field("default", description="'default', a backbone name, or an encoder checkpoint path.")
     encoder_weights: Path | None = Field(None, description="Local weights for open_clip:/timm: backbones.")
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda'.")
+    engine: str = Field(
+        "auto", description="What runs the backbone on the CPU: 'auto' (the measured fastest that works, else "
+        "torch), 'torch', 'onnx' (ONNX Runtime) or 'openvino'. Exports are cached under `home`/engines."
+    )
     index_factory: str = Field("Flat", description="FAISS factory string, e.g. Flat, HNSW32, IVF256,Flat.")
     target_recall: float = Field(
         0.95, gt=0, le=1, description="Approximate indexes (IVF, HNSW) get the cheapest nprobe/efSearch that "
@@ -73,6 +78,21 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         [], description="Comma-separated origins allowed to call the API from a browser (CORS); empty: CORS off."
     )
+
+    @field_validator("engine")
+    @classmethod
+    def _check_engine(cls, name: str) -> str:
+        from training.engines.names import check_engine_name  # torch-free
+        from training.errors import AttribError
+
+        try:
+            return check_engine_name(name.strip().lower())
+        except AttribError as exc:
+            raise PydanticCustomError(exc.code, exc.message) from None
+
+    @property
+    def engine_cache(self) -> Path:
+        return self.home / "engines"
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -18,6 +18,9 @@ from sqlalchemy import create_engine, text
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ATTRIB_SHARED_DATA", REPO.parent / "shared" / "data"))
 POSTGRES_URL = os.environ.get("ATTRIB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# Tests run the backbone in torch (exact features, no export per temporary home) unless they ask
+# for an engine; tests/training/test_engine.py tests the engines.
+os.environ.setdefault("ATTRIB_ENGINE", "torch")
 
 
 @pytest.fixture(scope="session")

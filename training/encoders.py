@@ -68,6 +68,7 @@ class Encoder(nn.Module):
         self.preprocess = Preprocess(spec)
         self._encoder_id: str | None = None
         self._backbone_id: str | None = None
+        self.engine = None  # a training.engines engine for CPU inference; None: the eager backbone
         self.eval()
 
     @property
@@ -82,8 +83,25 @@ class Encoder(nn.Module):
     def config(self) -> dict:
         return {"backbone": self.spec.to_dict(), "head": self.head_config}
 
+    @property
+    def engine_name(self) -> str:
+        return self.engine.name if self.engine is not None else "torch"
+
+    def use_engine(self, name: str, cache_dir: str | Path | None = None) -> str:
+        """Run the backbone with engine `name` (see training/engines.py) for CPU inference; the
+        exported model is cached under `cache_dir`. Returns the engine actually used."""
+        from training.engines.build import build_engine
+
+        engine = build_engine(name, self.backbone, self.spec.input_size, self.backbone_id, cache_dir)
+        self.engine = None if engine.name == "torch" else engine
+        return self.engine_name
+
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Raw pooled backbone features: what the training cache stores."""
+        """Raw pooled backbone features: what the training cache stores. Inference on the CPU
+        (no gradients, eval mode) runs on the engine when one is set."""
+        if (self.engine is not None and pixels.device.type == "cpu" and not self.training
+                and not torch.is_grad_enabled()):
+            return self.engine(pixels)
         return self.backbone(pixels).float()
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
@@ -138,9 +156,11 @@ class Encoder(nn.Module):
         return self._backbone_id
 
     def invalidate_id(self) -> None:
-        """Call after changing weights in place (training) so the id is recomputed."""
+        """Call after changing weights in place (training) so the id is recomputed; an exported
+        engine no longer matches the weights and is dropped."""
         self._encoder_id = None
         self._backbone_id = None
+        self.engine = None
 
     def save(self, path: str | Path) -> Path:
         """Write the self-describing checkpoint atomically."""
@@ -243,15 +263,20 @@ def load_checkpoint(path: str | Path) -> Encoder:
     return encoder
 
 
-def load_encoder(name: str = "default", weights: str | Path | None = None, device: str = "cpu") -> Encoder:
-    """What ATTRIB_ENCODER names: 'default', a backbone name, or a checkpoint file."""
+def load_encoder(name: str = "default", weights: str | Path | None = None, device: str = "cpu",
+                 engine: str = "torch", engine_cache: str | Path | None = None) -> Encoder:
+    """What ATTRIB_ENCODER names: 'default', a backbone name, or a checkpoint file. On the CPU,
+    `engine` (ATTRIB_ENGINE) picks what runs the backbone, its export cached in `engine_cache`."""
     if name in ("", "default"):
         encoder = create_encoder(DEFAULT_BACKBONE, weights)
     elif name.endswith((".pt", ".pth", ".ckpt")) or Path(name).is_file():
         encoder = load_checkpoint(name)
     else:
         encoder = create_encoder(name, weights)
-    return encoder.to(resolve_device(device))
+    encoder = encoder.to(resolve_device(device))
+    if engine != "torch" and encoder.device.type == "cpu":
+        encoder.use_engine(engine, engine_cache)
+    return encoder
 
 
 def resolve_device(device: str) -> torch.device:
