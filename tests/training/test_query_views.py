@@ -67,3 +67,16 @@ def test_service_head_and_checkpoint_carry_the_query_views(tmp_path):
     expected = average_view_embeddings(direct[0], direct[1].reshape(3, 2, -1))
     assert np.allclose(head.apply_query(feats, views), expected, atol=1e-5)
     assert np.allclose(head.apply_query(feats), head.apply(feats))
+
+
+def test_service_view_features_equal_the_training_cache(tmp_path):
+    from training.data import FeatureCache, FeatureExtractor, file_sha256, load_rgb
+    from training.query_views import query_view_features
+
+    path = tmp_path / "q.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(path)
+    encoder = create_encoder("efficientnet_lite0", random_init=True)
+    augment = AugmentConfig()
+    cached = FeatureExtractor(encoder, FeatureCache(None, "k"), augment).extract([path], views=2).views[0]
+    served = query_view_features(encoder, load_rgb(path), file_sha256(path), 2, augment)
+    assert served.shape == cached.shape and np.allclose(served, cached, atol=1e-5)
