@@ -14,7 +14,7 @@ the supervised baseline trains on G's labelled (query, source) pairs. Evaluation
 gallery (H's sources + distractors); style mAP is on the whole tvs-dev-style.csv.
 
 Usage (from the repository root):
-  .venv/bin/python benchmarks/tvs_compare.py --out var/benchmarks/tvs [--halves A B] [--train-arg=--steps=N]
+  .venv/bin/python benchmarks/tvs_compare.py --out var/benchmarks/tvs [--halves A B] [--train-arg=--steps=N] [--no-supervised]
 Writes split manifests, checkpoints, results.json and table.md under --out; prints the table.
 Backbone features are cached (default $ATTRIB_HOME/feature-cache or ./var/feature-cache), so a
 rerun only trains heads.
@@ -87,7 +87,7 @@ def write_splits(out: Path) -> dict[str, dict[str, Path]]:
     return paths
 
 
-def train_half(tested: str, splits: dict, out: Path, common: list[str]) -> dict[str, tuple[Path, Path]]:
+def train_half(tested: str, splits: dict, out: Path, common: list[str], supervised: bool = True) -> dict[str, tuple[Path, Path]]:
     """(checkpoint, evaluation manifest) for one tested half, by row label."""
     other = next(h for h in splits if h != tested)
     runs = {}
@@ -95,6 +95,8 @@ def train_half(tested: str, splits: dict, out: Path, common: list[str]) -> dict[
         ckpt = out / f"{tested}-{training}.pt"
         train.main([str(splits[tested][training]), "--output", str(ckpt), *common])
         runs[label] = (ckpt, splits[tested][evaluation])
+    if not supervised:
+        return runs
     ckpt = out / f"{tested}-supervised.pt"
     train.main(["--supervised", str(splits[other]["transductive"]), "--output", str(ckpt), *common])
     runs[f"supervised (Wang et al.), trained on half {other}'s labels"] = (ckpt, splits[tested]["all"])
@@ -140,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--halves", nargs="+", default=["A", "B"], choices=["A", "B"])
     parser.add_argument("--cache-dir", type=Path, help="feature cache (default: the training default)")
     parser.add_argument("--train-arg", action="append", default=[], help="extra flag for every `attrib train` run")
+    parser.add_argument("--no-supervised", action="store_true", help="skip the supervised baseline (most of the run time)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     cache = ["--cache-dir", str(args.cache_dir)] if args.cache_dir else []
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     for half in args.halves:
         started = time.perf_counter()
-        runs = train_half(half, splits, args.out, cache + args.train_arg)
+        runs = train_half(half, splits, args.out, cache + args.train_arg, not args.no_supervised)
         report[half] = evaluate_half(half, splits, runs, cache)
         print(f"half {half}: {time.perf_counter() - started:.0f}s", file=sys.stderr)
     (args.out / "results.json").write_text(json.dumps(report, indent=2) + "\n")

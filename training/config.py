@@ -29,6 +29,7 @@ class HeadConfig:
     type: str = "linear"  # "linear" (identity-initialised, out_dim = feature dim) or "mlp"
     fit: str = "whiten"  # "whiten": closed-form linear A&D (training/whitening.py); "sgd": loss terms, `steps` steps
     whiten_eps: float = 0.1  # ridge of the nuisance covariance, relative to its mean eigenvalue
+    query_views: int = 8  # queries embed as the mean over their clean view and this many views (0: clean only)
     out_dim: int = 512  # mlp only
     hidden_dim: int = 2048  # mlp only
 
@@ -188,6 +189,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         (config.head.fit == "sgd" or config.head.type == "linear", "head.fit 'whiten' needs head.type 'linear' (use head.fit=sgd for mlp)"),
         (config.head.fit == "sgd" or not config.unfreeze_blocks, "unfreeze_blocks (end to end) needs head.fit=sgd"),
         (config.head.whiten_eps > 0, "head.whiten_eps must be > 0"),
+        (0 <= config.head.query_views <= 64, "head.query_views must be in [0, 64]"),
         (config.loss.pairing in ("clean", "random"), "loss.pairing must be 'clean' or 'random'"),
         (config.loss.temperature > 0, "loss.temperature must be > 0"),
         (config.loss.infomax_eps > 0, "loss.infomax_eps must be > 0"),

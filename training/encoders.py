@@ -76,6 +76,13 @@ class Encoder(nn.Module):
         return int(self.head_config["out_dim"]) if self.head_config else self.feature_dim
 
     @property
+    def query_views(self):
+        """(count, AugmentConfig) of the views queries are embedded with; (0, None): clean view only."""
+        from training.query_views import view_settings
+
+        return view_settings(self.head_config)
+
+    @property
     def device(self) -> torch.device:
         return self.center.device
 

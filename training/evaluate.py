@@ -34,6 +34,8 @@ from training.benchmarks import Benchmark, abc_benchmark, manifest_benchmark
 from training.config import AugmentConfig, default_cache_dir
 from training.data import DataError, FeatureCache, FeatureExtractor, backbone_key
 from training.errors import AttribError, run_as_script
+from training.query_views import average_view_embeddings
+from training.views import recipe_key
 
 KS = (1, 5, 10, 100)
 METRICS = ("mAP",) + tuple(f"R@{k}" for k in KS)
@@ -152,6 +154,7 @@ class Embedder:
         self.cache_dir = cache_dir
         self.batch_size = batch_size
         self._features: dict[tuple[str, Path], np.ndarray] = {}
+        self._views: dict[tuple[tuple[str, str], Path], np.ndarray] = {}
 
     def features(self, encoder, paths: list[Path], desc: str) -> np.ndarray:
         key = backbone_key(encoder)
@@ -164,15 +167,41 @@ class Embedder:
             self._features.update({(key, p): row for p, row in zip(found.paths, found.clean)})
         return np.stack([self._features[(key, p)] for p in paths])
 
+    def view_features(self, encoder, paths: list[Path], count: int, augment: AugmentConfig, desc: str) -> np.ndarray:
+        """(N, count, D) backbone features of the query views a head asks for (cached like training's)."""
+        key = (backbone_key(encoder), recipe_key(augment))
+        todo = [p for p in dict.fromkeys(paths) if len(self._views.get((key, p), ())) < count]
+        if todo:
+            extractor = FeatureExtractor(encoder, FeatureCache(self.cache_dir, key[0]), augment, self.batch_size)
+            found = extractor.extract(todo, views=count, desc=desc)
+            if len(found.paths) != len(todo):
+                raise DataError(f"{len(todo) - len(found.paths)} evaluation image(s) could not be read")
+            self._views.update({(key, p): row for p, row in zip(found.paths, found.views)})
+        return np.stack([self._views[(key, p)][:count] for p in paths])
+
     @torch.inference_mode()
     def embed(self, encoder, paths: list[Path], desc: str) -> np.ndarray:
-        feats = torch.from_numpy(self.features(encoder, paths, desc)).to(encoder.device)
+        return self._project(encoder, self.features(encoder, paths, desc))
+
+    def embed_queries(self, encoder, paths: list[Path], desc: str) -> np.ndarray:
+        """Queries: the mean over the clean view and the head's query views, when it asks for them."""
+        count, augment = encoder.query_views
+        clean = self.embed(encoder, paths, desc)
+        if not count:
+            return clean
+        views = self.view_features(encoder, paths, count, augment, f"{desc} (views)")
+        projected = self._project(encoder, views.reshape(-1, views.shape[-1])).reshape(len(paths), count, -1)
+        return average_view_embeddings(clean, projected)
+
+    @torch.inference_mode()
+    def _project(self, encoder, features: np.ndarray) -> np.ndarray:
+        feats = torch.from_numpy(np.ascontiguousarray(features)).to(encoder.device)
         chunks = [encoder.project(feats[s : s + 1024]).float().cpu().numpy() for s in range(0, len(feats), 1024)]
         return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
 def evaluate_benchmark(pair: EncoderPair, bench: Benchmark, embedder: Embedder) -> dict:
-    queries = embedder.embed(pair.query, bench.queries, f"{bench.name} queries")
+    queries = embedder.embed_queries(pair.query, bench.queries, f"{bench.name} queries")
     gallery = embedder.embed(pair.gallery, bench.gallery, f"{bench.name} gallery")
     return evaluate_scores(bench, score_matrix(queries, gallery))
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from training.encoders import Encoder, load_checkpoint, project_features
 from training.errors import AttribError, EncoderError
+from training.query_views import average_view_embeddings, view_settings
 
 HEAD_CHUNK_ROWS = 8192
 
@@ -35,9 +36,11 @@ class Head(nn.Module):
     """A space's projection: features (N, in_dim) -> unit float32 vectors (N, dim)."""
 
     def __init__(self, head_id: str, backbone_id: str, in_dim: int, dim: int,
-                 head: nn.Module | None = None, center: torch.Tensor | None = None):
+                 head: nn.Module | None = None, center: torch.Tensor | None = None, head_config: dict | None = None):
         super().__init__()
         self.head_id, self.backbone_id, self.in_dim, self.dim = head_id, backbone_id, in_dim, dim
+        # (count, AugmentConfig): the views a query is embedded with (training/query_views.py); (0, None): none
+        self.query_views = view_settings(head_config)
         self.head = head
         self.register_buffer("center", center if center is not None else torch.zeros(in_dim))
         self.eval()
@@ -58,7 +61,7 @@ class Head(nn.Module):
             return cls.identity(encoder.backbone_id, encoder.feature_dim)
         center = encoder.center.detach().cpu().clone()
         return cls(encoder.encoder_id, encoder.backbone_id, encoder.feature_dim, encoder.dim,
-                   copy.deepcopy(encoder.head).cpu(), center)
+                   copy.deepcopy(encoder.head).cpu(), center, encoder.head_config)
 
     @torch.inference_mode()
     def apply(self, features: np.ndarray) -> np.ndarray:
@@ -72,6 +75,20 @@ class Head(nn.Module):
             chunk = torch.from_numpy(np.ascontiguousarray(features[start:start + HEAD_CHUNK_ROWS], np.float32))
             out[start:start + len(chunk)] = project_features(chunk, self.head, self.center).numpy()
         return out
+
+
+    def apply_query(self, features: np.ndarray, view_features: np.ndarray | None = None) -> np.ndarray:
+        """A query's vectors: `features` (N, in_dim) of its clean view and, when the head asks for
+        query views, `view_features` (N, V, in_dim) of its V views (`query_view_images`); the result
+        is the normalised sum of the head's unit vectors over the clean view and the views."""
+        clean = self.apply(features)
+        if view_features is None or self.query_views[0] == 0:
+            return clean
+        views = np.asarray(view_features)
+        if views.ndim != 3 or len(views) != len(clean):
+            raise HeadError(f"expected view features (N, V, {self.in_dim}), got {views.shape}", code="head_dim_mismatch")
+        projected = self.apply(views.reshape(-1, views.shape[-1])).reshape(len(views), views.shape[1], self.dim)
+        return average_view_embeddings(clean, projected)
 
 
 def load_head(path: str | Path, backbone_id: str, feature_dim: int) -> Head:

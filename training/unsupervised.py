@@ -18,6 +18,7 @@ from training.head import fit_head
 from training.loop import History, extractor_for, make_encoder, normalised_mean, training_device
 from training.outputs import save_outputs
 from training.separation import separation_check
+from training.query_views import with_view_settings
 from training.whitening import fit_whitening_head
 
 NO_POOL = (
@@ -58,6 +59,8 @@ def train_unsupervised(config: TrainConfig, images: TrainingImages, output: Path
         views = np.concatenate([f.views for f in anchors])
         history = fit_head(encoder, clean, views, negatives, config, device, pool_rows=0 if pool is None else len(pool.paths))
     train_s = time.perf_counter() - started
+    # queries are embedded with the views the head was fitted on (training/query_views.py)
+    encoder.head_config = with_view_settings(encoder.head_config, config.head.query_views, config.augment)
     if config.unfreeze_blocks:  # the cached features are the old backbone's
         check = {"computed": False, "reason": "end to end: the backbone changed, cached features no longer apply", "warning": None}
     else:
@@ -68,6 +71,7 @@ def train_unsupervised(config: TrainConfig, images: TrainingImages, output: Path
         "anchors": len(clean), "catalog_anchors": 0 if catalog is None else len(catalog.paths),
         "pool_anchors": 0 if pool is None else len(pool.paths), "negatives": 0 if negatives is None else len(negatives),
         "feature_seconds": round(extract_s, 1), "train_seconds": round(train_s, 1), "head_fit": fit,
+        "query_views": config.head.query_views,
         "final_terms": history.last(),
         "separation_check": check,
     }

@@ -73,6 +73,10 @@ def test_default_run_fits_the_whitening_head_and_checks_separation(manifest, tmp
     assert encoder.head_config["type"] == "linear" and torch.allclose(weight, weight.T, atol=1e-5)
     assert not torch.allclose(weight, torch.eye(len(weight)))
     assert summary["separation_check"]["computed"]
+    assert summary["query_views"] == 8 and encoder.query_views == (8, TrainConfig().augment)  # query-side views by default
+    assert train.main([str(manifest), "--output", str(tmp_path / "q0.pt"), "--cache-dir", cache, "--views", "2", "--query-views", "0"]) == 0
+    capsys.readouterr()
+    assert load_checkpoint(tmp_path / "q0.pt").query_views == (0, None)
 
     sources_only = tmp_path / "catalog.csv"
     sources_only.write_text("\n".join(line for line in manifest.read_text().splitlines() if ",query," not in line) + "\n")

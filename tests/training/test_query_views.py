@@ -1,0 +1,82 @@
+"""Query views: the averaged query embedding against a direct computation, the recipe round trip
+through a checkpoint, and one computation shared by the service's head and `attrib eval`."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from training.config import AugmentConfig
+from training.encoders import create_encoder, load_checkpoint
+from training.heads import Head
+from training.query_views import average_view_embeddings, query_view_images, view_settings, with_view_settings
+from training.views import ViewMaker, recipe_key, view_rng
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_average_matches_a_loop():
+    rng = np.random.default_rng(0)
+    clean, views = unit(rng.normal(size=(4, 6))), unit(rng.normal(size=(4, 3, 6)))
+    expected = []
+    for i in range(4):
+        total = clean[i].copy()
+        for v in range(3):
+            total += views[i, v]
+        expected.append(total / np.linalg.norm(total))
+    out = average_view_embeddings(clean, views)
+    assert out.dtype == np.float32 and np.allclose(out, np.array(expected), atol=1e-6)
+    with pytest.raises(ValueError):
+        average_view_embeddings(clean, views[:3])
+
+
+def test_settings_round_trip_and_zero_means_none():
+    augment = AugmentConfig(p_sketch=0.5)
+    config = with_view_settings({"type": "linear", "in_dim": 4, "out_dim": 4}, 3, augment)
+    assert view_settings(config) == (3, augment)
+    assert view_settings(with_view_settings(config, 0, augment)) == (0, None)
+    assert view_settings(None) == (0, None)
+
+
+def test_query_views_are_the_training_views():
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (80, 96, 3), dtype=np.uint8))
+    augment = AugmentConfig()
+    made = query_view_images(image, "ab" * 32, 3, augment, 64)
+    maker = ViewMaker(augment, 64)
+    for i, view in enumerate(made):
+        assert view.size == (64, 64)
+        assert np.array_equal(np.asarray(view), np.asarray(maker(image, view_rng("ab" * 32, i, recipe_key(augment)))))
+
+
+def test_service_head_and_checkpoint_carry_the_query_views(tmp_path):
+    encoder = create_encoder("efficientnet_lite0", head_config={"type": "linear"}, random_init=True)
+    encoder.head_config = with_view_settings(encoder.head_config, 2, AugmentConfig())
+    with torch.no_grad():
+        encoder.head.weight.copy_(torch.randn_like(encoder.head.weight))
+    encoder.save(tmp_path / "h.pt")
+    loaded = load_checkpoint(tmp_path / "h.pt")
+    assert loaded.query_views == (2, AugmentConfig())
+    head = Head.of_encoder(loaded)
+    assert head.query_views == (2, AugmentConfig())
+    rng = np.random.default_rng(2)
+    feats, views = rng.normal(size=(3, encoder.feature_dim)).astype(np.float32), rng.normal(size=(3, 2, encoder.feature_dim)).astype(np.float32)
+    with torch.no_grad():
+        direct = [loaded.project(torch.from_numpy(x)).numpy() for x in (feats, views.reshape(6, -1))]
+    expected = average_view_embeddings(direct[0], direct[1].reshape(3, 2, -1))
+    assert np.allclose(head.apply_query(feats, views), expected, atol=1e-5)
+    assert np.allclose(head.apply_query(feats), head.apply(feats))
+
+
+def test_service_view_features_equal_the_training_cache(tmp_path):
+    from training.data import FeatureCache, FeatureExtractor, file_sha256, load_rgb
+    from training.query_views import query_view_features
+
+    path = tmp_path / "q.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(path)
+    encoder = create_encoder("efficientnet_lite0", random_init=True)
+    augment = AugmentConfig()
+    cached = FeatureExtractor(encoder, FeatureCache(None, "k"), augment).extract([path], views=2).views[0]
+    served = query_view_features(encoder, load_rgb(path), file_sha256(path), 2, augment)
+    assert served.shape == cached.shape and np.allclose(served, cached, atol=1e-5)

@@ -1,0 +1,86 @@
+"""Query views: a query is embedded as the average of its head embeddings over its clean view and
+the same augmented views the head was trained on (test-time augmentation).
+
+The head is fitted so that an image and its views embed alike (alignment), and the views include
+edge-map sketches and silhouettes, which look like the catalog's sources far more than a stylized
+query does. A single clean embedding of a synthetic query still carries its texture; the average
+over its views keeps what the views agree on (shape, layout) and cancels what they move. This is
+test-time augmentation as in Krizhevsky, Sutskever and Hinton (NeurIPS 2012) and the multi-view
+descriptor averaging of Gordo et al. (*End-to-end learning of deep visual representations for
+image retrieval*, IJCV 2017), applied only on the query side: sources are indexed from their
+clean view as before, so a catalog keeps one stored feature per source.
+
+Everything is label free and needs nothing beyond the query image: its views are made by
+`training.views.ViewMaker` from `view_rng(sha256 of the image bytes, i, recipe)`, so the service,
+`attrib eval` and training make exactly the same views (and share the feature cache). The
+checkpoint's head config names the count and the augmentation recipe:
+`{"query_views": N, "query_augment": {...AugmentConfig...}}`; N = 0 (or absent) is the plain
+clean-view embedding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from PIL import Image
+
+from training.config import AugmentConfig, merge
+from training.views import ViewMaker, recipe_key, view_rng
+
+
+def view_settings(head_config: dict | None) -> tuple[int, AugmentConfig | None]:
+    """(count, augmentation recipe) a head asks its queries to be embedded with; (0, None) if none."""
+    count = int((head_config or {}).get("query_views") or 0)
+    if count <= 0:
+        return 0, None
+    return count, merge(AugmentConfig(), head_config.get("query_augment") or {}, "query_augment")
+
+
+def with_view_settings(head_config: dict, count: int, augment: AugmentConfig) -> dict:
+    """A copy of `head_config` that records the query views (count 0 removes them)."""
+    config = {k: v for k, v in head_config.items() if k not in ("query_views", "query_augment")}
+    if count > 0:
+        config |= {"query_views": int(count), "query_augment": json_ready(dataclasses.asdict(augment))}
+    return config
+
+
+def json_ready(value):
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def query_view_images(image: Image.Image, sha256: str, count: int, augment: AugmentConfig, size: int) -> list[Image.Image]:
+    """The `count` augmented views of a query image (RGB, `size` px), exactly as training makes
+    them: view i is `ViewMaker(augment, size)(image, view_rng(sha256, i, recipe_key(augment)))`.
+    `sha256` is the hex digest of the image file's bytes."""
+    maker, recipe = ViewMaker(augment, size), recipe_key(augment)
+    return [maker(image, view_rng(sha256, i, recipe)) for i in range(count)]
+
+
+def average_view_embeddings(clean: np.ndarray, views: np.ndarray) -> np.ndarray:
+    """unit(clean_n + sum_v views_nv) for unit embeddings clean (N, D) and views (N, V, D): the
+    query embedding. float32 unit rows."""
+    if clean.ndim != 2 or views.ndim != 3 or views.shape[0] != clean.shape[0] or views.shape[2] != clean.shape[1]:
+        raise ValueError(f"expected clean (N, D) and views (N, V, D), got {clean.shape} and {views.shape}")
+    total = clean.astype(np.float64) + views.astype(np.float64).sum(axis=1)
+    return (total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def query_view_features(encoder, image: Image.Image, sha256: str, count: int, augment: AugmentConfig) -> np.ndarray:
+    """(count, D) backbone features of a query image's views, computed exactly as training's
+    feature cache computes them (`FeatureExtractor`): the views are already at the input size, so
+    they only go through `preprocess.to_tensor`, not the clean view's resize + crop. The service
+    passes `image` decoded from the uploaded bytes and `sha256` = their hex digest, then
+    `Head.apply_query(clean_features, view_features[None])`."""
+    import torch
+
+    if count <= 0:
+        return np.zeros((0, encoder.feature_dim), np.float32)
+    views = query_view_images(image, sha256, count, augment, encoder.spec.input_size)
+    with torch.inference_mode():
+        pixels = torch.stack([encoder.preprocess.to_tensor(v) for v in views]).to(encoder.device)
+        return encoder.features(pixels).float().cpu().numpy()
