@@ -40,12 +40,18 @@ def advise(n: int, dim: int = 512, code_bytes: int = 64) -> Advice:
         per = dim * 4 + ID_BYTES
         return Advice("Flat", per, 0, int(n * per), 0,
                       "exact search is fast enough below 100k vectors and needs no training")
-    nlist = nlist_for(n)
     if n <= IVF_FLAT_LIMIT:
+        nlist = nlist_for(n)
         per = dim * 4 + ID_BYTES
         fixed = nlist * dim * 4
         return Advice(f"IVF{nlist},Flat", per, fixed, int(n * per + fixed), 39 * nlist,
                       "an inverted file over full vectors: exact distances, a fraction of the lists scanned")
+    return compressed(n, dim, code_bytes)
+
+
+def compressed(n: int, dim: int = 512, code_bytes: int = 64) -> Advice:
+    """OPQ rotation, HNSW coarse quantiser over sqrt(N)-scaled lists, `code_bytes`-byte PQ codes."""
+    nlist = nlist_for(n)
     code_bytes = min(code_bytes, dim)
     rotated = _rotated_dim(dim, code_bytes)
     per = code_bytes + ID_BYTES

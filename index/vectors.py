@@ -49,7 +49,7 @@ class VectorIndex:
     def __init__(self, dim: int, encoder_id: str, factory: str = DEFAULT_FACTORY, index=None,
                  info: IndexInfo | None = None, mapped_from: Path | None = None):
         self.info = info or IndexInfo(encoder_id, factory, dim, 0)
-        self.index = index if index is not None else _new_index(dim, factory)
+        self.index = index if index is not None else new_faiss_index(dim, factory)
         self.info.count = self.index.ntotal
         self.mapped_from = mapped_from  # the file an mmap-loaded index reads its lists from
         _set_search_defaults(self.index)
@@ -138,7 +138,7 @@ class VectorIndex:
         keep = np.setdiff1d(self.ids(), ids)
         vectors = np.stack([self.index.reconstruct(int(i)) for i in keep]) if len(keep) else None
         before = self.index.ntotal
-        self.index = _new_index(self.dim, self.info.factory)
+        self.index = new_faiss_index(self.dim, self.info.factory)
         _set_search_defaults(self.index)
         apply_params(self.index, self.info.search_params)
         if vectors is not None:
@@ -190,15 +190,17 @@ def build_index(ids, vectors, encoder_id: str, factory: str = DEFAULT_FACTORY,
     return index
 
 
-def _new_index(dim: int, factory: str):
-    """IVF types keep ids themselves (an IDMap around them breaks on removal); others get IDMap2."""
+def new_faiss_index(dim: int, factory: str):
+    """IVF types keep ids themselves (an IDMap around them breaks on removal); others get IDMap2.
+
+    IVF gets no direct map: removal scans the lists' ids (8 bytes a vector), where a hash table
+    from id to slot would cost tens of bytes per vector, more than PQ codes themselves."""
     try:
         inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
         raise VectorIndexError(f"invalid FAISS factory string {factory!r}: {exc}", code="bad_config") from exc
     ivf = faiss.try_extract_index_ivf(inner)
     if ivf is not None:
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
         return inner
     return faiss.IndexIDMap2(inner)
 

@@ -1,0 +1,188 @@
+"""Search at scale: build FAISS indexes of N clustered 512-d vectors and measure what a user gets.
+
+    .venv/bin/python benchmarks/search.py --sizes 1000000 10000000 [--out var/benchmarks/search]
+
+For each size and factory: build time, file size, resident memory of the loaded index (in a
+fresh process, read into memory and memory-mapped), single-query p50/p95 latency, and recall@10
+against exact search (the overlap of the top 10 with the exact top 10, and the share of queries
+whose exact nearest neighbour is in the top 10).
+
+Data: a Gaussian mixture with a decaying spectrum, like real embeddings (most variance in a few
+dozen directions, a cluster per near-duplicate family), normalised to unit length; generated in
+chunks from fixed seeds, so 10M vectors never sit in memory at once. Exact ground truth comes from
+chunked brute force for 300 evaluation queries, and separately for 200 tuning queries (the
+tuning never sees the evaluation queries). Search parameters are tuned to --target recall with
+index/tuning.py, as `attrib` does when it builds a space.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import faiss  # noqa: E402
+
+from index.advice import advise, compressed  # noqa: E402
+from index.vectors import new_faiss_index  # noqa: E402
+from index.tuning import apply_params, recall_at_k, sample_queries, tune_to_truth  # noqa: E402
+
+CHUNK = 1 << 18
+
+
+class Mixture:
+    """Unit vectors around `clusters` centres; variance decays as i^-0.7 over the dimensions."""
+
+    def __init__(self, dim: int, clusters: int, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.dim, self.scale = dim, (np.arange(1, dim + 1) ** -0.35).astype(np.float32)
+        self.centres = (rng.standard_normal((clusters, dim)).astype(np.float32) * self.scale)
+        self.seed = seed
+
+    def draw(self, n: int, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        vectors = self.centres[rng.integers(0, len(self.centres), n)]
+        vectors = vectors + 0.6 * rng.standard_normal((n, self.dim), dtype=np.float32) * self.scale
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def chunks(self, n: int):
+        for number, start in enumerate(range(0, n, CHUNK)):
+            yield start, self.draw(min(CHUNK, n - start), seed=1_000_000 + number)
+
+
+def exact_truth(data: Mixture, n: int, queries: np.ndarray, k: int = 10) -> np.ndarray:
+    best_scores = np.full((len(queries), k), -np.inf, np.float32)
+    best_ids = np.full((len(queries), k), -1, np.int64)
+    for start, chunk in data.chunks(n):
+        scores = queries @ chunk.T
+        ids = np.broadcast_to(np.arange(start, start + len(chunk)), scores.shape)
+        merged_scores, merged_ids = np.hstack([best_scores, scores]), np.hstack([best_ids, ids])
+        top = np.argpartition(-merged_scores, k - 1, axis=1)[:, :k]
+        best_scores = np.take_along_axis(merged_scores, top, axis=1)
+        best_ids = np.take_along_axis(merged_ids, top, axis=1)
+    order = np.argsort(-best_scores, axis=1)
+    return np.take_along_axis(best_ids, order, axis=1)
+
+
+def build(data: Mixture, n: int, factory: str, train_size: int) -> tuple[object, float]:
+    started = time.perf_counter()
+    index = new_faiss_index(data.dim, factory)  # what attrib builds
+    if not index.is_trained:
+        index.train(data.draw(min(n, max(train_size, 10_000)), seed=7))
+    for start, chunk in data.chunks(n):
+        index.add_with_ids(chunk, np.arange(start, start + len(chunk)))
+        print(f"    added {start + len(chunk):,}/{n:,}", file=sys.stderr, end="\r")
+    return index, time.perf_counter() - started
+
+
+def measure_loaded(path: Path, params: dict, queries_path: Path, truth_path: Path, mmap: bool) -> dict:
+    """In a fresh process: resident memory after loading, per-query latency and recall."""
+    code = f"""
+import json, resource, time, numpy as np, faiss, sys
+sys.path.insert(0, {str(REPO)!r})
+from index.tuning import apply_params, recall_at_k
+def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096
+queries, truth = np.load({str(queries_path)!r}), np.load({str(truth_path)!r})
+before = rss()
+index = faiss.read_index({str(path)!r}, {"faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY" if mmap else "0"})
+apply_params(index, {params!r})
+faiss.omp_set_num_threads(1)
+index.search(queries[:5], 10)
+loaded = rss() - before
+times, found = [], []
+for q in queries:
+    started = time.perf_counter(); _, ids = index.search(q[None], 10); times.append(time.perf_counter() - started)
+    found.append(ids[0])
+found = np.array(found)
+print(json.dumps({{"rss_mb": round(loaded / 2**20, 1), "rss_after_search_mb": round((rss() - before) / 2**20, 1),
+  "p50_ms": round(1000 * float(np.percentile(times, 50)), 3), "p95_ms": round(1000 * float(np.percentile(times, 95)), 3),
+  "recall_10_at_10": round(recall_at_k(found, truth), 4),
+  "recall_1_at_10": round(float(np.mean([truth[i, 0] in found[i] for i in range(len(truth))])), 4)}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def factories_for(n: int, dim: int) -> list[str]:
+    """The advised factory; below 2M also HNSW32 and the compressed recipe, for comparison."""
+    chosen = [advise(n, dim).factory]
+    if n <= 2_000_000:
+        chosen = ["HNSW32", *chosen, compressed(n, dim).factory]
+    return list(dict.fromkeys(chosen))
+
+
+def run_size(n: int, dim: int, target: float, out: Path, factories: list[str] | None) -> list[dict]:
+    data = Mixture(dim, clusters=max(1000, n // 2000))
+    evaluation = data.draw(300, seed=11)
+    tuning_queries = sample_queries(data.draw(2000, seed=12), seed=13)
+    started = time.perf_counter()
+    truth = exact_truth(data, n, np.vstack([evaluation, tuning_queries]))
+    print(f"  exact truth for {len(truth)} queries over {n:,} vectors in {time.perf_counter() - started:.0f}s",
+          file=sys.stderr)
+    np.save(out / f"queries-{n}.npy", evaluation)
+    np.save(out / f"truth-{n}.npy", truth[:300])
+    rows = []
+    for factory in factories or factories_for(n, dim):
+        print(f"  {factory}: building", file=sys.stderr)
+        index, seconds = build(data, n, factory, advise(n, dim).train_vectors)
+        tuning = tune_to_truth(index, tuning_queries, truth[300:], target)
+        params = tuning.params if tuning else {}
+        path = out / f"{factory.replace(',', '_')}-{n}.faiss"
+        faiss.write_index(index, str(path))
+        del index
+        row = {"n": n, "factory": factory, "build_s": round(seconds, 1), "file_mb": round(path.stat().st_size / 2**20, 1),
+               "params": params, "tuned_recall": tuning.recall if tuning else None,
+               "expected_mb": round(advise(n, dim).memory_bytes / 2**20, 1) if factory == advise(n, dim).factory else None}
+        for mmap in (False, True):
+            if mmap and "IVF" not in factory:
+                continue
+            row["mmap" if mmap else "memory"] = measure_loaded(path, params, out / f"queries-{n}.npy",
+                                                               out / f"truth-{n}.npy", mmap)
+        print("  " + json.dumps(row), file=sys.stderr)
+        rows.append(row)
+        path.unlink()
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    lines = ["| N | factory | build s | params | load | RSS MB | p50 ms | p95 ms | R10@10 | R1@10 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for mode in ("memory", "mmap"):
+            if mode in row:
+                m = row[mode]
+                lines.append(f"| {row['n']:,} | `{row['factory']}` | {row['build_s']} | {row['params']} | {mode} | "
+                             f"{m['rss_after_search_mb']} | {m['p50_ms']} | {m['p95_ms']} | {m['recall_10_at_10']} | "
+                             f"{m['recall_1_at_10']} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--factory", action="append", help="only these factories (default: by size)")
+    parser.add_argument("--out", type=Path, default=REPO / "var" / "benchmarks" / "search")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in args.sizes:
+        rows += run_size(n, args.dim, args.target, args.out, args.factory)
+        (args.out / "results.json").write_text(json.dumps(rows, indent=2))
+    print(format_rows(rows))
+    print(f"peak RSS of the benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
