@@ -2,8 +2,13 @@
 search, group hits by concept, and score.
 
 A concept's score is the highest cosine similarity between the query and any of its sources,
-in [-1, 1]. `share` is a softmax of the returned concepts' scores at a temperature T:
-share_i = exp(s_i / T) / sum_j exp(s_j / T). Lower T makes the leader's share larger.
+in [-1, 1]. Its `probability` is the calibrated probability that the query derives from it, and
+the space's `none_probability` the probability that no catalog concept explains the query; both
+come from the live head's calibration (`index.calibration`, model in `training.calibration`),
+computed over the WINDOW best concepts (or k, if more), and the listed probabilities plus
+`none_probability` never exceed 1. `share` is the uncalibrated softmax of the returned concepts'
+scores at a temperature T: share_i = exp(s_i / T) / sum_j exp(s_j / T); it always sums to 1,
+even when nothing matches, so it is not a probability of anything.
 No FastAPI here: the CLI and the HTTP routes both call `attribute_bytes`.
 """
 
@@ -13,13 +18,17 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 
+import numpy as np
 from sqlalchemy import select
 
 from index.catalog import Catalog, CatalogError, Hit
+from index.concept_scores import concept_count
 from index.images import DecodedImage, decode_image
 from index.models import Concept, Source
 from index.spaces import CONTENT, LiveSpace
+from training.calibration import WINDOW, Calibration, predict
 
 SOURCES_PER_CONCEPT = 3
 
@@ -37,7 +46,22 @@ class ConceptMatch:
     concept: str
     score: float
     share: float
+    probability: float
     sources: list[SourceMatch]
+
+
+@dataclass(frozen=True)
+class CalibrationNote:
+    """Where a space's probabilities come from."""
+
+    method: str
+    head_id: str
+    fitted_on: str
+    fitted_at: datetime | None
+
+    @classmethod
+    def of(cls, calibration: Calibration) -> "CalibrationNote":
+        return cls(calibration.method, calibration.head_id, calibration.fitted_on, calibration.fitted_at)
 
 
 @dataclass
@@ -50,6 +74,8 @@ class SpaceAnswer:
     available: bool
     concepts: list[ConceptMatch]
     message: str | None = None
+    none_probability: float | None = None
+    calibration: CalibrationNote | None = None
 
 
 @dataclass
@@ -82,13 +108,14 @@ def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 
     features = catalog.encoder.embed_features([image])
     timings["embed"] = _ms_since(started)
     answers, timings["search"] = {}, {}
+    concepts = concept_count(catalog.sessions) if any(selected.values()) else 0
     for name, live in selected.items():
         started = time.perf_counter()
         if live is None:
             answers[name] = SpaceAnswer(name, None, False, [], NO_CONTENT_HEAD)
         else:
             vector = live.head.apply(features)[0]
-            answers[name] = SpaceAnswer(name, live.info.head_id, True, top_concepts(catalog, live, vector, k, temperature, per_concept))
+            answers[name] = rank_space(catalog, name, live, vector, k, concepts, temperature, per_concept)
         timings["search"][name] = _ms_since(started)
     return Attribution(catalog.backbone_id, answers, timings, decoded)
 
@@ -109,8 +136,27 @@ def select_spaces(catalog: Catalog, space: str) -> dict[str, LiveSpace | None]:
     return {space: catalog.live_space(space)}
 
 
-def top_concepts(catalog: Catalog, space: LiveSpace, vector, k: int, temperature: float = 0.05,
-                 per_concept: int = SOURCES_PER_CONCEPT) -> list[ConceptMatch]:
+def rank_space(catalog: Catalog, name: str, space: LiveSpace, vector, k: int, concepts: int,
+               temperature: float = 0.05, per_concept: int = SOURCES_PER_CONCEPT) -> SpaceAnswer:
+    """The space's top-k concepts with calibrated probabilities, `share`, and the none mass.
+    `concepts` is how many concepts the catalog holds (for the mass below the list)."""
+    calibration = catalog.calibrations.for_space(catalog, space)
+    ranked = top_concepts(catalog, space, vector, max(k, WINDOW), per_concept)
+    scores = [matches[0].score for _, matches in ranked]
+    if scores:
+        listed, none, _ = predict(calibration, np.array([scores]), max(concepts, len(scores)))
+        probabilities, none_probability = np.clip(listed[0], 0.0, 1.0).tolist(), float(np.clip(none[0], 0.0, 1.0))
+    else:
+        probabilities, none_probability = [], 1.0
+    shares = softmax(scores[:k], temperature)
+    matches = [ConceptMatch(concept, found[0].score, share, probability, found[:per_concept])
+               for (concept, found), share, probability in zip(ranked[:k], shares, probabilities)]
+    return SpaceAnswer(name, space.info.head_id, True, matches, None, none_probability, CalibrationNote.of(calibration))
+
+
+def top_concepts(catalog: Catalog, space: LiveSpace, vector, k: int,
+                 per_concept: int = SOURCES_PER_CONCEPT) -> list[tuple[str, list[SourceMatch]]]:
+    """The k best concepts (fewer if the catalog has fewer), each with its sources, best first."""
     total = len(space.index)
     wanted = max(64, k * per_concept * 4)
     while True:
@@ -118,12 +164,7 @@ def top_concepts(catalog: Catalog, space: LiveSpace, vector, k: int, temperature
         if len(grouped) >= k or wanted >= total:
             break
         wanted *= 4
-    ranked = sorted(grouped.items(), key=lambda item: -item[1][0].score)[:k]
-    shares = softmax([matches[0].score for _, matches in ranked], temperature)
-    return [
-        ConceptMatch(name, matches[0].score, share, matches[:per_concept])
-        for (name, matches), share in zip(ranked, shares)
-    ]
+    return sorted(grouped.items(), key=lambda item: -item[1][0].score)[:k]
 
 
 def _group_by_concept(catalog: Catalog, hits: list[Hit]) -> dict[str, list[SourceMatch]]:

@@ -1,4 +1,4 @@
-"""`attrib` command line: index, attribute, reindex, serve, demo, train, eval.
+"""`attrib` command line: index, attribute, reindex, serve, demo, train, eval, calibrate.
 
 Every command reads ATTRIB_HOME and ATTRIB_DATABASE_URL (see app/settings.py). Problems a user
 can fix print one `error:` line and exit 1; argument mistakes exit 2.
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from app.cli_calibrate import add_calibrate_parser
 from app.cli_index import add_advice_parser, cmd_demo, cmd_index
 from app.cli_keys import add_keys_parser
 from app.cli_pool import add_pool_parser
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reindex", help="re-run the backbone over every stored source (after changing ATTRIB_ENCODER's backbone)"
     ).set_defaults(handler=cmd_reindex)
     add_spaces_parser(commands)
+    add_calibrate_parser(commands)
     add_pool_parser(commands)
     add_advice_parser(commands)
     commands.add_parser("demo", help="index the demo corpus (photos shipped with dependencies)").set_defaults(

@@ -69,8 +69,11 @@ def format_attribution(result) -> str:
             lines.append(f"[{name}] not available: {answer.message}")
             continue
         lines.append(f"[{name}] head {answer.head_id}")
+        lines.append(f"     no plausible source: {answer.none_probability:6.1%}   "
+                     f"(calibration: {answer.calibration.method}; {answer.calibration.fitted_on})")
         for rank, match in enumerate(answer.concepts, 1):
-            lines.append(f"{rank:>3}. {match.concept:<32} score {match.score:+.4f}  share {match.share:6.1%}")
+            lines.append(f"{rank:>3}. {match.concept:<32} probability {match.probability:6.1%}   "
+                         f"score {match.score:+.4f}  share {match.share:6.1%} (uncalibrated)")
             for source in match.sources:
                 lines.append(f"       source #{source.id:<8} {source.score:+.4f}  {source.filename}")
     return "\n".join(lines)

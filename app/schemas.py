@@ -30,8 +30,24 @@ class SourceRef(BaseModel):
 class ConceptScore(BaseModel):
     concept: str
     score: float = Field(description="Best cosine similarity among the concept's sources, in [-1, 1].")
-    share: float = Field(description="Softmax of the returned scores at ATTRIB_SHARE_TEMPERATURE; sums to 1.")
+    probability: float = Field(
+        ge=0, le=1, description="Calibrated probability that the query derives from this concept (see the space's "
+        "`calibration`). With the space's `none_probability` it sums to at most 1: the rest belongs to concepts "
+        "not listed.")
+    share: float = Field(
+        description="Uncalibrated: a softmax of the returned concepts' scores at ATTRIB_SHARE_TEMPERATURE. It always "
+        "sums to 1 over the returned concepts, even when none of them matches; use `probability` instead.")
     sources: list[SourceRef] = Field(description="The concept's best-matching sources, best first (up to 3).")
+
+
+class CalibrationOut(BaseModel):
+    method: Literal["catalog", "manifest", "uninformed"] = Field(
+        description="`catalog`: fitted without labels from the catalog's own sources (edited copies of sources "
+        "against the catalog, and with their concept left out); `manifest`: fitted with `attrib calibrate MANIFEST` "
+        "from labelled queries; `uninformed`: fewer than two concepts, so none_probability is 0.5.")
+    head_id: str = Field(description="The head the fit belongs to (always the space's live head).")
+    fitted_on: str = Field(description="What the fit was made from, for a person.")
+    fitted_at: datetime | None
 
 
 class StageTimings(BaseModel):
@@ -45,6 +61,10 @@ class SpaceAnswer(BaseModel):
     head_id: str | None = Field(description="The head that made this space's vectors (None when unavailable).")
     available: bool = Field(description="False when the catalog has no such space yet (then `message` says why).")
     message: str | None = None
+    none_probability: float | None = Field(
+        None, ge=0, le=1, description="Calibrated probability that no catalog concept explains the query (null when "
+        "the space is unavailable). It assumes the share of no-source queries the calibration was fitted with.")
+    calibration: CalibrationOut | None = Field(None, description="Where this space's probabilities come from.")
     concepts: list[ConceptScore]
 
 

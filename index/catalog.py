@@ -26,6 +26,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from index.blobs import BlobStore
+from index.calibration import CalibrationStore
 from index.errors import CatalogError, NotFoundError  # noqa: F401 - re-exported
 from index.db import make_engine, session_factory, upgrade_database
 from index.features import FeatureStore
@@ -71,6 +72,7 @@ class Catalog:
         self.engine = make_engine(config.database_url)
         self.sessions = session_factory(self.engine)
         self.blobs = BlobStore.under(self.home)
+        self.calibrations = CalibrationStore(self.home)  # per head id, beside the kept heads
         self.backbone_id, self.feature_dim = encoder.backbone_id, encoder.feature_dim
         self._features: FeatureStore | None = None
         self._spaces: dict[str, LiveSpace] = {}

@@ -4,7 +4,8 @@ backbone change, and carry a pre-spaces catalog over.
 Putting a head live builds its index from the stored features (a matrix product, no backbone
 forward) beside the live one, saves it, records it, and then swaps it in whole, so requests
 never wait for the build and never see half an index. The head it replaced is kept for
-`rollback`.
+`rollback`. Each head's calibration is found by its head id (`index.calibration`): a head put
+live or rolled back gets its own (fitted then if it has none), never the previous head's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from index.reconcile import embed_stored
 from index.spaces import (CONTENT, STYLE, HeadFiles, LiveSpace, SpaceError, SpaceInfo, build_index, check_name,
                           delete_rows, record_build, space_rows)
 from index.vectors import VectorIndex, VectorIndexError, sidecar_path
+from training.errors import AttribError
 from training.heads import Head, load_head
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,9 @@ def put_live(catalog: Catalog, name: str, head: Head, kept: str | None,
     check_name(name)
     with catalog.write_lock():
         catalog.spaces()
-        return _build(catalog, name, head, kept, progress)
+        info = _build(catalog, name, head, kept, progress)
+    _calibrate(catalog, name)
+    return info
 
 
 def set_head(catalog: Catalog, name: str, checkpoint: str | Path | None,
@@ -126,7 +130,18 @@ def rollback(catalog: Catalog, name: str, progress: Progress | None = None) -> S
             raise SpaceError(f"space {name!r} has no previous head to roll back to", code="no_previous_head")
         head = HeadFiles(catalog.home).load(info.previous_head_id, info.previous_head_path,
                                             catalog.backbone_id, catalog.feature_dim)
-        return _build(catalog, name, head, info.previous_head_path, progress)
+        info = _build(catalog, name, head, info.previous_head_path, progress)
+    _calibrate(catalog, name)
+    return info
+
+
+def _calibrate(catalog: Catalog, name: str) -> None:
+    """Make sure the head now live has a calibration (its own, found by head id), so the first
+    answer does not wait for the fit. A failure here only postpones the fit to that answer."""
+    try:
+        catalog.calibrations.for_space(catalog, catalog.live_space(name))
+    except (AttribError, ValueError, OSError, RuntimeError):  # the head is live either way
+        log.exception("space %s: fitting the calibration of its new head failed", name)
 
 
 def reindex(catalog: Catalog, progress: Progress | None = None) -> dict[str, SpaceInfo]:

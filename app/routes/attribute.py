@@ -8,7 +8,8 @@ from app.attribution import SOURCES_PER_CONCEPT, attribute_bytes
 from app.cases import open_case
 from app.deps import CatalogDep, LimitsDep, MetricsDep, ReadAccess, SettingsDep, api_key_header, reviewer_write
 from app.routes.uploads import read_single_upload, shown_filename
-from app.schemas import AttributeResponse, ConceptScore, SourceRef, SpaceAnswer, StageTimings, error_responses
+from app.schemas import (AttributeResponse, CalibrationOut, ConceptScore, SourceRef, SpaceAnswer, StageTimings,
+                         error_responses)
 from index.keys import key_id_of
 
 router = APIRouter(tags=["attribution"])
@@ -71,12 +72,16 @@ def attribute_response(result, k: int) -> AttributeResponse:
 
 def space_answer(answer) -> SpaceAnswer:
     concepts = [
-        ConceptScore(concept=match.concept, score=match.score, share=match.share,
+        ConceptScore(concept=match.concept, score=match.score, probability=match.probability, share=match.share,
                      sources=[source_ref(s.id, s.filename, s.score) for s in match.sources])
         for match in answer.concepts
     ]
+    note = answer.calibration
+    calibration = None if note is None else CalibrationOut(method=note.method, head_id=note.head_id,
+                                                           fitted_on=note.fitted_on, fitted_at=note.fitted_at)
     return SpaceAnswer(space=answer.space, head_id=answer.head_id, available=answer.available,
-                       message=answer.message, concepts=concepts)
+                       message=answer.message, none_probability=answer.none_probability,
+                       calibration=calibration, concepts=concepts)
 
 
 def stored_answer(answer: AttributeResponse) -> dict:

@@ -113,7 +113,8 @@ def test_concepts_from_a_csv_and_human_output(env, corpus, tmp_path, capsys):
     assert main(["attribute", str(cropped_copy(photos[2], tmp_path / "q.jpg")), "-k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "[content] not available" in lines[2]
-    assert lines[4].startswith("[style] head") and lines[5].split()[1:3] == ["species", "2"]
+    assert lines[4].startswith("[style] head") and lines[5].split()[:3] == ["no", "plausible", "source:"]
+    assert lines[6].split()[1:3] == ["species", "2"] and "probability" in lines[6] and "(uncalibrated)" in lines[6]
 
 
 @pytest.mark.parametrize(

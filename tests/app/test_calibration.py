@@ -1,0 +1,138 @@
+"""Calibrated probabilities and the none mass through a real catalog, the HTTP API and
+`attrib calibrate`, on SQLite and PostgreSQL: the demo corpus against an off-catalog goldfish,
+fits keyed to the live head, refits after the catalog drifts."""
+
+import json
+
+import pytest
+import torch
+
+from app.attribution import attribute_bytes
+from app.cli import main
+from app.demo import demo_corpus
+from index.ingest import IngestItem, ingest
+from index.space_admin import rollback, set_head
+from training.encoders import create_encoder
+
+
+def check_probabilities(answer: dict) -> None:
+    probabilities = [c["probability"] for c in answer["concepts"]]
+    assert all(0 <= p <= 1 for p in probabilities) and 0 <= answer["none_probability"] <= 1
+    assert sum(probabilities) + answer["none_probability"] <= 1 + 1e-9
+    assert abs(sum(c["share"] for c in answer["concepts"]) - 1) < 1e-6  # share stays the bare softmax
+
+
+def style_of(catalog, data: bytes, k: int = 5):
+    return attribute_bytes(catalog, data, k, space="style").spaces["style"]
+
+
+def test_demo_corpus_tells_a_near_duplicate_from_an_off_catalog_goldfish(make_catalog, shared_data, edit):
+    catalog = make_catalog()
+    corpus = demo_corpus()
+    ingest(catalog, [IngestItem(path.name, concept, path=path) for path, concept in corpus])
+    goldfish = style_of(catalog, (shared_data / "imagenet-sample" / "n01443537_goldfish.jpg").read_bytes())
+    assert goldfish.none_probability > 0.8 and goldfish.concepts[0].probability < 0.15
+    astronaut = next(path for path, concept in corpus if concept == "astronaut")
+    near = style_of(catalog, edit(astronaut))
+    assert near.concepts[0].concept == "astronaut"
+    assert near.none_probability < 0.2 and near.concepts[0].probability > 0.7
+    for answer in (goldfish, near):
+        check_probabilities({"concepts": [vars(c) for c in answer.concepts], "none_probability": answer.none_probability})
+        assert answer.calibration.method == "catalog" and answer.calibration.head_id == catalog.backbone_id
+    fitted = catalog.home / "heads" / f"{catalog.backbone_id}.calibration.json"
+    assert fitted.is_file() and fitted.with_suffix(".npz").is_file()
+    assert json.loads(fitted.read_text())["summary"]["queries"] > 0
+
+
+def head_checkpoint(tmp_path, seed):
+    encoder = create_encoder(head_config={"type": "linear", "out_dim": 64})
+    with torch.no_grad():
+        encoder.head.weight.add_(0.05 * torch.randn(encoder.head.weight.shape, generator=torch.Generator().manual_seed(seed)))
+    encoder.invalidate_id()
+    return encoder.save(tmp_path / f"head-{seed}.pt"), encoder.encoder_id
+
+
+def test_calibration_follows_the_live_head_and_the_catalog(make_catalog, photos, tmp_path, edit):
+    catalog = make_catalog()
+    ingest(catalog, [IngestItem(p.name, p.stem, path=p) for p in photos[300:308]])
+    query = edit(photos[303])
+    style = style_of(catalog, query).calibration
+    assert (style.head_id, style.method) == (catalog.backbone_id, "catalog") and "8 sources" in style.fitted_on
+
+    first, first_id = head_checkpoint(tmp_path, 1)
+    second, second_id = head_checkpoint(tmp_path, 2)
+    set_head(catalog, "content", first)
+    assert catalog.calibrations.path(first_id).is_file()  # fitted when the head went live
+    content = attribute_bytes(catalog, query, 3, space="content").spaces["content"]
+    assert content.calibration.head_id == first_id and content.none_probability is not None
+    first_fit = content.calibration.fitted_at
+    set_head(catalog, "content", second)
+    assert attribute_bytes(catalog, query, 3, space="content").spaces["content"].calibration.head_id == second_id
+    rollback(catalog, "content")
+    again = attribute_bytes(catalog, query, 3, space="content").spaces["content"].calibration
+    assert again.head_id == first_id and again.fitted_at == first_fit  # its own fit, not the other head's
+    assert style_of(catalog, query).calibration.fitted_at == style.fitted_at
+
+    ingest(catalog, [IngestItem(p.name, p.stem, path=p) for p in photos[308:312]])  # +50 %: the self-fit is redone
+    refit = style_of(catalog, query).calibration
+    assert refit.fitted_at > style.fitted_at and "12 sources" in refit.fitted_on
+
+
+def test_the_answer_carries_probabilities_none_and_where_they_come_from(api, corpus, edit, photos):
+    assert api.index(corpus).status_code == 200
+    body = api.attribute(edit(corpus[3]), k=4).json()["spaces"]
+    near = body["style"]
+    assert near["concepts"][0]["concept"] == corpus[3].stem
+    assert near["none_probability"] < 0.3 and near["concepts"][0]["probability"] > 0.5
+    assert near["calibration"]["method"] == "catalog" and near["calibration"]["head_id"] == near["head_id"]
+    assert near["calibration"]["fitted_at"] and "12 sources" in near["calibration"]["fitted_on"]
+    assert body["content"]["none_probability"] is None and body["content"]["calibration"] is None
+    far = api.attribute(photos[950].read_bytes(), k=4).json()["spaces"]["style"]
+    assert far["none_probability"] > 0.7
+    for answer in (near, far):
+        check_probabilities(answer)
+    schemas = api.client.get("/openapi.json").json()["components"]["schemas"]
+    assert "Calibrated probability" in schemas["ConceptScore"]["properties"]["probability"]["description"]
+    assert "Uncalibrated" in schemas["ConceptScore"]["properties"]["share"]["description"]
+    assert "no catalog concept" in schemas["SpaceAnswer"]["properties"]["none_probability"]["description"]
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, database_url):
+    monkeypatch.setenv("ATTRIB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ATTRIB_DATABASE_URL", database_url)
+    monkeypatch.setenv("ATTRIB_DEVICE", "cpu")
+
+
+def test_calibrate_command_from_a_manifest_and_by_default(env, tmp_path, photos, capsys, edit):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for path in photos[400:408]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    assert main(["index", str(folder), "--concept-from", "stem"]) == 0
+    lines = ["path,role,concept"]
+    for i, path in enumerate(photos[400:404] + photos[408:412]):  # 4 with a source, 4 without
+        (tmp_path / f"q{i}.jpg").write_bytes(edit(path))
+        lines.append(f"q{i}.jpg,query,{path.stem}")
+    lines.append(f"corpus/{photos[400].name},source,{photos[400].stem}")  # other roles are ignored
+    manifest = tmp_path / "labelled.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+
+    assert main(["calibrate", str(manifest), "--space", "style"]) == 0
+    out, err = capsys.readouterr()
+    assert "space style:" in out and "method manifest" in out and "8 fit queries (4 without a source)" in out
+    assert "embedding queries" in err  # the progress bar
+    assert main(["attribute", str(tmp_path / "q1.jpg"), "--json"]) == 0
+    style = json.loads(capsys.readouterr().out)["spaces"]["style"]
+    assert style["calibration"]["method"] == "manifest" and "labelled.csv" in style["calibration"]["fitted_on"]
+    assert main(["attribute", str(tmp_path / "q1.jpg")]) == 0
+    assert "no plausible source:" in capsys.readouterr().out
+
+    assert main(["calibrate"]) == 0
+    assert "method catalog" in capsys.readouterr().out
+    assert main(["calibrate", str(manifest), "--space", "content"]) == 1
+    assert "no content head" in capsys.readouterr().err
+    (tmp_path / "empty.csv").write_text(f"path,role,concept\ncorpus/{photos[400].name},source,x\n")
+    assert main(["calibrate", str(tmp_path / "empty.csv")]) == 1
+    assert "no query rows" in capsys.readouterr().err
