@@ -13,7 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from app.errors import install_error_handlers
 from app.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from app.ratelimit import RateLimits
-from app.routes import attribute, audit, case_reports, cases, catalog, ingest, keys, ops, pool, spaces, training
+from app.routes import attribute, audit, case_reports, cases, catalog, ingest, keys, ops, pool, spaces, training, ui
 from app.services import open_catalog, open_pool
 from app.settings import Settings
 from app.timeouts import BodyTimeoutMiddleware
@@ -30,6 +30,7 @@ Which training-source concepts did a synthetic image most likely come from?
 * `POST /attribute` ranks concepts for an uploaded image in every space (`content`, `style`), with
   the best sources as evidence, from one backbone forward.
 * `GET /spaces`, `PUT /spaces/{name}`: the spaces and their heads; a new head goes live without downtime.
+* `/ui` is the reviewer page: upload, decide, work the queue of cases.
 * `POST /index` adds source images; large batches run as background jobs (`GET /jobs/{id}`).
 * The review desk: `POST /cases` keeps a query with its answer; decisions, rescores, reports,
   exports; `GET /audit` records every write.
@@ -75,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_methods=["GET", "POST", "PUT", "DELETE"], allow_headers=["X-API-Key"],
                            expose_headers=["Retry-After", "Location"], max_age=600)
     # case_reports before cases: GET /cases/export must not be read as GET /cases/{case_id}
-    for module in (attribute, ingest, catalog, spaces, pool, training, case_reports, cases, audit, keys, ops):
+    for module in (attribute, ingest, catalog, spaces, pool, training, case_reports, cases, audit, keys, ops, ui):
         app.include_router(module.router)
     return app
 

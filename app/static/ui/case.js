@@ -1,0 +1,187 @@
+// One case: the query beside its candidates per space, the decision form, and (on the case view) history.
+
+import { api } from "/ui/api.js";
+import { bar, h, keyedImage, num, pct, showError, showInfo, statusBadge, when } from "/ui/dom.js";
+
+const DECISIONS = [
+  { value: "match", label: "Match", hint: "the ticked concepts were copied" },
+  { value: "no_match", label: "No match", hint: "none of these" },
+  { value: "escalate", label: "Escalate", hint: "needs another reviewer" },
+];
+
+function spaceOrder(spaces) {
+  const rank = (name) => ({ content: 0, style: 1 }[name] ?? 2);
+  return Object.values(spaces || {}).sort((a, b) => rank(a.space) - rank(b.space) || a.space.localeCompare(b.space));
+}
+
+// The answer on show: the case's own, which is the newest one after a re-score.
+function currentAnswer(kase) {
+  return kase.answer || { spaces: {} };
+}
+
+// Ticked at first: the top content concept (else the first space that answered), in that space only.
+function defaultTick(answer) {
+  const first = spaceOrder(answer.spaces).find((a) => a.available && a.concepts.length);
+  return first ? { space: first.space, concept: first.concepts[0].concept } : {};
+}
+
+function summary(kase) {
+  const none = kase.none_probability;
+  return h("div.summary", {},
+    h("div.stat", {}, h("span.k", {}, "Top concept"), h("span.v", {}, kase.top_concept || "–")),
+    h("div.stat", {}, h("span.k", {}, "Confidence"), h("span.v", {}, pct(kase.confidence))),
+    none === null || none === undefined ? null
+      : h(`div.stat.none${none >= 0.5 ? ".high" : ""}`, {}, h("span.k", {}, "None of these"), h("span.v", {}, pct(none))));
+}
+
+function concept(c, spaceName, ticked) {
+  const calibrated = c.probability !== undefined && c.probability !== null;
+  const value = calibrated ? c.probability : c.share;
+  const id = `pick-${spaceName}-${c.concept}`.replace(/[^A-Za-z0-9_-]/g, "_");
+  const label = `${c.concept}: ${calibrated ? "probability" : "share"} ${pct(value)}, score ${num(c.score)}`;
+  return h("li.concept", {},
+    h("div.row", {},
+      h("input", { type: "checkbox", id, name: "concept", value: c.concept, checked: ticked }),
+      h("label", { for: id }, c.concept),
+      h("span.pct", {}, pct(value))),
+    bar(value, label),
+    h("div.meta", {}, `score ${num(c.score)}`),
+    h("ul.sources", {}, (c.sources || []).map((s) => source(s, spaceName))));
+}
+
+function source(s, spaceName) {
+  const id = `src-${spaceName}-${s.id}`;
+  return h("li", {},
+    h("label.thumb", { for: id, title: `${s.filename} · score ${num(s.score)}` },
+      keyedImage(s.thumbnail_url, `source ${s.id}: ${s.filename}`),
+      h("span", {}, h("input", { type: "checkbox", id, name: "source", value: s.id }), ` #${s.id}`)));
+}
+
+function spaceColumn(answer, ticked) {
+  const col = h("section.space", { "aria-label": `${answer.space} candidates` },
+    h("h3", {}, answer.space),
+    answer.head_id ? h("p.head", { title: answer.head_id }, `head ${answer.head_id}`) : null);
+  if (!answer.available) {
+    col.append(h("p.unavailable", {}, answer.message || "This space has no answer yet."));
+    return col;
+  }
+  const calibrated = answer.concepts.some((c) => c.probability !== undefined && c.probability !== null);
+  const fit = answer.calibration;
+  col.append(h("p.head", { title: fit ? `calibration: ${fit.method}, ${fit.fitted_on}` : null },
+    calibrated ? `bars: calibrated probability${fit ? ` (${fit.method})` : ""}` : "bars: share of these scores (not calibrated)"));
+  const none = answer.none_probability;
+  if (none !== undefined && none !== null) {
+    col.append(h(`div.nonebox${none >= 0.5 ? ".high" : ""}`, {},
+      h("div.row", {}, h("strong", {}, "None of these"), h("span.pct", {}, pct(none))),
+      bar(none, `none of these: ${pct(none)}`, ".none")));
+  }
+  if (!answer.concepts.length) col.append(h("p.unavailable", {}, "No concepts returned."));
+  col.append(h("ol.concepts", {}, answer.concepts.map((c) =>
+    concept(c, answer.space, answer.space === ticked.space && c.concept === ticked.concept))));
+  return col;
+}
+
+function decisionForm(kase, answer, onDecided) {
+  const ticked = defaultTick(answer);
+  const note = h("textarea#note", { name: "note", rows: 2, maxlength: 4000, placeholder: "Why? (kept with the decision)" });
+  const form = h("form.decide", { "aria-label": "Decision" },
+    h("div.results", {},
+      h("figure.query", {}, keyedImage(kase.image_url, `query image ${kase.filename}`),
+        h("figcaption", {}, kase.filename)),
+      spaceOrder(answer.spaces).map((a) => spaceColumn(a, ticked))),
+    h("fieldset.decision", {},
+      h("legend", {}, "Decision"),
+      h("p.hint", {}, "Tick the concepts (and sources) that were copied, add a note, then one click."),
+      h("label", { for: "note" }, "Note"), note,
+      h("div.buttons", {}, DECISIONS.map((d) =>
+        h(`button.d-${d.value}`, { type: "submit", name: "decision", value: d.value, title: d.hint }, d.label)))));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const decision = event.submitter ? event.submitter.value : "escalate";
+    const data = new FormData(form);
+    // "No match" names nothing; the ticks go with a match or an escalation.
+    const concepts = decision === "no_match" ? [] : [...new Set(data.getAll("concept"))];
+    const sourceIds = decision === "no_match" ? [] : [...new Set(data.getAll("source").map(Number))];
+    if (decision === "match" && !concepts.length) {
+      showError(new Error("tick at least one concept for a match"), "recording the decision");
+      return;
+    }
+    const buttons = form.querySelectorAll("button");
+    buttons.forEach((b) => { b.disabled = true; });
+    try {
+      const out = await api(`/cases/${kase.id}/decision`, {
+        method: "POST", json: { decision, concepts, source_ids: sourceIds, note: note.value.trim() },
+      });
+      showInfo(`Decision recorded on case #${kase.id}: ${out.decision.replace("_", " ")}.`);
+      onDecided(out);
+    } catch (err) {
+      showError(err, "recording the decision");
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  });
+  return form;
+}
+
+// {space: {before: [concepts], after: [concepts]}} -> "content: a, b → b, a"
+function changesText(changes) {
+  const list = (v) => (Array.isArray(v) ? v.join(", ") || "–" : JSON.stringify(v));
+  return Object.entries(changes || {}).map(([space, c]) =>
+    (c && typeof c === "object" && "before" in c ? `${space}: ${list(c.before)} → ${list(c.after)}` : `${space}: ${list(c)}`));
+}
+
+function history(kase) {
+  const events = [
+    ...(kase.decisions || []).map((d) => ({ at: d.created_at, kind: "decision", d })),
+    ...(kase.rescores || []).map((r) => ({ at: r.created_at, kind: "rescore", r })),
+  ].sort((a, b) => new Date(a.at) - new Date(b.at));
+  const items = events.map(({ kind, d, r }) => {
+    if (kind === "decision") {
+      return h(`li.event.decision${d.superseded_by ? ".superseded" : ""}`, {},
+        h("div.row", {}, statusBadge(d.decision === "escalate" ? "escalated" : d.decision),
+          h("span", {}, ` by ${d.key_name || `key ${d.key_id}`}`), h("time", { datetime: d.created_at }, when(d.created_at)),
+          d.superseded_by ? h("em", {}, ` superseded by #${d.superseded_by}`) : null),
+        d.concepts && d.concepts.length ? h("div.meta", {}, `concepts: ${d.concepts.join(", ")}`) : null,
+        d.source_ids && d.source_ids.length ? h("div.meta", {}, `sources: ${d.source_ids.map((i) => `#${i}`).join(", ")}`) : null,
+        d.note ? h("blockquote", {}, d.note) : null);
+    }
+    const lines = changesText(r.changes);
+    return h("li.event.rescore", {},
+      h("div.row", {}, h("span.badge.s-rescore", {}, "Re-score"),
+        h("span", {}, ` by ${r.key_name || `key ${r.key_id}`}`), h("time", { datetime: r.created_at }, when(r.created_at))),
+      h("div.meta", {}, r.changed ? "the top concept changed" : "no top concept changed"),
+      lines.length ? h("ul.changes", {}, lines.map((l) => h("li", {}, l))) : null);
+  });
+  return h("section.history", { "aria-label": "History" }, h("h3", {}, "History"),
+    items.length ? h("ol.events", {}, items) : h("p.meta", {}, "No decisions or re-scores yet."));
+}
+
+// The whole case. `full` adds re-score, report and history (the case view); upload shows the rest.
+export function renderCase(kase, { full = false, onChange = () => {} } = {}) {
+  const answer = currentAnswer(kase);
+  const rescore = async (event) => {
+    event.target.disabled = true;
+    try {
+      const out = await api(`/cases/${kase.id}/rescore`, { method: "POST" });
+      showInfo(out.changed ? "Re-scored: a top concept changed." : "Re-scored: no top concept changed.");
+      onChange();
+    } catch (err) {
+      showError(err, "re-scoring");
+    } finally {
+      event.target.disabled = false;
+    }
+  };
+  const last = (kase.rescores || []).at(-1);
+  return h("article.case", { dataset: { caseId: kase.id } },
+    h("header.case-head", {},
+      h("h2", {}, `Case #${kase.id} `, statusBadge(kase.status)),
+      h("p.meta", {}, `${kase.filename} · ${when(kase.created_at)} · by ${kase.key_name || "–"}`,
+        last ? ` · showing the re-score of ${when(last.created_at)}` : ""),
+      summary(kase),
+      h("div.actions", {},
+        full ? null : h("a.button", { href: `#/cases/${kase.id}` }, "Open case"),
+        full ? h("button", { type: "button", onclick: rescore }, "Re-score") : null,
+        h("a.button", { href: `#/cases/${kase.id}/report` }, "Report"))),
+    decisionForm(kase, answer, onChange),
+    full ? history(kase) : null);
+}
