@@ -28,6 +28,8 @@ from index.concept_scores import concept_count
 from index.images import DecodedImage, decode_image
 from index.models import Concept, Source
 from index.spaces import CONTENT, LiveSpace
+from training.query_views import query_view_features
+from training.views import recipe_key
 from training.calibration import WINDOW, Calibration, predict
 
 SOURCES_PER_CONCEPT = 3
@@ -96,8 +98,10 @@ NO_CONTENT_HEAD = (
 
 
 def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 0.05,
-                    space: str = "all", per_concept: int = SOURCES_PER_CONCEPT) -> Attribution:
-    """Decode the image, run the backbone once, and rank concepts in each selected space."""
+                    space: str = "all", per_concept: int = SOURCES_PER_CONCEPT, forward=None) -> Attribution:
+    """Decode the image, run the backbone once, and rank concepts in each selected space.
+    `forward` (pixels -> features array) runs the backbone, e.g. in the server's shared batches
+    (app/batcher.py); by default the encoder runs it here."""
     timings: dict = {}
     started = time.perf_counter()
     decoded = decode_image(data, catalog.config.max_pixels)
@@ -105,19 +109,36 @@ def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 
     timings["decode"] = _ms_since(started)
     selected = select_spaces(catalog, space)
     started = time.perf_counter()
-    features = catalog.encoder.embed_features([image])
+    features = (forward(catalog.encoder.preprocess(image)[None]) if forward
+                else catalog.encoder.embed_features([image]))
     timings["embed"] = _ms_since(started)
-    answers, timings["search"] = {}, {}
+    answers, timings["search"], views = {}, {}, {}
     concepts = concept_count(catalog.sessions) if any(selected.values()) else 0
     for name, live in selected.items():
         started = time.perf_counter()
         if live is None:
             answers[name] = SpaceAnswer(name, None, False, [], NO_CONTENT_HEAD)
         else:
-            vector = live.head.apply(features)[0]
+            vector = query_vector(catalog, live.head, features, decoded, views, timings, forward)
             answers[name] = rank_space(catalog, name, live, vector, k, concepts, temperature, per_concept)
         timings["search"][name] = _ms_since(started)
     return Attribution(catalog.backbone_id, answers, timings, decoded)
+
+
+def query_vector(catalog: Catalog, head, features: np.ndarray, decoded: DecodedImage, views: dict,
+                 timings: dict, forward=None) -> np.ndarray:
+    """The head's embedding of the query. A head trained with query views (training/query_views.py)
+    embeds the average over the clean view and its augmented views; their backbone forward (one
+    batch) is counted in `embed` and shared by every space that asks for the same views."""
+    count, augment = head.query_views
+    if count <= 0:
+        return head.apply(features)[0]
+    key = (count, recipe_key(augment))
+    if key not in views:
+        started = time.perf_counter()
+        views[key] = query_view_features(catalog.encoder, decoded.image, decoded.sha256, count, augment, forward)
+        timings["embed"] = round(timings["embed"] + _ms_since(started), 3)
+    return head.apply_query(features, views[key][None])[0]
 
 
 def select_spaces(catalog: Catalog, space: str) -> dict[str, LiveSpace | None]:

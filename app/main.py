@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from app.batcher import ForwardBatcher
 from app.errors import install_error_handlers
 from app.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from app.ratelimit import RateLimits
@@ -42,6 +43,14 @@ Errors are JSON: `{"error": {"code": "...", "message": "..."}}` with a stable `c
 """
 
 
+def inference_batcher(catalog, settings: Settings, metrics: Metrics) -> ForwardBatcher:
+    """One inference thread for every /attribute forward (app/batcher.py)."""
+    encoder = catalog.encoder
+    return ForwardBatcher(lambda pixels: encoder.features(pixels.to(encoder.device)),
+                          settings.infer_batch_images, settings.infer_batch_wait_ms, settings.infer_queue,
+                          on_batch=metrics.infer_batch.observe)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
@@ -57,10 +66,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if loaded:
             sweep(loaded, pool=app.state.pool, min_age=STARTUP_SWEEP_MIN_AGE)
         app.state.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attrib-job")
+        app.state.batcher = inference_batcher(loaded, settings, metrics) if loaded else None
         sweeper = Sweeper(loaded, app.state.pool, settings.sweep_seconds) if loaded else None
         yield
         if sweeper:
             sweeper.stop()
+        if app.state.batcher:
+            app.state.batcher.close()
         # A running job finishes; queued ones are cancelled and reported as interrupted on restart.
         app.state.executor.shutdown(wait=True, cancel_futures=True)
         if app.state.catalog is not None:

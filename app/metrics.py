@@ -35,6 +35,10 @@ class Metrics:
                                 ["space", "head_id"], registry=self.registry)
         self.space_built = Gauge("attrib_space_built_timestamp_seconds", "When each space's index was last built",
                                  ["space"], registry=self.registry)
+        self.infer_queue = Gauge("attrib_inference_queue_depth", "Requests waiting for a batched forward",
+                                 registry=self.registry)
+        self.infer_batch = Histogram("attrib_inference_batch_images", "Images per batched forward",
+                                     buckets=(1, 2, 4, 8, 12, 16, 24, 32, 64, 128), registry=self.registry)
         self.jobs = Gauge("attrib_jobs", "Ingestion jobs by state", ["state"], registry=self.registry)
         self.cases = Gauge("attrib_cases", "Review cases by status", ["status"], registry=self.registry)
         self.decisions = DecisionCounts()

@@ -37,6 +37,17 @@ class Settings(BaseSettings):
         False, description="Memory-map IVF indexes from disk (for indexes larger than RAM); the first write "
         "after loading reads the index into memory."
     )
+    infer_batch_images: int = Field(
+        16, ge=1, le=1024, description="/attribute forwards are batched across concurrent requests, up to this "
+        "many images per forward."
+    )
+    infer_batch_wait_ms: float = Field(
+        2.0, ge=0, le=1000, description="How long the inference worker waits for more requests to join a batch."
+    )
+    infer_queue: int = Field(
+        64, ge=1, le=100_000, description="Requests waiting for inference past this get 503 `overloaded` with "
+        "Retry-After."
+    )
     batch_size: int = Field(32, ge=1, le=1024, description="Images embedded per batch.")
     max_pixels: int = Field(50_000_000, ge=1, description="Larger images are rejected (decompression bombs).")
     max_concurrent_decodes: int = Field(

@@ -70,17 +70,21 @@ def average_view_embeddings(clean: np.ndarray, views: np.ndarray) -> np.ndarray:
     return (total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-def query_view_features(encoder, image: Image.Image, sha256: str, count: int, augment: AugmentConfig) -> np.ndarray:
+def query_view_features(encoder, image: Image.Image, sha256: str, count: int, augment: AugmentConfig,
+                        forward=None) -> np.ndarray:
     """(count, D) backbone features of a query image's views, computed exactly as training's
     feature cache computes them (`FeatureExtractor`): the views are already at the input size, so
     they only go through `preprocess.to_tensor`, not the clean view's resize + crop. The service
     passes `image` decoded from the uploaded bytes and `sha256` = their hex digest, then
-    `Head.apply_query(clean_features, view_features[None])`."""
+    `Head.apply_query(clean_features, view_features[None])`. `forward` (pixels -> features array)
+    replaces the encoder's own forward, e.g. with the service's shared batch."""
     import torch
 
     if count <= 0:
         return np.zeros((0, encoder.feature_dim), np.float32)
     views = query_view_images(image, sha256, count, augment, encoder.spec.input_size)
+    pixels = torch.stack([encoder.preprocess.to_tensor(v) for v in views])
+    if forward is not None:
+        return forward(pixels)
     with torch.inference_mode():
-        pixels = torch.stack([encoder.preprocess.to_tensor(v) for v in views]).to(encoder.device)
-        return encoder.features(pixels).float().cpu().numpy()
+        return encoder.features(pixels.to(encoder.device)).float().cpu().numpy()

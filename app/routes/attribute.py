@@ -53,7 +53,8 @@ def attribute_upload(request: Request, catalog, settings, metrics, file: UploadF
     """Read and attribute an upload, keep it in the query pool (if so configured); returns the
     bytes, the attribution and the API answer."""
     data = read_single_upload(file, settings.max_upload_bytes)
-    result = attribute_bytes(catalog, data, k, settings.share_temperature, space, sources)
+    result = attribute_bytes(catalog, data, k, settings.share_temperature, space, sources,
+                             forward=request.app.state.batcher)
     metrics.observe_stages(flat_timings(result.timings_ms))
     if settings.keep_queries:
         request.app.state.pool.remember(data, result.query, shown_filename(file.filename or "query"), "attribute",

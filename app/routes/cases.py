@@ -141,7 +141,8 @@ def decide(case_id: CaseId, body: DecisionIn, catalog: CatalogDep, actor: Review
 
 @router.post("/cases/{case_id}/rescore", status_code=201, response_model=RescoreOut,
              responses=error_responses(401, 404, 409), summary="Re-attribute a case with the heads live now")
-def rescore(case_id: CaseId, catalog: CatalogDep, settings: SettingsDep, actor: ReviewerWriter) -> RescoreOut:
+def rescore(request: Request, case_id: CaseId, catalog: CatalogDep, settings: SettingsDep,
+            actor: ReviewerWriter) -> RescoreOut:
     """Runs the stored image through the backbone and every space's live head again, with the
     case's `k`, `space` and `sources`. The new answer becomes the case's; the one before is kept
     on the rescore, and `changed` says whether any space's top concept moved."""
@@ -151,7 +152,8 @@ def rescore(case_id: CaseId, catalog: CatalogDep, settings: SettingsDep, actor: 
     except FileNotFoundError as exc:
         raise ApiError(f"case {case_id}'s stored image is missing", code="case_image_missing", status=409) from exc
     params = {"k": 10, "space": "all", "sources": SOURCES_PER_CONCEPT} | (case.params or {})
-    result = attribute_bytes(catalog, data, params["k"], settings.share_temperature, params["space"], params["sources"])
+    result = attribute_bytes(catalog, data, params["k"], settings.share_temperature, params["space"], params["sources"],
+                             forward=request.app.state.batcher)
     answer = stored_answer(attribute_response(result, params["k"]))
     row = add_rescore(catalog.sessions, actor, case_id, answer, head_ids(answer), headline(answer), compare)
     return rescore_out(row)

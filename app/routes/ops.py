@@ -65,6 +65,9 @@ def readiness_checks(app) -> dict[str, str]:
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}})
 def metrics(request: Request, registry: MetricsDep) -> Response:
     catalog = request.app.state.catalog
+    batcher = getattr(request.app.state, "batcher", None)
+    if batcher is not None:
+        registry.infer_queue.set(batcher.depth())
     if catalog is not None:
         try:
             counts = catalog_counts(catalog.sessions)

@@ -1,0 +1,45 @@
+"""A head trained with query views is served with them: /attribute embeds the query as the
+average over its clean view and its augmented views, as `attrib eval` does."""
+
+import torch
+
+from app.attribution import attribute_bytes
+from app.batcher import ForwardBatcher
+from index.images import decode_image
+from index.ingest import IngestItem, ingest
+from index.space_admin import set_head
+from training.config import AugmentConfig
+from training.encoders import create_encoder
+from training.query_views import query_view_features, with_view_settings
+
+
+def test_content_answers_use_the_heads_query_views(make_catalog, photos, tmp_path):
+    catalog = make_catalog()
+    ingest(catalog, [IngestItem(path.name, path.stem, path.read_bytes()) for path in photos[:6]])
+    trained = create_encoder("efficientnet_lite0", head_config={"type": "linear"})
+    trained.head_config = with_view_settings(trained.head_config, 3, AugmentConfig())
+    with torch.no_grad():
+        trained.head.weight.add_(0.3 * torch.randn_like(trained.head.weight, generator=torch.Generator().manual_seed(0)))
+    trained.save(tmp_path / "head.pt")
+    set_head(catalog, "content", tmp_path / "head.pt")
+    live = catalog.spaces()["content"]
+    assert live.head.query_views[0] == 3
+
+    data = photos[7].read_bytes()
+    decoded = decode_image(data)
+    features = catalog.encoder.embed_features([decoded.image])
+    views = query_view_features(catalog.encoder, decoded.image, decoded.sha256, 3, AugmentConfig())
+    with_views = live.head.apply_query(features, views[None])[0]
+    plain = live.head.apply(features)[0]
+    best = {name: float(catalog.search(live, vector, 1)[0].score) for name, vector in
+            (("views", with_views), ("plain", plain))}
+    assert abs(best["views"] - best["plain"]) > 1e-4  # the views change the query's embedding
+
+    answer = attribute_bytes(catalog, data, k=3, space="content")
+    assert abs(answer.spaces["content"].concepts[0].score - best["views"]) < 1e-5
+    batcher = ForwardBatcher(catalog.encoder.features, max_wait_ms=0)
+    try:
+        batched = attribute_bytes(catalog, data, k=3, space="content", forward=batcher)
+    finally:
+        batcher.close()
+    assert abs(batched.spaces["content"].concepts[0].score - best["views"]) < 1e-4
