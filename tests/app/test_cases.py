@@ -41,7 +41,8 @@ def test_a_case_keeps_the_query_the_answer_and_the_decisions(desk, corpus, edit)
     assert case["key_name"] == "rita" and case["filename"] == "query.jpg" and "case_id" not in case["answer"]
     assert list(case["answer"]["spaces"]) == ["content", "style"] and len(style["concepts"]) == 4
     assert case["top_concept"] == corpus[2].stem == style["concepts"][0]["concept"]
-    assert case["confidence"] == style["concepts"][0]["share"] and case["none_probability"] is None
+    assert case["confidence"] == style["concepts"][0]["probability"]
+    assert case["none_probability"] == style["none_probability"] is not None
     assert case["head_ids"] == {"style": style["head_id"]} and case["backbone_id"] == case["answer"]["backbone_id"]
     assert case["image_url"] == f"/cases/{case['id']}/image" and case["report_url"] == f"/cases/{case['id']}/report"
     image = api.client.get(case["image_url"], headers=api.reviewer)
