@@ -33,6 +33,8 @@ from datetime import datetime
 import numpy as np
 import torch
 
+from training.reliability import auroc, expected_calibration_error
+
 WINDOW = 20  # concept scores that describe a query (the list, and its background)
 SCORE_UNIT = 0.05  # scores are divided by this, so that parameters are of order 1
 RIDGE = 0.05  # the ridge term weighs as much as this many queries: it matters only for tiny fits
@@ -228,8 +230,6 @@ def fit(data: CalibrationData, head_id: str, method: str, fitted_on: str, source
     calibration = Calibration(head_id, method, fitted_on, params, default, float(np.mean(data.truth == 0)),
                               sources, datetime.now().astimezone())
     listed_p, none_p, _ = predict(calibration, scores, data.concepts)
-    from training.reliability import auroc, expected_calibration_error
-
     calibration.summary = {
         "queries": int(len(data)), "none_queries": int((data.truth == 0).sum()),
         "top1_correct": int((data.truth == 1).sum()),
