@@ -119,7 +119,9 @@ def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 
         if live is None:
             answers[name] = SpaceAnswer(name, None, False, [], NO_CONTENT_HEAD)
         else:
+            embedded = timings["embed"]
             vector = query_vector(catalog, live.head, features, decoded, views, timings, forward)
+            started += (timings["embed"] - embedded) / 1000  # a views forward counts as embedding
             answers[name] = rank_space(catalog, name, live, vector, k, concepts, temperature, per_concept)
         timings["search"][name] = _ms_since(started)
     return Attribution(catalog.backbone_id, answers, timings, decoded)
