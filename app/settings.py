@@ -42,7 +42,7 @@ class Settings(BaseSettings):
         "many images per forward."
     )
     infer_batch_wait_ms: float = Field(
-        2.0, ge=0, le=1000, description="How long the inference worker waits for more requests to join a batch."
+        0.0, ge=0, le=1000, description="How long the inference worker waits for more requests to join a batch."
     )
     infer_queue: int = Field(
         64, ge=1, le=100_000, description="Requests waiting for inference past this get 503 `overloaded` with "
