@@ -25,7 +25,7 @@ def cmd_calibrate(args, _rest) -> int:
 
     from app.services import open_catalog
     from app.settings import Settings
-    from index.calibration import embed_queries, manifest_fit, manifest_queries
+    from index.calibration import embed_queries, embed_query_views, manifest_fit, manifest_queries
     from training.data import read_manifest
 
     catalog = open_catalog(Settings())
@@ -37,9 +37,14 @@ def cmd_calibrate(args, _rest) -> int:
             queries = manifest_queries(read_manifest(args.manifest), args.manifest.name)
             with tqdm(total=len(queries), unit="img", desc="embedding queries", file=sys.stderr) as bar:
                 features = embed_queries(catalog, [row.path for row in queries], bar.update)
-            fits = {}
+            fits, views = {}, {}
+            paths = [row.path for row in queries]
             for name, live in spaces.items():
-                fits[name] = manifest_fit(catalog, live, queries, features, args.manifest.name)
+                count = live.head.query_views[0]
+                with tqdm(total=len(queries) if count else 0, unit="img", desc=f"{name}: {count} query views each",
+                          file=sys.stderr, disable=not count) as bar:
+                    view_features = embed_query_views(catalog, live.head, paths, views, bar.update)
+                fits[name] = manifest_fit(catalog, live, queries, features, args.manifest.name, view_features)
                 catalog.calibrations.save(fits[name])
         for name, calibration in fits.items():
             print(describe(name, calibration, catalog.calibrations.path(calibration.head_id)))

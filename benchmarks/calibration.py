@@ -24,15 +24,21 @@ Metrics on the reported half:
     and -(s1 - s2) (its gap to the second).
 
 Encoders: `raw` is the identity head (the backbone's features). `A&D` is a head trained with
-`attrib train`, without labels, on the gallery (sources as catalog images, distractors as
+`attrib train` and its defaults (query views on: head.query_views = 8), without labels, on the gallery (sources as catalog images, distractors as
 negatives) plus the fitted half's EVEN queries (tvs_compare's alternation) as the pool; its
 calibration is fitted on the fitted half's odd queries, so neither the fit nor the report uses a
 query the head has seen (one head per removal and direction). `A&D transductive` is the head
 `attrib train` makes from all of tvs-dev-content.csv (every query, every source, the removed
 ones too), as benchmarks/spaces_tvs.py does: it has seen the reported queries, so it flatters.
+A head left in --out without today's query-view default is retrained.
+
+Queries are embedded as the service embeds them (app/attribution.py: query_vector): with a head's
+query views, the mean over the clean view and the views (Embedder.embed_queries, as `attrib eval`);
+sources from their clean view. check_service_path compares this with the service's functions on a
+few queries before anything is reported.
 
 Usage (repository root; features are cached, see docs/calibration.md for timings):
-  .venv/bin/python benchmarks/calibration.py [--out var/benchmarks/calibration] [--png docs/calibration-reliability.png]
+  .venv/bin/python benchmarks/calibration.py [--out var/benchmarks/calibration] [--png docs/calibration-reliability.png] [--cache-dir var/feature-cache]
 Writes results.json and table.md under --out and the reliability diagram at --png.
 """
 
@@ -53,7 +59,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.tvs_compare import alternate, content_class  # noqa: E402
 from training import train  # noqa: E402
 from training.calibration import WINDOW, fit, group_max, predict, ranked  # noqa: E402
-from training.config import default_cache_dir  # noqa: E402
+from training.config import HeadConfig, default_cache_dir  # noqa: E402
 from training.data import read_manifest  # noqa: E402
 from training.encoders import load_encoder  # noqa: E402
 from training.evaluate import Embedder  # noqa: E402
@@ -101,9 +107,42 @@ class Setup:
 
 
 def concept_matrix(setup: Setup, embedder: Embedder, encoder, paths: list[Path], label: str) -> np.ndarray:
+    """Sources from their clean view; queries as the service embeds them (`app.attribution.query_vector`):
+    the mean over the clean view and the head's query views when it has them (`Embedder.embed_queries`)."""
     gallery = embedder.embed(encoder, setup.gallery, f"{label} gallery")
-    queries = embedder.embed(encoder, paths, f"{label} queries")
+    queries = embedder.embed_queries(encoder, paths, f"{label} queries")
     return group_max(queries @ gallery.T, setup.codes, setup.concepts)
+
+
+def current_head(ckpt: Path) -> bool:
+    """True if `ckpt` exists and was trained with today's `attrib train` query-view default (an older
+    checkpoint left in --out, e.g. from before query views, is retrained)."""
+    if not ckpt.is_file():
+        return False
+    return load_encoder(str(ckpt)).query_views[0] == HeadConfig().query_views
+
+
+def check_service_path(embedder: Embedder, encoder, ckpt: Path, paths: list[Path]) -> None:
+    """The benchmark's query vectors are the service's: `query_view_features` + `Head.apply_query`
+    (what `app.attribution.query_vector` does), checked on a few queries."""
+    import hashlib
+
+    from PIL import Image
+
+    from training.heads import load_head
+    from training.query_views import query_view_features
+
+    head = load_head(ckpt, encoder.backbone_id, encoder.feature_dim)
+    count, augment = head.query_views
+    assert count > 0, f"{ckpt} has no query views"
+    clean = embedder.features(encoder, paths, "service check")
+    views = np.stack([query_view_features(encoder, Image.open(p).convert("RGB"), hashlib.sha256(p.read_bytes()).hexdigest(),
+                                          count, augment) for p in paths])
+    service = head.apply_query(clean, views)
+    ours = embedder.embed_queries(encoder, paths, "service check")
+    gap = float(np.abs(service - ours).max())
+    assert gap < 1e-4, f"benchmark query vectors differ from the service's by {gap}"
+    print(f"query vectors match the service path ({len(paths)} queries, {count} views, max |diff| {gap:.1e})")
 
 
 def metrics(calibration, scores: np.ndarray, truth: np.ndarray) -> dict:
@@ -170,16 +209,18 @@ def run(out: Path, cache_dir: Path) -> dict:
     raw = load_encoder("default")
     copies = Copies(raw)
     transductive = out / "transductive.pt"
-    if not transductive.is_file():
+    if not current_head(transductive):
         train.main([str(MANIFEST), "--output", str(transductive), "--cache-dir", str(cache_dir)])
     results = []
     for removal in REMOVALS:
         for fitted, reported in (("A", "B"), ("B", "A")):
             ckpt = out / f"ad-{removal}-pool{fitted}even.pt"
-            if not ckpt.is_file():
+            if not current_head(ckpt):
                 manifest = Setup(rows, removal, True).training_manifest(fitted, out / f"train-{removal}-pool{fitted}even.csv")
                 train.main([str(manifest), "--output", str(ckpt), "--cache-dir", str(cache_dir)])
             encoders = {"raw": raw, "A&D": load_encoder(str(ckpt)), "A&D transductive": load_encoder(str(transductive))}
+            if not results:
+                check_service_path(embedder, encoders["A&D"], ckpt, [r.path for r in rows if r.role == "query"][:3])
             for gallery, distractor_concepts in GALLERIES.items():
                 setup = Setup(rows, removal, distractor_concepts)
                 queries = [r.path for r in setup.queries]

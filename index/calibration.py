@@ -73,9 +73,11 @@ def catalog_fit(catalog, live: LiveSpace, copies_seen: dict | None = None) -> Ca
     return _with_data(calibration, data)
 
 
-def manifest_fit(catalog, live: LiveSpace, queries: list, features: np.ndarray, name: str = "manifest") -> Calibration:
+def manifest_fit(catalog, live: LiveSpace, queries: list, features: np.ndarray, name: str = "manifest",
+                 view_features: np.ndarray | None = None) -> Calibration:
     """Fit from labelled query rows (path, role, concept) and their backbone features
-    (`embed_queries`) through the live head of a space."""
+    (`embed_queries`) through the live head of a space. A head with query views needs their
+    features (`embed_query_views`), so the fit sees the scores `/attribute` gives the same queries."""
     concepts = catalog_concepts(catalog.sessions)
     if len(concepts) < 2:
         raise CalibrationError("the catalog needs two or more concepts to fit a calibration", code="empty_catalog")
@@ -83,7 +85,11 @@ def manifest_fit(catalog, live: LiveSpace, queries: list, features: np.ndarray, 
     truth = np.array([code.get(row.concept, -1) for row in queries])
     if not (truth >= 0).any():
         raise CalibrationError(f"none of the concepts of {name}'s queries is in the catalog", code="bad_manifest")
-    scores = concept_scores(catalog.features, live.head, concepts, live.head.apply(features))
+    if live.head.query_views[0] > 0 and view_features is None:
+        raise CalibrationError("the head embeds queries with query views: their features are needed",
+                               code="query_views_missing")
+    vectors = live.head.apply_query(features, view_features)
+    scores = concept_scores(catalog.features, live.head, concepts, vectors)
     parts = [ranked(scores, truth)]
     if (truth >= 0).all():
         parts.append(ranked(left_out(scores, truth)))
@@ -123,21 +129,46 @@ def _edited_copies(catalog, concepts: CatalogConcepts, picked: np.ndarray, seen:
     return concepts.source_ids[ids], features
 
 
+def _decode_query(catalog, path):
+    try:
+        return decode_image(Path(path).read_bytes(), catalog.config.max_pixels)
+    except (OSError, ImageError) as exc:
+        raise CalibrationError(f"cannot read query image {path}: {getattr(exc, 'message', exc)}",
+                               code="bad_path") from exc
+
+
 def embed_queries(catalog, paths: list[Path], progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Backbone features of query images, in batches (`progress(n)` after each)."""
     parts, step = [], catalog.config.batch_size
     for start in range(0, len(paths), step):
-        images = []
-        for path in paths[start:start + step]:
-            try:
-                images.append(decode_image(Path(path).read_bytes(), catalog.config.max_pixels).image)
-            except (OSError, ImageError) as exc:
-                raise CalibrationError(f"cannot read query image {path}: {getattr(exc, 'message', exc)}",
-                                       code="bad_path") from exc
+        images = [_decode_query(catalog, path).image for path in paths[start:start + step]]
         parts.append(catalog.encoder.embed_features(images, step))
         if progress:
             progress(len(images))
     return np.concatenate(parts)
+
+
+def embed_query_views(catalog, head, paths: list[Path], seen: dict,
+                      progress: Callable[[int], None] | None = None) -> np.ndarray | None:
+    """(N, V, D) backbone features of the query views `head` asks for (None if it asks for none),
+    made exactly as `/attribute` makes them (`app.attribution.query_vector`); `seen` keeps them by
+    view recipe, so spaces whose heads ask for the same views share one pass."""
+    from training.query_views import query_view_features
+    from training.views import recipe_key
+
+    count, augment = head.query_views
+    if count <= 0:
+        return None
+    key = (count, recipe_key(augment))
+    if key not in seen:
+        rows = []
+        for path in paths:
+            decoded = _decode_query(catalog, path)
+            rows.append(query_view_features(catalog.encoder, decoded.image, decoded.sha256, count, augment))
+            if progress:
+                progress(1)
+        seen[key] = np.stack(rows)
+    return seen[key]
 
 
 def _with_data(calibration: Calibration, data: CalibrationData) -> Calibration:

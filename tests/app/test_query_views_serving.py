@@ -43,3 +43,38 @@ def test_content_answers_use_the_heads_query_views(make_catalog, photos, tmp_pat
     finally:
         batcher.close()
     assert abs(batched.spaces["content"].concepts[0].score - best["views"]) < 1e-4
+
+
+def test_a_manifest_fit_sees_the_scores_the_answers_give(make_catalog, photos, tmp_path):
+    """`attrib calibrate MANIFEST` scores its queries as /attribute does: with the live head's
+    query views, else the fit would be made on other scores than those it is applied to."""
+    import numpy as np
+    import pytest
+
+    from index.calibration import CalibrationError, embed_queries, embed_query_views, manifest_fit
+    from training.data import read_manifest
+
+    catalog = make_catalog()
+    ingest(catalog, [IngestItem(path.name, path.stem, path.read_bytes()) for path in photos[:6]])
+    trained = create_encoder("efficientnet_lite0", head_config={"type": "linear"})
+    trained.head_config = with_view_settings(trained.head_config, 2, AugmentConfig())
+    with torch.no_grad():
+        trained.head.weight.add_(0.3 * torch.randn_like(trained.head.weight, generator=torch.Generator().manual_seed(0)))
+    trained.save(tmp_path / "head.pt")
+    set_head(catalog, "content", tmp_path / "head.pt")
+    live = catalog.spaces()["content"]
+    manifest = tmp_path / "labelled.csv"
+    manifest.write_text("path,role,concept\n" + "".join(f"{photos[7 + i]},query,{photos[i].stem}\n" for i in range(2)))
+    queries = read_manifest(manifest)
+    paths = [row.path for row in queries]
+    features = embed_queries(catalog, paths)
+    with pytest.raises(CalibrationError):
+        manifest_fit(catalog, live, queries, features)
+    seen = {}
+    views = embed_query_views(catalog, live.head, paths, seen)
+    assert views.shape[:2] == (2, 2) and embed_query_views(catalog, live.head, paths, seen) is views
+    assert embed_query_views(catalog, catalog.spaces()["style"].head, paths, seen) is None
+    calibration = manifest_fit(catalog, live, queries, features, "labelled.csv", views)
+    for i, path in enumerate(paths):
+        answer = attribute_bytes(catalog, path.read_bytes(), k=3, space="content")
+        assert np.isclose(calibration.data.scores[i, 0], answer.spaces["content"].concepts[0].score, atol=1e-5)
