@@ -13,16 +13,21 @@ from training.encoders import create_encoder
 from training.query_views import query_view_features, with_view_settings
 
 
-def test_content_answers_use_the_heads_query_views(make_catalog, photos, tmp_path):
+def catalog_with_view_head(make_catalog, photos, tmp_path, views: int):
+    """Six real photos, and a perturbed linear head with `views` query views live as `content`."""
     catalog = make_catalog()
     ingest(catalog, [IngestItem(path.name, path.stem, path.read_bytes()) for path in photos[:6]])
     trained = create_encoder("efficientnet_lite0", head_config={"type": "linear"})
-    trained.head_config = with_view_settings(trained.head_config, 3, AugmentConfig())
+    trained.head_config = with_view_settings(trained.head_config, views, AugmentConfig())
     with torch.no_grad():
         trained.head.weight.add_(0.3 * torch.randn_like(trained.head.weight, generator=torch.Generator().manual_seed(0)))
     trained.save(tmp_path / "head.pt")
     set_head(catalog, "content", tmp_path / "head.pt")
-    live = catalog.spaces()["content"]
+    return catalog, catalog.spaces()["content"]
+
+
+def test_content_answers_use_the_heads_query_views(make_catalog, photos, tmp_path):
+    catalog, live = catalog_with_view_head(make_catalog, photos, tmp_path, 3)
     assert live.head.query_views[0] == 3
 
     data = photos[7].read_bytes()
@@ -54,15 +59,7 @@ def test_a_manifest_fit_sees_the_scores_the_answers_give(make_catalog, photos, t
     from index.calibration import CalibrationError, embed_queries, embed_query_views, manifest_fit
     from training.data import read_manifest
 
-    catalog = make_catalog()
-    ingest(catalog, [IngestItem(path.name, path.stem, path.read_bytes()) for path in photos[:6]])
-    trained = create_encoder("efficientnet_lite0", head_config={"type": "linear"})
-    trained.head_config = with_view_settings(trained.head_config, 2, AugmentConfig())
-    with torch.no_grad():
-        trained.head.weight.add_(0.3 * torch.randn_like(trained.head.weight, generator=torch.Generator().manual_seed(0)))
-    trained.save(tmp_path / "head.pt")
-    set_head(catalog, "content", tmp_path / "head.pt")
-    live = catalog.spaces()["content"]
+    catalog, live = catalog_with_view_head(make_catalog, photos, tmp_path, 2)
     manifest = tmp_path / "labelled.csv"
     manifest.write_text("path,role,concept\n" + "".join(f"{photos[7 + i]},query,{photos[i].stem}\n" for i in range(2)))
     queries = read_manifest(manifest)
