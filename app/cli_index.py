@@ -35,9 +35,21 @@ def run_ingest(settings: Settings, items: list) -> list:
     catalog = open_catalog(settings)
     try:
         with tqdm(total=len(items), unit="img", desc="indexing", file=sys.stderr) as bar:
-            return ingest(catalog, items, on_result=lambda _result: bar.update(1))
+            results = ingest(catalog, items, on_result=lambda _result: bar.update(1))
+        refresh_calibrations(catalog)
+        return results
     finally:
         catalog.close()
+
+
+def refresh_calibrations(catalog) -> None:
+    """Fit (or refit, past the size drift) each space's label-free calibration now, so that the
+    first /attribute after indexing does not pay for it."""
+    spaces = catalog.spaces()
+    if spaces and len(catalog.features):
+        print("calibrating " + ", ".join(sorted(spaces)) + " …", file=sys.stderr, flush=True)
+        for live in spaces.values():
+            catalog.calibrations.for_space(catalog, live)
 
 
 def collect_image_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:

@@ -76,6 +76,7 @@ def test_index_then_attribute_edited_copies(env, corpus, tmp_path, capsys):
 
 def test_many_images_are_attributed_in_one_process(env, tmp_path, capsys, photos):
     assert main(["index", *map(str, photos[:3]), "--concept-from", "stem"]) == 0
+    assert list((tmp_path / "home" / "heads").glob("*.calibration.json"))  # fitted at indexing, not at the first query
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(photos[0].read_bytes()[:500])
     capsys.readouterr()
