@@ -11,7 +11,8 @@ from PIL import Image
 
 from training import evaluate
 from training.data import DataError
-from training.evaluate import Benchmark, average_precision, evaluate_scores, positive_ranks, recall_at, score_matrix
+from training.evaluate import Benchmark, evaluate_scores
+from training.ranking import average_precision, positive_ranks, recall_at, score_matrix
 
 
 def reference_metrics(scores, positive, ks=(1, 5, 10, 100)):
