@@ -176,20 +176,23 @@ def _check_named(session: Session, answers: list[dict], concepts: list[str], sou
             for concept in space.get("concepts", []):
                 shown_concepts.add(concept.get("concept"))
                 shown_sources.update(source.get("id") for source in concept.get("sources", []))
-    missing = [name for name in concepts if name not in shown_concepts]
-    if missing:
-        known = set(session.scalars(select(Concept.name).where(Concept.name.in_(missing))))
-        missing = [name for name in missing if name not in known]
-    if missing:
-        raise CaseError(f"no concept named {missing[0]!r} in this case's answers or in the catalog",
+    missing = _first_unknown(session, concepts, shown_concepts, Concept.name)
+    if missing is not None:
+        raise CaseError(f"no concept named {missing!r} in this case's answers or in the catalog",
                         code="unknown_concept")
-    absent = [i for i in source_ids if i not in shown_sources]
-    if absent:
-        known = set(session.scalars(select(Source.id).where(Source.id.in_(absent))))
-        absent = [i for i in absent if i not in known]
-    if absent:
-        raise CaseError(f"no source with id {absent[0]} in this case's answers or in the catalog",
+    absent = _first_unknown(session, source_ids, shown_sources, Source.id)
+    if absent is not None:
+        raise CaseError(f"no source with id {absent} in this case's answers or in the catalog",
                         code="unknown_source")
+
+
+def _first_unknown(session: Session, wanted: list, shown: set, column):
+    """The first of `wanted` neither shown in the case's answers nor in the catalog's `column`."""
+    unseen = [value for value in wanted if value not in shown]
+    if not unseen:
+        return None
+    known = set(session.scalars(select(column).where(column.in_(unseen))))
+    return next((value for value in unseen if value not in known), None)
 
 
 def add_rescore(sessions: sessionmaker[Session], actor: Actor, case_id: int, answer: dict, head_ids: dict,
