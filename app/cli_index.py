@@ -34,8 +34,10 @@ def run_ingest(settings: Settings, items: list) -> list:
 
     catalog = open_catalog(settings)
     try:
-        with tqdm(total=len(items), unit="img", desc="indexing", file=sys.stderr) as bar:
-            results = ingest(catalog, items, on_result=lambda _result: bar.update(1))
+        with tqdm(total=len(items), unit="img", desc="decoded", file=sys.stderr, position=0) as decoded, \
+                tqdm(total=len(items), unit="img", desc="indexed", file=sys.stderr, position=1) as indexed:
+            results = ingest(catalog, items, on_result=lambda _result: indexed.update(1),
+                             on_decoded=lambda: decoded.update(1))
         refresh_calibrations(catalog)
         return results
     finally:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -49,6 +50,15 @@ class Settings(BaseSettings):
         "Retry-After."
     )
     batch_size: int = Field(32, ge=1, le=1024, description="Images embedded per batch.")
+    decode_workers: int = Field(
+        default_factory=lambda: min(4, os.cpu_count() or 1), ge=0, le=64,
+        description="Processes that decode source images during ingestion, ahead of the forward (0: decode in "
+        "the ingesting process). Default: the number of cores, at most 4."
+    )
+    device_decode: Literal["auto", "on", "off"] = Field(
+        "auto", description="Ingestion decodes JPEGs on the inference device, in batches (nvJPEG on CUDA): `auto` "
+        "does when the device is CUDA."
+    )
     max_pixels: int = Field(50_000_000, ge=1, description="Larger images are rejected (decompression bombs).")
     max_concurrent_decodes: int = Field(
         4, ge=1, le=256, description="Images decoded at once in a process; peak decode memory is at most this many "
@@ -135,6 +145,8 @@ class Settings(BaseSettings):
             factory=self.index_factory,
             max_pixels=self.max_pixels,
             batch_size=self.batch_size,
+            decode_workers=self.decode_workers,
+            device_decode=self.device_decode,
             target_recall=self.target_recall,
             mmap_index=self.index_mmap,
         )

@@ -8,6 +8,8 @@ Sections (add one: a module with `add_arguments(parser)` and `run(args) -> (dict
 listed in SECTIONS):
   engines   eager torch vs each inference engine: img/s per batch size, ratios, best batch per
             engine, cosine agreement with torch on real photos (benchmarks/perf_engines.py)
+  ingest    `attrib index` of JPEG files end to end against the bare forward, by batch size, with
+            and without decoding worker processes (benchmarks/perf_ingest.py)
   serving   /attribute at concurrency 1 and 16 against the engine's bare forward, with and
             without the shared inference batches (benchmarks/perf_serving.py)
 
@@ -31,9 +33,10 @@ sys.path.insert(0, str(REPO))  # this checkout's packages, not an editable insta
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import perf_engines  # noqa: E402
+import perf_ingest  # noqa: E402
 import perf_serving  # noqa: E402
 
-SECTIONS = {"engines": perf_engines, "serving": perf_serving}
+SECTIONS = {"engines": perf_engines, "ingest": perf_ingest, "serving": perf_serving}
 DATA = REPO.parent / "shared" / "data" / "imagenet-sample"
 
 

@@ -1,29 +1,37 @@
-"""Ingestion: decode + validate, skip duplicates, store blobs, embed in batches, commit.
+"""Ingestion, as a pipeline of three stages that overlap:
+
+1. read, decode, validate and crop each file in a pool of worker processes (`index.prepare`);
+2. in the calling thread: skip duplicates, normalise and run the backbone on a batch;
+3. in a writer thread: insert the batch's rows and blobs and store its features and vectors
+   (`index.ingest_rows`), while stage 2 embeds the next batch.
 
 One bad file never spoils a batch: it becomes a `rejected` result with a code and a reason.
-A chunk's rows are committed before its results are reported, so nothing acknowledged is lost.
+A batch's rows are committed before its results are reported, so nothing acknowledged is lost.
 Each new source and concept is recorded in the audit log, in the transaction that adds it.
+`on_decoded` is called once per file as soon as it is decoded (or rejected), so progress moves
+per file; `on_result` once per file after its batch is committed, in input order.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 from sqlalchemy import select, tuple_
-from sqlalchemy.exc import IntegrityError
 
-from index.audit import CLI, Actor, record
+from index.audit import CLI, Actor
 from index.catalog import Catalog
-from index.crashpoints import crash_point
-from index.images import DecodedImage, ImageError, decode_image
+from index.ingest_rows import commit_chunk
 from index.models import Concept, Source
+from index.prepare import Prepared, PreparePool
 
 log = logging.getLogger(__name__)
 MAX_CONCEPT_LENGTH = 255
-# Rows are committed per chunk; the index file is rewritten at most this often during a long
+# Rows are committed per batch; the index file is rewritten at most this often during a long
 # ingest (and at its end). A crash in between loses no work: reconcile re-embeds from the blobs.
 SAVE_EVERY_SECONDS = 60.0
 
@@ -52,11 +60,10 @@ class IngestResult:
 
 
 @dataclass
-class _Pending:
+class Pending:
     item: IngestItem
     concept: str
-    data: bytes
-    decoded: DecodedImage
+    prepared: Prepared
 
 
 def ingest(
@@ -64,27 +71,42 @@ def ingest(
     items: Iterable[IngestItem],
     on_result: Callable[[IngestResult], None] | None = None,
     actor: Actor = CLI,
+    on_decoded: Callable[[], None] | None = None,
 ) -> list[IngestResult]:
-    """Ingest items chunk by chunk; results come back in input order. `actor` is who the audit
-    log names."""
+    """Ingest items batch by batch, decoding in `config.decode_workers` processes (0: in this
+    one); results come back in input order. `actor` is who the audit log names."""
+    items = list(items)
     results: list[IngestResult] = []
+    config = catalog.config
     try:
-        for chunk in _chunks(items, catalog.config.batch_size):
-            chunk_results = _ingest_chunk(catalog, chunk, actor)
-            results.extend(chunk_results)
-            catalog.flush(max_age=SAVE_EVERY_SECONDS)
-            for result in chunk_results:
-                if on_result:
-                    on_result(result)
+        with PreparePool(catalog.encoder.preprocess, config.max_pixels, config.decode_workers, on_done=on_decoded,
+                         device_decode=_device_decode(catalog)) as pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="attrib-ingest-writer") as writer:
+            prepared = pool.map((_source(item) for item in items), expected=len(items))
+            in_flight: Future | None = None
+            for chunk in _chunks(zip(items, prepared), config.batch_size):
+                staged = _embed_chunk(catalog, chunk)
+                if in_flight is not None:
+                    results.extend(_report(in_flight.result(), on_result))
+                in_flight = writer.submit(_write_chunk, catalog, staged, actor)
+            if in_flight is not None:
+                results.extend(_report(in_flight.result(), on_result))
     finally:
         catalog.flush()
     return results
 
 
-def _chunks(items: Iterable[IngestItem], size: int) -> Iterator[list[IngestItem]]:
-    chunk: list[IngestItem] = []
-    for item in items:
-        chunk.append(item)
+def _source(item: IngestItem) -> bytes | Path | None:
+    """What a decoding worker gets: the bytes or the path, or None for a file rejected up front."""
+    if item.rejection or _concept_problem(item.concept):
+        return None
+    return item.data if item.data is not None else item.path
+
+
+def _chunks(pairs: Iterable, size: int) -> Iterator[list]:
+    chunk: list = []
+    for pair in pairs:
+        chunk.append(pair)
         if len(chunk) == size:
             yield chunk
             chunk = []
@@ -92,52 +114,103 @@ def _chunks(items: Iterable[IngestItem], size: int) -> Iterator[list[IngestItem]
         yield chunk
 
 
-def _ingest_chunk(catalog: Catalog, items: list[IngestItem], actor: Actor) -> list[IngestResult]:
-    results: dict[int, IngestResult] = {}
-    pending: dict[int, _Pending] = {}
-    for position, item in enumerate(items):
-        outcome = _validate(catalog, item)
+@dataclass
+class _Staged:
+    items: list[IngestItem]
+    results: dict[int, IngestResult]
+    pending: dict[int, Pending]
+    repeats: dict[int, int]
+    features: object = None
+
+
+def _embed_chunk(catalog: Catalog, chunk: list[tuple[IngestItem, Prepared | None]]) -> _Staged:
+    """Stage 2: rejections and duplicates are settled; the rest are embedded."""
+    staged = _Staged([item for item, _ in chunk], {}, {}, {})
+    for position, (item, prepared) in enumerate(chunk):
+        outcome = _validate(item, prepared)
         if isinstance(outcome, IngestResult):
-            results[position] = outcome
+            staged.results[position] = outcome
         else:
-            pending[position] = outcome
-    repeats = _mark_duplicates(catalog, pending, results) if pending else {}
-    if pending:
-        results.update(_commit(catalog, pending, actor))
-    for position, first in repeats.items():
+            staged.pending[position] = outcome
+    if staged.pending:
+        staged.repeats = _mark_duplicates(catalog, staged.pending, staged.results)
+    if staged.pending:
+        staged.features = _features(catalog, staged)
+    return staged
+
+
+def _features(catalog: Catalog, staged: _Staged) -> np.ndarray:
+    """Features of the pending files, in order: Pillow-decoded pixels in one forward, JPEGs left
+    for the device in another. A JPEG the device cannot decode is rejected as corrupt."""
+    encoder = catalog.encoder
+    on_host = [pos for pos, p in staged.pending.items() if not p.prepared.on_device]
+    on_device = [pos for pos, p in staged.pending.items() if p.prepared.on_device]
+    rows: dict[int, np.ndarray] = {}
+    if on_host:
+        rows.update(zip(on_host, encoder.features_of_pixels([staged.pending[p].prepared.pixels for p in on_host])))
+    if on_device:
+        from training.device_decode import jpeg_features
+
+        features, decoded = jpeg_features(encoder, [staged.pending[p].prepared.data for p in on_device])
+        good = [pos for pos, ok in zip(on_device, decoded) if ok]
+        rows.update(zip(good, features))
+        for pos in set(on_device) - set(good):
+            item = staged.pending.pop(pos).item
+            staged.results[pos] = IngestResult(item.filename, "rejected", item.concept, code="corrupt_image",
+                                               reason="the JPEG image is truncated or corrupt (device decoder)")
+    return np.stack([rows[pos] for pos in staged.pending]) if staged.pending else np.zeros((0, encoder.feature_dim))
+
+
+def _device_decode(catalog: Catalog) -> bool:
+    setting = catalog.config.device_decode
+    return setting == "on" or (setting == "auto" and catalog.encoder.device.type == "cuda")
+
+
+def _write_chunk(catalog: Catalog, staged: _Staged, actor: Actor) -> list[IngestResult]:
+    """Stage 3 (the writer thread): commit, then the results in input order."""
+    results = staged.results
+    if staged.pending:
+        for position, (status, source_id) in commit_chunk(catalog, staged.pending, staged.features, actor).items():
+            results[position] = IngestResult(staged.items[position].filename, status,
+                                             staged.pending[position].concept, source_id)
+    for position, first in staged.repeats.items():
         earlier = results[first]
-        results[position] = IngestResult(items[position].filename, "duplicate", earlier.concept, earlier.source_id)
-    return [results[position] for position in range(len(items))]
+        results[position] = IngestResult(staged.items[position].filename, "duplicate", earlier.concept,
+                                         earlier.source_id)
+    catalog.flush(max_age=SAVE_EVERY_SECONDS)
+    return [results[position] for position in range(len(staged.items))]
 
 
-def _validate(catalog: Catalog, item: IngestItem) -> _Pending | IngestResult:
-    def rejected(code: str, reason: str) -> IngestResult:
-        return IngestResult(item.filename, "rejected", item.concept, code=code, reason=reason)
+def _report(results: list[IngestResult], on_result) -> list[IngestResult]:
+    if on_result:
+        for result in results:
+            on_result(result)
+    return results
 
-    if item.rejection:
-        return rejected(*item.rejection)
-    concept = (item.concept or "").strip()
+
+def _concept_problem(concept: str | None) -> tuple[str, str] | None:
+    concept = (concept or "").strip()
     if not concept:
-        return rejected("missing_concept", "no concept name was given for this file")
+        return "missing_concept", "no concept name was given for this file"
     if len(concept) > MAX_CONCEPT_LENGTH or not concept.isprintable():
-        return rejected("bad_concept", f"concept names are 1-{MAX_CONCEPT_LENGTH} printable characters")
-    try:
-        data = item.read()
-    except OSError as exc:
-        return rejected("unreadable_file", f"cannot read the file: {exc.strerror or exc}")
-    try:
-        decoded = decode_image(data, catalog.config.max_pixels)
-    except ImageError as exc:
-        return rejected(exc.code, exc.message)
-    return _Pending(item, concept, data, decoded)
+        return "bad_concept", f"concept names are 1-{MAX_CONCEPT_LENGTH} printable characters"
+    return None
 
 
-def _mark_duplicates(catalog: Catalog, pending: dict[int, _Pending], results: dict[int, IngestResult]) -> dict[int, int]:
+def _validate(item: IngestItem, prepared: Prepared | None) -> Pending | IngestResult:
+    problem = item.rejection or _concept_problem(item.concept) or (prepared.rejection if prepared else None)
+    if problem or prepared is None:
+        code, reason = problem or ("corrupt_image", "the file was not decoded")
+        return IngestResult(item.filename, "rejected", item.concept, code=code, reason=reason)
+    return Pending(item, item.concept.strip(), prepared)
+
+
+def _mark_duplicates(catalog: Catalog, pending: dict[int, Pending], results: dict[int, IngestResult]) -> dict[int, int]:
     """Same bytes under the same concept, in the catalog or earlier in this chunk.
 
     Returns {position: earlier position} for the repeats within the chunk.
     """
-    keys = {(p.concept, p.decoded.sha256) for p in pending.values()}
+    keys = {(p.concept, p.prepared.sha256) for p in pending.values()}
     with catalog.sessions() as session:
         rows = session.execute(
             select(Concept.name, Source.sha256, Source.id)
@@ -148,7 +221,7 @@ def _mark_duplicates(catalog: Catalog, pending: dict[int, _Pending], results: di
     first_seen: dict[tuple[str, str], int] = {}
     repeats: dict[int, int] = {}
     for position, item in list(pending.items()):
-        key = (item.concept, item.decoded.sha256)
+        key = (item.concept, item.prepared.sha256)
         if key in known:
             results[position] = IngestResult(item.item.filename, "duplicate", item.concept, known[key])
             del pending[position]
@@ -158,79 +231,3 @@ def _mark_duplicates(catalog: Catalog, pending: dict[int, _Pending], results: di
         else:
             first_seen[key] = position
     return repeats
-
-
-def _commit(catalog: Catalog, pending: dict[int, _Pending], actor: Actor) -> dict[int, IngestResult]:
-    """Run the backbone, then insert rows + blobs and store features and vectors under the write lock."""
-    positions = list(pending)
-    features = catalog.encoder.embed_features([pending[p].decoded.image for p in positions], catalog.config.batch_size)
-    with catalog.write_lock():
-        catalog.spaces()  # load (or reload) before rows are added, so reconcile cannot see them
-        try:
-            outcome = _insert_all(catalog, [pending[p] for p in positions], actor)
-        except IntegrityError:
-            log.warning("a concurrent writer indexed some of these files; inserting one by one")
-            outcome = [_insert_one(catalog, pending[p], actor) for p in positions]
-        rows = [i for i, (status, _) in enumerate(outcome) if status == "indexed"]
-        crash_point("ingest_after_commit")
-        catalog.add_features([outcome[i][1] for i in rows], features[rows])
-    return {
-        position: IngestResult(pending[position].item.filename, status, pending[position].concept, source_id)
-        for position, (status, source_id) in zip(positions, outcome)
-    }
-
-
-def _insert_all(catalog: Catalog, items: list[_Pending], actor: Actor) -> list[tuple[str, int]]:
-    """Insert every row (and store its blob) in one transaction, with their audit entries."""
-    try:
-        with catalog.sessions.begin() as session:
-            concepts = _get_or_create_concepts(session, {item.concept for item in items}, actor)
-            rows = [_new_row(catalog, concepts[item.concept], item) for item in items]
-            session.add_all(rows)
-            session.flush()
-            for row, item in zip(rows, items):
-                record(session, actor, "source.create", "source", row.id,
-                       after={"concept": item.concept, "filename": row.filename, "sha256": row.sha256})
-            return [("indexed", row.id) for row in rows]
-    except Exception:
-        catalog.delete_unreferenced_blobs({item.decoded.sha256 for item in items})
-        raise
-
-
-def _insert_one(catalog: Catalog, item: _Pending, actor: Actor) -> tuple[str, int]:
-    try:
-        return _insert_all(catalog, [item], actor)[0]
-    except IntegrityError:
-        with catalog.sessions() as session:
-            existing = session.scalar(
-                select(Source.id).join(Source.concept)
-                .where(Concept.name == item.concept, Source.sha256 == item.decoded.sha256)
-            )
-        if existing is None:
-            raise
-        return "duplicate", existing
-
-
-def _new_row(catalog: Catalog, concept: Concept, item: _Pending) -> Source:
-    catalog.blobs.put(item.decoded.sha256, item.data)
-    return Source(
-        sha256=item.decoded.sha256,
-        concept_id=concept.id,
-        filename=item.item.filename[:512],
-        format=item.decoded.format[:16],
-        width=item.decoded.width,
-        height=item.decoded.height,
-        meta=item.item.meta,
-    )
-
-
-def _get_or_create_concepts(session, names: set[str], actor: Actor) -> dict[str, Concept]:
-    concepts = {c.name: c for c in session.scalars(select(Concept).where(Concept.name.in_(names)))}
-    new = sorted(names - concepts.keys())
-    for name in new:
-        concepts[name] = Concept(name=name)
-        session.add(concepts[name])
-    session.flush()
-    for name in new:
-        record(session, actor, "concept.create", "concept", name, after={"id": concepts[name].id})
-    return concepts

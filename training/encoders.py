@@ -128,6 +128,14 @@ class Encoder(nn.Module):
         return self._run_batches(self.features, images, batch_size, self.feature_dim)
 
     @torch.inference_mode()
+    def features_of_pixels(self, pixels: list[np.ndarray] | torch.Tensor) -> np.ndarray:
+        """Raw features of resized, centre-cropped uint8 RGB images (each size x size x 3), in one
+        forward: what ingestion's decoding workers (index/prepare.py) or the device decoder
+        (training/device_decode.py) hand over."""
+        batch = pixels if isinstance(pixels, torch.Tensor) else np.stack(pixels)
+        return self._forward_batch(self.features, self.preprocess.normalize_batch(batch))
+
+    @torch.inference_mode()
     def _run_batches(self, forward, images: Iterable[Image.Image], batch_size: int, dim: int) -> np.ndarray:
         chunks, batch = [], []
         for image in images:
@@ -141,8 +149,8 @@ class Encoder(nn.Module):
             return np.zeros((0, dim), dtype=np.float32)
         return np.concatenate(chunks)
 
-    def _forward_batch(self, forward, tensors: list[torch.Tensor]) -> np.ndarray:
-        pixels = torch.stack(tensors).to(self.device)
+    def _forward_batch(self, forward, tensors: list[torch.Tensor] | torch.Tensor) -> np.ndarray:
+        pixels = (tensors if isinstance(tensors, torch.Tensor) else torch.stack(tensors)).to(self.device)
         if self.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 return forward(pixels).float().cpu().numpy()

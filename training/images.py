@@ -99,6 +99,23 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     return DecodedImage(rgb, hashlib.sha256(data).hexdigest(), fmt, rgb.width, rgb.height)
 
 
+def probe_jpeg(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int] | None:
+    """(sha256, width, height) of a JPEG that a device decoder (nvJPEG) reads exactly as Pillow
+    does here: 8-bit RGB or greyscale, upright (no EXIF rotation). None for any other image,
+    which goes through `decode_image`. Checks the header as `decode_image` does (raises
+    `ImageError`); the pixels are not decoded."""
+    if not data:
+        raise ImageError("the file is empty (0 bytes)", code="empty_file")
+    image = _open(data, max_pixels)
+    try:
+        upright = image.getexif().get(0x0112, 1) == 1
+    except Exception:  # noqa: BLE001 - unreadable EXIF: leave the file to the full decoder
+        upright = False
+    if image.format != "JPEG" or image.mode not in ("RGB", "L") or not upright:
+        return None
+    return hashlib.sha256(data).hexdigest(), image.width, image.height
+
+
 def _return_freed_memory() -> None:
     """Give freed heap memory back to the system. glibc keeps it in per-thread arenas, so without
     this, decodes run by many request threads in turn would together hold far more than N decodes

@@ -1,17 +1,22 @@
 """The one preprocessing definition: RGB PIL image -> normalised tensor for a backbone.
 
 Evaluation and the catalog use `Preprocess.__call__` (resize the short side, centre crop).
-Training augmentations produce their own geometry and then call `to_tensor`, so the colour
-normalisation is never written twice.
+Training augmentations produce their own geometry and then call `to_tensor`; ingestion crops in
+worker processes and normalises whole batches (`normalize_batch`). Both go through one colour
+normalisation. torch is imported only when a tensor is made, so decoding workers stay light.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
 
-from training.backbones import BackboneSpec
+if TYPE_CHECKING:
+    import torch
+
+    from training.backbones import BackboneSpec
 
 _RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -31,11 +36,15 @@ class Preprocess:
     # be resized to 11,200,000 x 224 pixels (7.5 GB) first. Below it, results are unchanged.
     MAX_RESIZED_ASPECT = 16
 
-    def resize_crop(self, image: Image.Image) -> Image.Image:
-        width, height = image.size
+    def _geometry(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The resized size (short side = input size) and the centre crop's top-left corner."""
         scale = self.size / min(width, height)
         new_w, new_h = max(self.size, round(width * scale)), max(self.size, round(height * scale))
-        left, top = (new_w - self.size) // 2, (new_h - self.size) // 2
+        return new_w, new_h, (new_w - self.size) // 2, (new_h - self.size) // 2
+
+    def resize_crop(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        new_w, new_h, left, top = self._geometry(width, height)
         if max(new_w, new_h) > self.MAX_RESIZED_ASPECT * self.size:
             sx, sy = width / new_w, height / new_h
             box = (left * sx, top * sy, (left + self.size) * sx, (top + self.size) * sy)
@@ -43,13 +52,36 @@ class Preprocess:
         image = image.resize((new_w, new_h), self.resample)
         return image.crop((left, top, left + self.size, top + self.size))
 
+    def resize_crop_tensor(self, image: torch.Tensor) -> torch.Tensor:
+        """`resize_crop` of a (3, H, W) uint8 tensor on any device (the device-decoding path),
+        antialiased like Pillow and rounded to 8 bits: (size, size, 3) uint8."""
+        import torch
+        import torch.nn.functional as F
+
+        new_w, new_h, left, top = self._geometry(image.shape[2], image.shape[1])
+        mode = "bicubic" if self.resample == Image.Resampling.BICUBIC else "bilinear"
+        resized = F.interpolate(image[None].float(), size=(new_h, new_w), mode=mode, antialias=True)[0]
+        crop = resized[:, top:top + self.size, left:left + self.size]
+        return crop.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
+
     def to_tensor(self, image: Image.Image) -> torch.Tensor:
         if image.mode != "RGB":
             image = image.convert("RGB")
         if image.size != (self.size, self.size):
             image = image.resize((self.size, self.size), self.resample)
-        array = (np.asarray(image, dtype=np.float32) / 255.0 - self.mean) / self.std
-        return torch.from_numpy(array.transpose(2, 0, 1).copy())
+        return self.normalize_batch(np.asarray(image, dtype=np.uint8)[None])[0]
+
+    def normalize_batch(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """(N, size, size, 3) uint8 RGB -> (N, 3, size, size) float32, normalised, on the
+        pixels' device."""
+        import torch
+
+        if isinstance(pixels, np.ndarray):
+            pixels = torch.from_numpy(np.require(pixels, np.uint8, ["C", "W"]))
+        mean = torch.from_numpy(self.mean)[:, None, None].to(pixels.device)
+        std = torch.from_numpy(self.std)[:, None, None].to(pixels.device)
+        batch = pixels.permute(0, 3, 1, 2).float()
+        return batch.div_(255.0).sub_(mean).div_(std).contiguous()
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return self.to_tensor(self.resize_crop(image))

@@ -1,0 +1,96 @@
+"""Ingestion's last stage: insert a chunk's rows and store their blobs, with audit entries.
+
+Rows go in one transaction per chunk. When a concurrent writer got some of the same files in
+first (the unique (concept, sha256) constraint fires), the chunk goes again one row at a time,
+and the files already there come back as duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from index.audit import Actor, record
+from index.crashpoints import crash_point
+from index.models import Concept, Source
+
+if TYPE_CHECKING:
+    from index.catalog import Catalog
+    from index.ingest import Pending
+
+log = logging.getLogger(__name__)
+
+def insert_all(catalog: Catalog, items: list[Pending], actor: Actor) -> list[tuple[str, int]]:
+    """Insert every row (and store its blob) in one transaction, with their audit entries."""
+    try:
+        with catalog.sessions.begin() as session:
+            concepts = _get_or_create_concepts(session, {item.concept for item in items}, actor)
+            rows = [_new_row(catalog, concepts[item.concept], item) for item in items]
+            session.add_all(rows)
+            session.flush()
+            for row, item in zip(rows, items):
+                record(session, actor, "source.create", "source", row.id,
+                       after={"concept": item.concept, "filename": row.filename, "sha256": row.sha256})
+            return [("indexed", row.id) for row in rows]
+    except Exception:
+        catalog.delete_unreferenced_blobs({item.prepared.sha256 for item in items})
+        raise
+
+
+def insert_one(catalog: Catalog, item: Pending, actor: Actor) -> tuple[str, int]:
+    try:
+        return insert_all(catalog, [item], actor)[0]
+    except IntegrityError:
+        with catalog.sessions() as session:
+            existing = session.scalar(
+                select(Source.id).join(Source.concept)
+                .where(Concept.name == item.concept, Source.sha256 == item.prepared.sha256)
+            )
+        if existing is None:
+            raise
+        return "duplicate", existing
+
+
+def _new_row(catalog: Catalog, concept: Concept, item: Pending) -> Source:
+    catalog.blobs.put(item.prepared.sha256, item.prepared.data)
+    return Source(
+        sha256=item.prepared.sha256,
+        concept_id=concept.id,
+        filename=item.item.filename[:512],
+        format=item.prepared.format[:16],
+        width=item.prepared.width,
+        height=item.prepared.height,
+        meta=item.item.meta,
+    )
+
+
+def _get_or_create_concepts(session, names: set[str], actor: Actor) -> dict[str, Concept]:
+    concepts = {c.name: c for c in session.scalars(select(Concept).where(Concept.name.in_(names)))}
+    new = sorted(names - concepts.keys())
+    for name in new:
+        concepts[name] = Concept(name=name)
+        session.add(concepts[name])
+    session.flush()
+    for name in new:
+        record(session, actor, "concept.create", "concept", name, after={"id": concepts[name].id})
+    return concepts
+
+
+def commit_chunk(catalog: Catalog, pending: dict[int, Pending], features, actor: Actor) -> dict[int, tuple[str, int]]:
+    """Under the write lock: insert rows + blobs, then store their features and vectors.
+    Returns {position: (indexed | duplicate, source id)}."""
+    positions = list(pending)
+    with catalog.write_lock():
+        catalog.spaces()  # load (or reload) before rows are added, so reconcile cannot see them
+        try:
+            outcome = insert_all(catalog, [pending[p] for p in positions], actor)
+        except IntegrityError:
+            log.warning("a concurrent writer indexed some of these files; inserting one by one")
+            outcome = [insert_one(catalog, pending[p], actor) for p in positions]
+        rows = [i for i, (status, _) in enumerate(outcome) if status == "indexed"]
+        crash_point("ingest_after_commit")
+        catalog.add_features([outcome[i][1] for i in rows], features[rows])
+    return dict(zip(positions, outcome))
