@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -166,13 +167,13 @@ def index_as_job(workers: Workers, paths: list[Path], concept: str) -> None:
     _, status, accepted = workers.call("POST", "/index", files=files_for(paths), data={"concept": concept},
                                        headers=workers.auth)
     assert status == 202
-    states = until_both(workers, lambda: job_state(workers, accepted["status_url"]))
-    assert {state for seen in states.values() for state in seen} <= {"queued", "running", "succeeded"}
+    state = partial(job_state, workers, accepted["status_url"])
+    assert {s for seen in until_both(workers, state).values() for s in seen} <= {"queued", "running", "succeeded"}
     for _ in range(600):
-        if job_state(workers, accepted["status_url"])[1] == "succeeded":
-            return
+        if state()[1] == "succeeded":
+            break
         time.sleep(0.1)
-    raise AssertionError("the job did not finish")
+    assert all(seen == ["succeeded"] * len(seen) for seen in until_both(workers, state).values())
 
 
 def job_state(workers: Workers, url: str):
