@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes on one socket (default: ATTRIB_WORKERS, 1); see docs/performance.md")
     serve.set_defaults(handler=cmd_serve)
 
     add_keys_parser(commands)
@@ -172,11 +174,13 @@ def cmd_reindex(_args, _rest) -> int:
 
 
 def cmd_serve(args, _rest) -> int:
-    import uvicorn
+    from app.timeouts import run_server, server_config
 
-    from app.timeouts import server_config
-
-    uvicorn.Server(server_config(Settings(), args.host, args.port)).run()
+    settings = Settings()
+    workers = settings.workers if args.workers is None else args.workers
+    if workers < 1:
+        raise AttribError(f"--workers must be at least 1, not {workers}", code="bad_argument")
+    run_server(server_config(settings, args.host, args.port, workers))
     return 0
 
 

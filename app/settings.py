@@ -87,6 +87,10 @@ class Settings(BaseSettings):
         10, ge=0, description="Failed authentications allowed per minute from one client IP (0: no limit)."
     )
     auth_failure_burst: int = Field(20, ge=1, description="Failed authentications from one IP before the rate applies.")
+    workers: int = Field(
+        1, ge=1, le=256, description="Worker processes `attrib serve` runs on one socket (`--workers` overrides). "
+        "They share `home` and the database: writes take turns, and the others reload after each."
+    )
     header_timeout_s: float = Field(
         10, gt=0, le=3600, description="`attrib serve` closes a connection whose request headers take longer (408)."
     )

@@ -67,6 +67,22 @@ class HeaderTimeoutProtocol(H11Protocol):
             self.transport.close()
 
 
+class AttribHTTPProtocol(HeaderTimeoutProtocol):
+    """The protocol `attrib serve` runs. Module-level, so uvicorn's spawned workers can import it:
+    a process that was not given the timeout (`configure`) reads ATTRIB_HEADER_TIMEOUT_S once."""
+
+    header_timeout: float | None = None  # type: ignore[assignment]
+
+    @classmethod
+    def configure(cls, seconds: float) -> None:
+        cls.header_timeout = seconds
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        if AttribHTTPProtocol.header_timeout is None:
+            AttribHTTPProtocol.configure(Settings().header_timeout_s)
+        super().connection_made(transport)
+
+
 class BodyTimeoutMiddleware:
     """Answers 408 (and closes the connection) when a body is not fully received in `seconds`."""
 
@@ -102,8 +118,20 @@ class _SlowBody(HTTPException):
                          headers={"Connection": "close"})
 
 
-def server_config(settings: Settings, host: str, port: int) -> uvicorn.Config:
-    """How `attrib serve` runs the app: the factory, the timeouts above, h11."""
-    protocol = type("AttribHTTPProtocol", (HeaderTimeoutProtocol,), {"header_timeout": settings.header_timeout_s})
-    return uvicorn.Config("app.main:create_app", factory=True, host=host, port=port, http=protocol,
-                          timeout_keep_alive=settings.keep_alive_timeout_s)
+def server_config(settings: Settings, host: str, port: int, workers: int = 1) -> uvicorn.Config:
+    """How `attrib serve` runs the app: the factory (called in each worker), the timeouts above, h11.
+    Worker processes read their settings, the header timeout included, from ATTRIB_* themselves."""
+    AttribHTTPProtocol.configure(settings.header_timeout_s)
+    return uvicorn.Config("app.main:create_app", factory=True, host=host, port=port, http=AttribHTTPProtocol,
+                          timeout_keep_alive=settings.keep_alive_timeout_s, workers=workers)
+
+
+def run_server(config: uvicorn.Config) -> None:
+    """Serve in this process, or with several workers, in spawned processes accepting on one socket
+    (what `uvicorn.run(..., workers=N)` does; the supervisor restarts a worker that dies)."""
+    if config.workers == 1:
+        uvicorn.Server(config).run()
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    Multiprocess(config, sockets=[config.bind_socket()]).run()

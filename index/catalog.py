@@ -7,7 +7,8 @@ indexes are saved (at most once a minute during a long ingest, and at its end).
 
 Writers take an exclusive file lock. Readers never wait for a head build: a new space index
 is built aside and swapped in whole. A process notices another's writes through the
-`index/generation` stamp and reloads.
+`index/generation` stamp (rewritten, under the lock, by every write and by a load that repaired
+something) and reloads; a load that changed nothing leaves the stamp alone.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,16 +71,10 @@ class Catalog:
         self.encoder = encoder
         self.home = Path(config.home)
         self.home.mkdir(parents=True, exist_ok=True)
-        if migrate:
-            upgrade_database(config.database_url)
-        self.engine = make_engine(config.database_url)
-        self.sessions = session_factory(self.engine)
-        self.blobs = BlobStore.under(self.home)
-        self.calibrations = CalibrationStore(self.home)  # per head id, beside the kept heads
         self.backbone_id, self.feature_dim = encoder.backbone_id, encoder.feature_dim
         self._features: FeatureStore | None = None
         self._spaces: dict[str, LiveSpace] = {}
-        self._loaded_stamp: int | None = None
+        self._loaded_stamp: bytes | None = None
         self._loading = 0
         self._writer = threading.RLock()
         self._index_lock = threading.Lock()  # FAISS add/remove must not run beside a search
@@ -86,6 +82,13 @@ class Catalog:
         self._lock_handle = None
         self._unsaved: set[str] = set()
         self._unsaved_since: float | None = None
+        if migrate:
+            with self.write_lock():  # several worker processes may start at once on a fresh database
+                upgrade_database(config.database_url)
+        self.engine = make_engine(config.database_url)
+        self.sessions = session_factory(self.engine)
+        self.blobs = BlobStore.under(self.home)
+        self.calibrations = CalibrationStore(self.home)  # per head id, beside the kept heads
 
     def close(self) -> None:
         self.engine.dispose()
@@ -112,15 +115,22 @@ class Catalog:
     def stamp_path(self) -> Path:
         return self.home / "index" / "generation"
 
-    def _stamp(self) -> int | None:
+    def _stamp(self) -> bytes | None:
+        """The generation file's content: unique per write (an mtime can repeat within a clock tick)."""
         try:
-            return os.stat(self.stamp_path).st_mtime_ns
+            return self.stamp_path.read_bytes()
         except FileNotFoundError:
             return None
 
     def _touch(self) -> None:
-        atomic_write_bytes(self.stamp_path, str(time.time_ns()).encode())
+        atomic_write_bytes(self.stamp_path, f"{time.time_ns()} {os.getpid()} {uuid.uuid4().hex}".encode())
         self._loaded_stamp = self._stamp()
+
+    def _stored_files(self) -> frozenset:
+        """What the space indexes and stored features on disk are now (name, inode, size, mtime)."""
+        roots = [root for root in (self.home / "index", self.home / "features") if root.is_dir()]
+        files = (path for root in roots for path in root.rglob("*") if path.is_file() and path != self.stamp_path)
+        return frozenset((str(path), s.st_ino, s.st_size, s.st_mtime_ns) for path in files for s in (path.stat(),))
 
     def space_path(self, name: str) -> Path:
         return self.home / "index" / "spaces" / f"{name}.faiss"
@@ -157,11 +167,15 @@ class Catalog:
         from index.space_admin import open_spaces  # space_admin builds on this module
 
         self.check_backbone()
+        stamp, before = self._stamp(), self._stored_files()
         self._features = FeatureStore(self.home / "features", self.backbone_id, self.feature_dim)
         reconcile_features(self)
         self._spaces = open_spaces(self)
         reconcile_vectors(self)
-        self._touch()
+        if stamp is None or self._stored_files() != before:  # repaired or built: the others reload
+            self._touch()
+        else:  # a plain load changes nothing, so the other processes need not reload after it
+            self._loaded_stamp = stamp
 
     def check_backbone(self) -> None:
         foreign = [info for info in space_rows(self.sessions) if info.backbone_id != self.backbone_id]

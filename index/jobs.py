@@ -1,6 +1,8 @@
 """Background ingestion jobs, recorded in the database so a restart reports them truthfully.
 
 Uploaded files are spooled under ATTRIB_HOME/spool/<job id>/ before the job is acknowledged.
+A job runs in the process that created it, which is recorded as its `owner`: with several worker
+processes, one that starts marks only the unfinished jobs of processes that are gone as interrupted.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from index.audit import CLI, Actor
 from index.catalog import Catalog, NotFoundError
 from index.ingest import IngestItem, IngestResult, ingest
 from index.models import Job
+from index.processes import is_alive, this_process
 from training.errors import AttribError
 
 log = logging.getLogger(__name__)
@@ -44,7 +47,7 @@ def create_job(catalog: Catalog, items: list[IngestItem]) -> str:
         })
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with catalog.sessions.begin() as session:
-        session.add(Job(id=job_id, state="queued", total=len(items), done=0, results=[]))
+        session.add(Job(id=job_id, state="queued", total=len(items), done=0, results=[], owner=this_process()))
     return job_id
 
 
@@ -81,7 +84,8 @@ def create_work_job(catalog: Catalog, kind: str, total: int) -> str:
     features mapped by the new head) or `train` (`done` counts images whose features are ready)."""
     job_id = str(uuid.uuid4())
     with catalog.sessions.begin() as session:
-        session.add(Job(id=job_id, kind=kind, state="queued", total=total, done=0, results=[]))
+        session.add(Job(id=job_id, kind=kind, state="queued", total=total, done=0, results=[],
+                        owner=this_process()))
     return job_id
 
 
@@ -121,9 +125,11 @@ def get_job(catalog: Catalog, job_id: str) -> Job:
 
 
 def mark_interrupted(catalog: Catalog) -> int:
-    """At start-up: jobs left queued or running by a previous process did not finish."""
+    """At start-up: jobs left queued or running by a process that is gone (or by one that recorded
+    no owner) will not finish. Jobs of live processes, and of other hosts, are left alone."""
     with catalog.sessions.begin() as session:
-        jobs = list(session.scalars(select(Job).where(Job.state.in_(UNFINISHED))))
+        unfinished = session.scalars(select(Job).where(Job.state.in_(UNFINISHED)))
+        jobs = [job for job in unfinished if not (job.owner and is_alive(job.owner))]
         for job in jobs:
             job.state = "interrupted"
             job.error = (

@@ -124,6 +124,7 @@ def test_concepts_from_a_csv_and_human_output(env, corpus, tmp_path, capsys):
         (["index", "/no/such/folder"], "no such file or folder"),
         (["attribute", "/no/such/image.jpg"], "cannot read"),
         (["attribute", "IMAGE", "-k", "0"], "-k must be between 1 and 100"),
+        (["serve", "--workers", "0"], "--workers must be at least 1"),
     ],
 )
 def test_bad_paths_and_arguments_fail_cleanly(env, tmp_path, capsys, argv, message):
@@ -194,7 +195,8 @@ def test_api_keys_are_created_listed_and_revoked(env, capsys):
     engine.dispose()
 
 
-@pytest.mark.parametrize("name, value", [("ATTRIB_BATCH_SIZE", "lots"), ("ATTRIB_MAX_CONCURRENT_DECODES", "0")])
+@pytest.mark.parametrize("name, value", [("ATTRIB_BATCH_SIZE", "lots"), ("ATTRIB_MAX_CONCURRENT_DECODES", "0"),
+                                         ("ATTRIB_WORKERS", "0")])
 def test_invalid_settings_are_named(env, monkeypatch, capsys, name, value):
     monkeypatch.setenv(name, value)
     assert main(["reindex"]) == 1
