@@ -52,8 +52,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(32, ge=1, le=1024, description="Images embedded per batch.")
     decode_workers: int = Field(
         default_factory=lambda: min(4, os.cpu_count() or 1), ge=0, le=64,
-        description="Processes that decode source images during ingestion, ahead of the forward (0: decode in "
-        "the ingesting process). Default: the number of cores, at most 4."
+        description="Threads that decode source images during ingestion, ahead of the forward (0: decode in "
+        "the ingesting thread). Default: the number of cores, at most 4."
     )
     device_decode: Literal["auto", "on", "off"] = Field(
         "auto", description="Ingestion decodes JPEGs on the inference device, in batches (nvJPEG on CUDA): `auto` "

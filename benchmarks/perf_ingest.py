@@ -3,7 +3,7 @@
 In one run, interleaved round by round: the configured engine's bare forward over preprocessed
 pixels at each batch size, and ingestion of the same JPEG files from disk into a fresh SQLite
 catalog (decode, duplicate check, forward, rows, blobs, features, vectors, committed and saved),
-for each batch size, decoding in worker processes and in the ingesting process. Also measured:
+for each batch size, decoding in a pool of threads and in the ingesting thread. Also measured:
 the CPU time per image of decoding + cropping and of the forward, which bound the ratio on a
 machine whose cores the forward already fills: forward / (forward + decode).
 Target (issue 10): ingestion ≥ 0.9× the best bare forward.

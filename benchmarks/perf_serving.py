@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +47,8 @@ def run(args) -> tuple[dict, str]:
     bare = bare_forward(encoder, pixels)
     rows = {}
     for images in (16, 1):
-        with served(env | {"ATTRIB_INFER_BATCH_IMAGES": str(images)}) as url:
-            rows[f"batch {images}"] = load_test(url, queries, args.sequential)
+        with served(env | {"ATTRIB_INFER_BATCH_IMAGES": str(images)}) as (url, pid):
+            rows[f"batch {images}"] = load_test(url, queries, args.sequential, pid)
     result = {"engine": encoder.engine_name, "bare": bare, "served": rows,
               "ratio_c16": {name: round(row["c16_img_s"] / bare["best_img_s"], 3) for name, row in rows.items()},
               "c1_overhead_ms": {name: round(row["c1_p50_ms"] - bare["b1_ms"], 1) for name, row in rows.items()}}
@@ -84,7 +83,7 @@ class served:
     def __init__(self, env: dict):
         self.env = env
 
-    def __enter__(self) -> str:
+    def __enter__(self) -> tuple[str, int]:
         import httpx
 
         with socket.socket() as probe:
@@ -96,7 +95,7 @@ class served:
         for _ in range(600):
             try:
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    return url
+                    return url, self.process.pid
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
@@ -107,38 +106,74 @@ class served:
         self.process.wait(30)
 
 
-def load_test(url: str, queries: list[bytes], sequential: int) -> dict:
-    import httpx
+def load_test(url: str, queries: list[bytes], sequential: int, server_pid: int) -> dict:
+    """Concurrency 1 (median latency) and 16 (throughput), over kept-alive connections, with
+    requests built once: the client's own CPU time is reported beside the server's, since on a
+    small machine the load generator competes with the server for the same cores."""
+    import asyncio
 
-    def attribute(client, data):
-        response = client.post(f"{url}/attribute", params={"space": "style", "k": 5},
-                               files={"file": ("q.jpg", data, "image/jpeg")}, timeout=120)
-        response.raise_for_status()
-
-    with httpx.Client() as client:
-        for data in queries[:3]:
-            attribute(client, data)  # warm up
-        latencies = []
-        for data in queries[:sequential]:
-            started = time.perf_counter()
-            attribute(client, data)
-            latencies.append((time.perf_counter() - started) * 1000)
-    clients = [httpx.Client() for _ in range(16)]
+    host, port = url.removeprefix("http://").split(":")
+    requests = [_request(host, data) for data in queries]
+    asyncio.run(_drive(host, int(port), requests[:3], 1))  # warm up
+    latencies = asyncio.run(_drive(host, int(port), requests[:sequential], 1))
+    client, server = _cpu_seconds(os.getpid()), _cpu_seconds(server_pid)
     started = time.perf_counter()
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: attribute(clients[i % 16], queries[i]), range(len(queries))))
+    asyncio.run(_drive(host, int(port), requests, 16))
     seconds = time.perf_counter() - started
-    for client in clients:
-        client.close()
-    return {"c1_p50_ms": round(float(np.median(latencies)), 1), "c16_img_s": round(len(queries) / seconds, 1)}
+    client, server = _cpu_seconds(os.getpid()) - client, _cpu_seconds(server_pid) - server
+    return {"c1_p50_ms": round(float(np.median(latencies)), 1), "c16_img_s": round(len(queries) / seconds, 1),
+            "c16_client_cpu_s": round(client, 2), "c16_server_cpu_s": round(server, 2), "c16_wall_s": round(seconds, 2)}
+
+
+def _request(host: str, data: bytes) -> bytes:
+    boundary = "attribperfboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"q.jpg\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    head = (f"POST /attribute?space=style&k=5 HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n")
+    return head.encode() + body
+
+
+async def _drive(host: str, port: int, requests: list[bytes], concurrency: int) -> list[float]:
+    """Send every request over `concurrency` kept-alive connections; latencies in ms."""
+    import asyncio
+
+    pending, latencies = list(reversed(requests)), []
+
+    async def connection():
+        reader, writer = await asyncio.open_connection(host, port)
+        while pending:
+            request = pending.pop()
+            started = time.perf_counter()
+            writer.write(request)
+            status = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            if b" 200 " not in status:
+                raise RuntimeError(f"/attribute answered {status!r}")
+            latencies.append((time.perf_counter() - started) * 1000)
+        writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    return latencies
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def table(result: dict) -> str:
     bare = result["bare"]
     lines = [f"engine {result['engine']}: bare forward {bare['img_s']} img/s by batch; best {bare['best_img_s']} "
              f"(batch {bare['best_batch']}); batch-1 forward {bare['b1_ms']} ms", "",
-             "| server | c=1 p50 ms | over one forward | c=16 img/s | ÷ best bare forward |", "|---|---|---|---|---|"]
+             "| server | c=1 p50 ms | over one forward | c=16 img/s | ÷ best bare forward | c=16 CPU s: server / client |",
+             "|---|---|---|---|---|---|"]
     for name, row in result["served"].items():
         lines.append(f"| inference {name} | {row['c1_p50_ms']} | +{result['c1_overhead_ms'][name]} ms | "
-                     f"{row['c16_img_s']} | {result['ratio_c16'][name]} |")
+                     f"{row['c16_img_s']} | {result['ratio_c16'][name]} | {row['c16_server_cpu_s']} / "
+                     f"{row['c16_client_cpu_s']} (in {row['c16_wall_s']} s) |")
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Ingestion, as a pipeline of three stages that overlap:
 
-1. read, decode, validate and crop each file in a pool of worker processes (`index.prepare`);
+1. read, decode, validate and crop each file in a pool of threads (`index.prepare`);
 2. in the calling thread: skip duplicates, normalise and run the backbone on a batch;
 3. in a writer thread: insert the batch's rows and blobs and store its features and vectors
    (`index.ingest_rows`), while stage 2 embeds the next batch.
@@ -73,7 +73,7 @@ def ingest(
     actor: Actor = CLI,
     on_decoded: Callable[[], None] | None = None,
 ) -> list[IngestResult]:
-    """Ingest items batch by batch, decoding in `config.decode_workers` processes (0: in this
+    """Ingest items batch by batch, decoding in `config.decode_workers` threads (0: in this
     one); results come back in input order. `actor` is who the audit log names."""
     items = list(items)
     results: list[IngestResult] = []
@@ -82,7 +82,7 @@ def ingest(
         with PreparePool(catalog.encoder.preprocess, config.max_pixels, config.decode_workers, on_done=on_decoded,
                          device_decode=_device_decode(catalog)) as pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="attrib-ingest-writer") as writer:
-            prepared = pool.map((_source(item) for item in items), expected=len(items))
+            prepared = pool.map(_source(item) for item in items)
             in_flight: Future | None = None
             for chunk in _chunks(zip(items, prepared), config.batch_size):
                 staged = _embed_chunk(catalog, chunk)

@@ -3,13 +3,15 @@
 `prepare_file` reads one file (or takes its bytes), decodes it with the one decoder
 (`training.images.decode_image`), hashes it and resizes + centre-crops it to the backbone's
 input, as 8-bit RGB. Colour normalisation happens later, batched (`Preprocess.normalize_batch`),
-so the pixels that cross between processes are 3 bytes each, not 12.
+so the pixels held between the stages are 3 bytes each, not 12.
 
-`PreparePool` runs it in worker processes (a forkserver: each worker is forked from a small,
-fresh process that has imported only numpy and Pillow, never from a process with threads or a
-model). Results come back in input order, at most `window` files ahead of the consumer, so a
-folder of a million files never sits in memory at once. With `workers=0`, or for a handful of
-files, everything runs in the calling process.
+`PreparePool` runs it in a pool of threads beside the forward: Pillow's decoders and resampler,
+numpy and hashlib release the GIL, so the threads use the cores the forward leaves. Threads, not
+processes, by measurement (benchmarks/perf.py --section ingest, docs/performance.md): a process
+pool paid its start-up and the pickling of every image and ran at half the rate at 256 files.
+Peak decode memory stays bounded by the decoder's own limit (ATTRIB_MAX_CONCURRENT_DECODES).
+Results come back in input order, at most `window` files ahead of the consumer, so a folder of a
+million files never sits in memory at once. With `workers=0` everything runs in the calling thread.
 
 A file that cannot be read or decoded becomes a `Prepared` with a rejection (code, reason), never
 an exception: one bad file does not spoil the rest.
@@ -17,10 +19,8 @@ an exception: one bad file does not spoil the rest.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -29,9 +29,6 @@ import numpy as np
 
 from training.images import ImageError, decode_image, probe_jpeg
 from training.preprocess import Preprocess
-
-# Below this many files, starting worker processes costs more than it saves.
-MIN_FILES_FOR_POOL = 48
 
 
 @dataclass
@@ -68,78 +65,35 @@ def prepare_file(source: bytes | str | Path, preprocess: Preprocess, max_pixels:
 class PreparePool:
     """`map(sources)` yields `Prepared` in order; sources are bytes or paths."""
 
-    def __init__(self, preprocess: Preprocess, max_pixels: int, workers: int, window: int = 128,
+    def __init__(self, preprocess: Preprocess, max_pixels: int, workers: int, window: int = 64,
                  on_done: Callable[[], None] | None = None, device_decode: bool = False):
         self.window = max(1, window)
         self._args = (preprocess, max_pixels, device_decode)
-        self._executor: ProcessPoolExecutor | None = None
-        self._workers = workers
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="attrib-decode") if workers > 0 else None
         self._on_done = on_done or (lambda: None)  # called once per file, when it is ready
 
     def __enter__(self) -> PreparePool:
         return self
 
     def __exit__(self, *_exc) -> None:
-        self.close()
-
-    def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
 
-    def map(self, sources: Iterable[bytes | str | Path | None], expected: int | None = None) -> Iterator[Prepared | None]:
+    def map(self, sources: Iterable[bytes | str | Path | None]) -> Iterator[Prepared | None]:
         """None passes through as None (a file rejected before it was read)."""
-        if self._workers < 1 or (expected is not None and expected < MIN_FILES_FOR_POOL):
-            for source in sources:
-                prepared = None if source is None else prepare_file(source, *self._args)
-                self._on_done()
-                yield prepared
-            return
-        waiting: deque[tuple[bytes | str | Path | None, Future | None]] = deque()
-        for source in sources:
-            waiting.append((source, self._submit(source)))
-            if len(waiting) >= self.window:
-                yield self._result(waiting)
-        while waiting:
-            yield self._result(waiting)
-
-    def _submit(self, source, again: bool = False) -> Future | None:
-        if source is None:
-            self._on_done()
-            return None
-        future = self._start().submit(prepare_file, source, *self._args)
-        if not again:  # a file sent again was already counted when its first worker died
-            future.add_done_callback(lambda _future: self._on_done())
-        return future
-
-    def _result(self, waiting: deque) -> Prepared | None:
-        """The oldest file's result. A worker that dies (killed, out of memory) breaks the pool and
-        every file in it: the oldest file is tried again alone in a new pool and rejected only if
-        it breaks that one too; the other waiting files go again after it."""
-        source, future = waiting.popleft()
-        if future is None:
-            return None
-        try:
-            return future.result()
-        except BrokenProcessPool:
-            self.close()
-        try:
-            prepared = self._submit(source, again=True).result()
-        except BrokenProcessPool as exc:
-            self.close()
-            prepared = Prepared(rejection=("decode_failed", f"the decoding worker died on this file: {exc}"))
-        for position, (other, pending) in enumerate(waiting):
-            if pending is not None and not _succeeded(pending):
-                waiting[position] = (other, self._submit(other, again=True))
-        return prepared
-
-    def _start(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["numpy", "PIL.Image", "training.images", "training.preprocess"])
-            self._executor = ProcessPoolExecutor(self._workers, mp_context=context)
-        return self._executor
+            for source in sources:
+                yield self._prepare(source)
+            return
+        waiting: deque[Future] = deque()
+        for source in sources:
+            waiting.append(self._executor.submit(self._prepare, source))
+            if len(waiting) >= self.window:
+                yield waiting.popleft().result()
+        while waiting:
+            yield waiting.popleft().result()
 
-
-def _succeeded(future: Future) -> bool:
-    return future.done() and not future.cancelled() and future.exception() is None
+    def _prepare(self, source) -> Prepared | None:
+        prepared = None if source is None else prepare_file(source, *self._args)
+        self._on_done()
+        return prepared

@@ -1,22 +1,18 @@
-"""Ingestion's pipeline: decoding worker processes, overlapped commits, per-file progress."""
-
-import os
-import signal
-import time
-import zlib
+"""Ingestion's pipeline: decoding threads, overlapped commits, per-file progress."""
 
 import numpy as np
 import pytest
 
 from index.ingest import IngestItem, ingest
-from index.prepare import MIN_FILES_FOR_POOL, PreparePool, prepare_file
+
+PHOTOS = 24  # three batches of 8 (make_catalog's batch size)
 
 
 def mixed_items(photos, tmp_path):
-    """Enough files for the worker pool: photos, bad files and duplicates across batches."""
+    """Photos, bad files and duplicates, within a batch and across batches."""
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(photos[0].read_bytes()[:400])
-    items = [IngestItem(p.name, p.stem, path=p) for p in photos[:MIN_FILES_FOR_POOL]]
+    items = [IngestItem(p.name, p.stem, path=p) for p in photos[:PHOTOS]]
     items.insert(5, IngestItem("corrupt.jpg", "x", path=corrupt))
     items.insert(9, IngestItem("gone.jpg", "x", path=tmp_path / "gone.jpg"))
     items.insert(12, IngestItem("nameless.jpg", " ", path=photos[1]))
@@ -29,12 +25,19 @@ def mixed_items(photos, tmp_path):
 def test_results_come_back_in_order_with_every_outcome(make_catalog, photos, tmp_path, workers):
     catalog = make_catalog(decode_workers=workers)
     items = mixed_items(photos, tmp_path)
-    decoded, reported = [], []
-    results = ingest(catalog, items, on_result=reported.append, on_decoded=lambda: decoded.append(1))
+    decoded, reported, decoded_at_first_result = [], [], []
+
+    def on_result(result):
+        decoded_at_first_result.append(len(decoded))
+        reported.append(result)
+
+    results = ingest(catalog, items, on_result=on_result, on_decoded=lambda: decoded.append(1))
 
     assert [r.filename for r in results] == [item.filename for item in items]
     assert reported == results
     assert len(decoded) == len(items)  # progress moves once per file
+    # the first batch is reported after its commit, which overlaps the second batch's decode and forward
+    assert decoded_at_first_result[0] >= 2 * catalog.config.batch_size
     by_name = {r.filename: r for r in results}
     assert (by_name["corrupt.jpg"].status, by_name["corrupt.jpg"].code) == ("rejected", "corrupt_image")
     assert (by_name["gone.jpg"].status, by_name["gone.jpg"].code) == ("rejected", "unreadable_file")
@@ -42,13 +45,13 @@ def test_results_come_back_in_order_with_every_outcome(make_catalog, photos, tmp
     assert by_name["twice.jpg"].status == by_name["again.jpg"].status == "duplicate"
     assert by_name["twice.jpg"].source_id == by_name[photos[0].name].source_id
     assert by_name["again.jpg"].source_id == by_name[photos[2].name].source_id
-    assert sum(r.status == "indexed" for r in results) == MIN_FILES_FOR_POOL
-    assert catalog.count() == MIN_FILES_FOR_POOL
+    assert sum(r.status == "indexed" for r in results) == PHOTOS
+    assert catalog.count() == PHOTOS
 
 
 def test_workers_embed_exactly_as_the_ingesting_process(make_catalog, encoder, photos):
     catalog = make_catalog(decode_workers=2)
-    results = ingest(catalog, [IngestItem(p.name, p.stem, path=p) for p in photos[:MIN_FILES_FOR_POOL]])
+    results = ingest(catalog, [IngestItem(p.name, p.stem, path=p) for p in photos[:PHOTOS]])
     from index.images import decode_image
 
     ids = [r.source_id for r in results[:4]]
@@ -57,43 +60,6 @@ def test_workers_embed_exactly_as_the_ingesting_process(make_catalog, encoder, p
     stored = dict(zip(found.tolist(), features.astype(np.float32)))
     for source_id, expected in zip(ids, direct):
         assert np.allclose(stored[source_id], expected, rtol=2e-3, atol=2e-3)  # stored as float16
-
-
-def noise_png(side: int) -> bytes:
-    """A PNG of random pixels, slow to decode (about a second at 4000 x 4000)."""
-    rows = np.random.default_rng(0).integers(0, 256, (side, side * 3), dtype=np.uint8)
-    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
-
-    header = side.to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b"")
-
-
-def test_a_killed_worker_costs_no_file(encoder, photos):
-    """Workers die (out of memory, killed): the files they held are decoded again in a new pool."""
-    slow = noise_png(3000)
-    sources = [slow] + [p.read_bytes() for p in photos[:MIN_FILES_FOR_POOL]]
-    with PreparePool(encoder.preprocess, 10**8, workers=2) as pool:
-        results = pool.map(iter(sources), expected=len(sources))
-        first = pool._submit  # the pool starts on the first submission; kill its workers mid-decode
-        killed = []
-
-        def submit_then_kill(source, again=False):
-            future = first(source, again)
-            if not killed and pool._executor is not None and len(pool._executor._processes) == 2:
-                time.sleep(0.3)
-                for pid in list(pool._executor._processes):
-                    os.kill(pid, signal.SIGKILL)
-                killed.append(True)
-            return future
-
-        pool._submit = submit_then_kill
-        prepared = list(results)
-    assert killed
-    assert all(p.rejection is None for p in prepared), [p.rejection for p in prepared if p.rejection]
-    assert prepared[1].sha256 == prepare_file(sources[1], encoder.preprocess, 10**8).sha256
 
 
 def test_jpegs_decoded_on_the_device_are_indexed_like_the_others(make_catalog, photos, tmp_path):
