@@ -9,22 +9,15 @@ implementation is in use.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from index.vectors import IndexInfo
-from training.errors import AttribError
+from index.errors import StoreError  # noqa: F401 - re-exported
+from index.stores.names import FAISS, MILVUS, STORE_KINDS  # noqa: F401 - re-exported
 
-FAISS, MILVUS = "faiss", "milvus"
-STORE_KINDS = (FAISS, MILVUS)
-
-
-class StoreError(AttribError):
-    """A vector store failed or cannot be reached; `code` says which (stable)."""
-
-    code = "vector_store_error"
-    status = 503
+if TYPE_CHECKING:
+    from index.vectors import IndexInfo
 
 
 class VectorStore(Protocol):

@@ -8,9 +8,9 @@ import math
 import re
 import uuid
 
-from index.stores.base import StoreError
-from index.stores.milvus_client import INFO_PROPERTY, connect, milvus_errors, safe_name
-from index.stores.milvus_store import INDEX_TYPES, STRONG, MilvusStore
+from index.stores.milvus_client import INFO_PROPERTY, connect, milvus_errors
+from index.stores.milvus_store import STRONG, MilvusStore
+from index.stores.names import MILVUS_INDEX_TYPES, safe_name
 from index.vectors import IndexInfo
 
 log = logging.getLogger(__name__)
@@ -19,9 +19,6 @@ HNSW_BUILD = {"M": 32, "efConstruction": 128}
 
 class MilvusSpaces:
     def __init__(self, uri: str, index_type: str, prefix: str, client=None):
-        if index_type not in INDEX_TYPES:
-            raise StoreError(f"ATTRIB_MILVUS_INDEX must be one of {', '.join(INDEX_TYPES)}, not {index_type!r}",
-                             code="bad_config", status=500)
         self.uri, self.index_type, self.prefix = uri, index_type, safe_name(prefix)
         self.kind = f"milvus:{index_type}"
         self.client = client or connect(uri)
@@ -74,7 +71,7 @@ class MilvusSpaces:
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
         index_type = kind.split(":", 1)[1] if kind and kind.startswith("milvus:") else self.index_type
-        index_type = index_type if index_type in INDEX_TYPES else self.index_type
+        index_type = index_type if index_type in MILVUS_INDEX_TYPES else self.index_type
         index = self.client.prepare_index_params()
         index.add_index(field_name="vector", index_type=index_type, metric_type="IP",
                         params=self._build_params(index_type, expected))

@@ -21,13 +21,12 @@ from dataclasses import asdict
 
 import numpy as np
 
-from index.stores.base import StoreError
+from index.errors import StoreError
 from index.stores.milvus_client import INFO_PROPERTY, milvus_errors
 from index.tuning import exact_top_k, sample_queries, walk_knob
 from index.vectors import IndexInfo
 
 log = logging.getLogger(__name__)
-INDEX_TYPES = ("HNSW", "IVF_FLAT", "FLAT")
 STRONG = "Strong"
 BATCH = 2000
 EF_VALUES = [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
