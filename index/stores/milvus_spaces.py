@@ -27,12 +27,12 @@ class MilvusSpaces:
         return f"{self.prefix}_{safe_name(space)}"
 
     def _live(self, space: str) -> str | None:
-        from pymilvus.exceptions import MilvusException
-
-        try:
-            return self.client.describe_alias(self.alias(space))["collection_name"]
-        except MilvusException:
-            return None
+        """The collection the space's alias points at (None: no alias yet)."""
+        alias = self.alias(space)
+        with milvus_errors(f"reading the alias {alias}"):
+            if alias not in self.client.list_aliases().get("aliases", []):
+                return None
+            return self.client.describe_alias(alias)["collection_name"]
 
     def _collections(self, space: str) -> list[str]:
         pattern = re.compile(re.escape(self.alias(space)) + r"__g[0-9a-f]{12}")

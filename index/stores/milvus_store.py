@@ -137,6 +137,9 @@ class MilvusStore:
         if name is None or self.info.count == 0:
             return
         self.flush()
+        with milvus_errors(f"reloading {self.collection}"):  # searches then use the built index, not a scan
+            self.client.release_collection(self.collection)
+            self.client.load_collection(self.collection)
         vectors = np.asarray(vectors, np.float32)
         queries = sample_queries(vectors)
         truth = exact_top_k(vectors, _as_ids(ids), queries, min(10, self.info.count))
