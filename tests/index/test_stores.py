@@ -128,3 +128,29 @@ def test_an_unreachable_server_is_a_clear_error(milvus_lite_uri):
     with pytest.raises(StoreError) as caught:
         open_stores("milvus", "unused", "Flat", milvus_uri="http://127.0.0.1:1", prefix="x")
     assert caught.value.code == "milvus_unreachable" and caught.value.status == 503
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize("vector_store", ["milvus"], indirect=True)
+def test_a_takedown_is_not_acknowledged_until_milvus_confirms_the_delete(make_catalog, photos, monkeypatch):
+    from sqlalchemy import select
+
+    from index.ingest import IngestItem, ingest
+    from index.models import Takedown
+    from index.sweep import sweep
+    from index.takedowns import take_down_source
+
+    catalog = make_catalog()
+    results = ingest(catalog, [IngestItem(p.name, p.stem, path=p) for p in photos[:3]])
+    victim = results[1].source_id
+    store = catalog.live_space("style").index
+    monkeypatch.setattr(store.client, "delete", lambda *args, **kwargs: None)
+    with pytest.raises(StoreError) as caught:
+        take_down_source(catalog, victim)
+    assert caught.value.code == "delete_unconfirmed" and caught.value.status == 503
+    with catalog.sessions() as session:
+        assert session.scalars(select(Takedown.state)).one() == "pending"
+    monkeypatch.undo()
+
+    assert sweep(catalog, min_age=60)["takedowns_finished"] == 1
+    assert victim not in make_catalog().live_space("style").index.ids()
