@@ -75,15 +75,16 @@ class Catalog:
         self.encoder = encoder
         self.home = Path(config.home)
         self.home.mkdir(parents=True, exist_ok=True)
+        # the vector store first: a misconfigured or unreachable store fails before anything changes
+        self.stores = open_stores(config.vector_store, self.home, config.factory, mmap=config.mmap_index,
+                                  milvus_uri=config.milvus_uri, milvus_index=config.milvus_index,
+                                  prefix=config.milvus_prefix, catalog_key=config.database_url)
         if migrate:
             upgrade_database(config.database_url)
         self.engine = make_engine(config.database_url)
         self.sessions = session_factory(self.engine)
         self.blobs = BlobStore.under(self.home)
         self.calibrations = CalibrationStore(self.home)  # per head id, beside the kept heads
-        self.stores = open_stores(config.vector_store, self.home, config.factory, mmap=config.mmap_index,
-                                  milvus_uri=config.milvus_uri, milvus_index=config.milvus_index,
-                                  prefix=config.milvus_prefix, catalog_key=config.database_url)
         self.backbone_id, self.feature_dim = encoder.backbone_id, encoder.feature_dim
         self._features: FeatureStore | None = None
         self._spaces: dict[str, LiveSpace] = {}

@@ -90,7 +90,7 @@ class MilvusSpaces:
         return {}
 
     def install(self, space: str, store: MilvusStore) -> None:
-        store.flush()
+        store.flush(wait_for_index=True)
         alias, live = self.alias(space), self._live(space)
         with milvus_errors(f"putting {store.collection} live as {alias}"):
             if live is None:

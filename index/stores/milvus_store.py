@@ -82,7 +82,7 @@ class MilvusStore:
         if k <= 0 or not len(vectors):
             return scores, ids
         with milvus_errors(f"searching {self.collection}"):
-            results = self.client.search(self.collection, data=list(vectors), limit=k, output_fields=[],
+            results = self.client.search(self.collection, data=list(vectors), limit=k, output_fields=["id"],
                                          search_params={"metric_type": "IP", "params": self._params(k)},
                                          consistency_level=STRONG)
         for row, hits in enumerate(results):
@@ -136,7 +136,7 @@ class MilvusStore:
         name, values = knobs.get(self.info.factory, (None, None))
         if name is None or self.info.count == 0:
             return
-        self.flush()
+        self.flush(wait_for_index=True)
         with milvus_errors(f"reloading {self.collection}"):  # searches then use the built index, not a scan
             self.client.release_collection(self.collection)
             self.client.load_collection(self.collection)
@@ -159,12 +159,13 @@ class MilvusStore:
         with milvus_errors(f"recording {self.collection}"):
             self.client.alter_collection_properties(self.collection, properties={INFO_PROPERTY: json.dumps(info)})
 
-    def flush(self, timeout: float = 600.0) -> None:
-        """Seal what was written and wait until the index covers it."""
+    def flush(self, wait_for_index: bool = False, timeout: float = 600.0) -> None:
+        """Make what was written durable; with `wait_for_index`, also wait until the index covers it
+        (a build's, before it is tuned and put live; an ingest's new rows are searched unindexed)."""
         deadline = time.monotonic() + timeout
         with milvus_errors(f"flushing {self.collection}"):
             self.client.flush(self.collection)
-            while self.client.describe_index(self.collection, "vector").get("pending_index_rows", 0):
+            while wait_for_index and self.client.describe_index(self.collection, "vector").get("pending_index_rows", 0):
                 if time.monotonic() > deadline:
                     raise StoreError(f"Milvus did not finish indexing {self.collection} in {timeout:.0f}s",
                                      code="milvus_timeout")
