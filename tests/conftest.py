@@ -33,6 +33,8 @@ STORES = ("faiss", "milvus")
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "both_stores: run on the FAISS store and on Milvus Lite")
+    config.addinivalue_line("markers", "store_server: the Milvus runs use Milvus Lite as a gRPC server "
+                            "(http://), for tests whose several processes share the store")
 
 
 def pytest_generate_tests(metafunc):
@@ -52,14 +54,51 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
 
 
-@pytest.fixture(scope="session")
-def milvus_lite_uri(tmp_path_factory) -> str:
+def _require_milvus() -> None:
     try:
         import milvus_lite  # noqa: F401
         import pymilvus  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"the Milvus Lite runs need pymilvus and milvus-lite (pip install -e '.[test]'): {exc}")
+
+
+@pytest.fixture(scope="session")
+def milvus_lite_uri(tmp_path_factory) -> str:
+    """One embedded Milvus Lite file for the session (one process per file)."""
+    _require_milvus()
     return str(tmp_path_factory.mktemp("milvus") / "lite.db")
+
+
+@pytest.fixture(scope="session")
+def milvus_lite_server(tmp_path_factory) -> str:
+    """Milvus Lite as a gRPC server in its own process, for tests with several processes."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    _require_milvus()
+    from pymilvus import MilvusClient
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [str(Path(sys.executable).parent / "milvus-lite"), "server", "--host", "127.0.0.1", "--port", str(port),
+               "--data-dir", str(tmp_path_factory.mktemp("milvus-server"))]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+    while True:
+        try:
+            MilvusClient(uri, timeout=2).close()
+            break
+        except Exception:  # noqa: BLE001 - not listening yet
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"the Milvus Lite server did not start ({' '.join(command)})")
+            time.sleep(0.2)
+    yield uri
+    server.terminate()
+    server.wait(timeout=30)
 
 
 @pytest.fixture
@@ -73,7 +112,8 @@ def store_settings(vector_store, request):
     if vector_store == "faiss":
         yield {}
         return
-    uri, prefix = request.getfixturevalue("milvus_lite_uri"), f"t{uuid.uuid4().hex[:12]}"
+    lite = "milvus_lite_server" if request.node.get_closest_marker("store_server") else "milvus_lite_uri"
+    uri, prefix = request.getfixturevalue(lite), f"t{uuid.uuid4().hex[:12]}"
     yield {"vector_store": "milvus", "milvus_uri": uri, "milvus_prefix": prefix}
     _drop_collections(uri, prefix)
 
