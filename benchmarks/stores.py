@@ -29,11 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import faiss  # noqa: E402
-from search import Mixture, exact_truth  # noqa: E402
+import faiss
+from search import Mixture, exact_truth
 
-from index.stores import open_stores  # noqa: E402
-from index.tuning import recall_at_k  # noqa: E402
+from index.stores import open_stores
+from index.tuning import recall_at_k
 
 CONFIGS = [("faiss", "Flat"), ("faiss", "HNSW32"), ("milvus", "FLAT"), ("milvus", "HNSW"), ("milvus", "IVF_FLAT")]
 ADD_CHUNK = 10_000

@@ -6,9 +6,9 @@ pymilvus; one process per file) or `http(s)://host:port` (a Milvus server or clu
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from index.errors import StoreError
 from index.stores.names import check_uri
