@@ -1,9 +1,10 @@
 """Roll-out of search spaces: open them, put a new head live, roll back, rebuild after a
 backbone change, and carry a pre-spaces catalog over.
 
-Putting a head live builds its vector store from the stored features (a matrix product, no
-backbone forward) beside the live one, puts it live in the store, records it, and then swaps it in whole, so requests
-never wait for the build and never see half an index. The head it replaced is kept for
+Putting a head live builds its vectors from the stored features (a matrix product, no backbone
+forward) into a new store beside the live one, puts that live in the store (index/stores),
+records it, and then swaps it in whole, so requests never wait for the build and never see
+half an index. The head it replaced is kept for
 `rollback`. Each head's calibration is found by its head id (`index.calibration`): a head put
 live or rolled back gets its own (fitted then if it has none), never the previous head's.
 """
@@ -18,19 +19,8 @@ from pathlib import Path
 from index.catalog import Catalog, Progress
 from index.features import FeatureStore
 from index.reconcile import embed_stored
-from index.spaces import (
-    CONTENT,
-    STYLE,
-    HeadFiles,
-    LiveSpace,
-    SpaceError,
-    SpaceInfo,
-    build_index,
-    check_name,
-    delete_rows,
-    record_build,
-    space_rows,
-)
+from index.spaces import (CONTENT, STYLE, HeadFiles, LiveSpace, SpaceError, SpaceInfo, build_index, check_name,
+                          delete_rows, record_build, space_rows)
 from index.stores import VectorStore
 from index.vectors import sidecar_path
 from training.errors import AttribError

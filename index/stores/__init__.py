@@ -8,13 +8,7 @@ from pathlib import Path
 
 from index.errors import StoreError
 from index.stores.base import SpaceStores, VectorStore
-from index.stores.names import (
-    FAISS,
-    MILVUS,
-    STORE_KINDS,
-    check_store_settings,
-    collection_prefix,
-)
+from index.stores.names import FAISS, MILVUS, STORE_KINDS, check_store_settings, collection_prefix
 
 __all__ = ["FAISS", "MILVUS", "STORE_KINDS", "SpaceStores", "StoreError", "VectorStore", "open_stores"]
 
