@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -37,6 +37,19 @@ class Settings(BaseSettings):
     index_mmap: bool = Field(
         False, description="Memory-map IVF indexes from disk (for indexes larger than RAM); the first write "
         "after loading reads the index into memory."
+    )
+    vector_store: str = Field(
+        "faiss", description="Where spaces' vectors live: 'faiss' (index files under `home`) or 'milvus' "
+        "(ATTRIB_MILVUS_URI). Rows stay in the database and images in the blob store either way."
+    )
+    milvus_uri: str | None = Field(
+        None, description="With vector_store=milvus: a file path ending in .db (Milvus Lite, embedded) or "
+        "http(s)://host:19530 (a Milvus server or cluster)."
+    )
+    milvus_index: str = Field("HNSW", description="Milvus index type for spaces built from now on: HNSW, "
+                              "IVF_FLAT or FLAT (exact); ef/nprobe are tuned to target_recall.")
+    milvus_prefix: str | None = Field(
+        None, description="Prefix of this catalog's Milvus collections; derived from the database URL when unset."
     )
     infer_batch_images: int = Field(
         16, ge=1, le=1024, description="/attribute forwards are batched across concurrent requests, up to this "
@@ -115,6 +128,22 @@ class Settings(BaseSettings):
         except AttribError as exc:
             raise PydanticCustomError(exc.code, exc.message) from None
 
+    @field_validator("vector_store", "milvus_index")
+    @classmethod
+    def _normalise_store(cls, value: str) -> str:
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check_store(self) -> Settings:
+        from index.stores.names import check_store_settings  # no pymilvus import here
+        from training.errors import AttribError
+
+        try:
+            check_store_settings(self.vector_store, self.milvus_uri, self.milvus_index, self.milvus_prefix)
+        except AttribError as exc:
+            raise PydanticCustomError(exc.code, exc.message) from None
+        return self
+
     @property
     def engine_cache(self) -> Path:
         return self.home / "engines"
@@ -153,6 +182,10 @@ class Settings(BaseSettings):
             device_decode=self.device_decode,
             target_recall=self.target_recall,
             mmap_index=self.index_mmap,
+            vector_store=self.vector_store.lower(),
+            milvus_uri=self.milvus_uri,
+            milvus_index=self.milvus_index.upper(),
+            milvus_prefix=self.milvus_prefix,
         )
 
     def retention(self) -> Retention:

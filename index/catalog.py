@@ -1,8 +1,11 @@
-"""The catalog: SQL rows, stored backbone features, per-space FAISS vectors and blobs, in step.
+"""The catalog: SQL rows, stored backbone features, per-space vectors and blobs, in step.
+
+Vectors live in a vector store (index/stores: FAISS files by default, or Milvus); this module
+and those above it only use the store's interface.
 
 Write order: rows and blobs are committed first, then the backbone features are written (a
 durable segment per chunk), then every space's head maps them to vectors, and the space
-indexes are saved (at most once a minute during a long ingest, and at its end).
+stores are flushed (at most once a minute during a long ingest, and at its end).
 `index.reconcile` (run whenever the catalog loads) repairs a crash at any point.
 
 Writers take an exclusive file lock. Readers never wait for a head build: a new space index
@@ -37,7 +40,8 @@ from index.reconcile import reconcile_features, reconcile_vectors
 from index.models import Source
 from index.models_desk import Case
 from index.spaces import LiveSpace, SpaceError, space_rows, update_count
-from index.vectors import DEFAULT_FACTORY, sidecar_path
+from index.stores import FAISS, open_stores
+from index.vectors import DEFAULT_FACTORY
 from training.encoders import Encoder
 from training.errors import AttribError
 from training.fileio import atomic_write_bytes
@@ -57,6 +61,10 @@ class CatalogConfig:
     device_decode: str = "auto"  # JPEGs decoded on the device: on | off | auto (on with CUDA)
     target_recall: float = 0.95  # approximate indexes are tuned to this recall@10 when built
     mmap_index: bool = False  # map IVF indexes' lists from disk instead of reading them into memory
+    vector_store: str = FAISS  # "faiss" (files under home) or "milvus"
+    milvus_uri: str | None = None  # a Milvus Lite file (*.db) or http(s)://host:port
+    milvus_index: str = "HNSW"  # HNSW, IVF_FLAT or FLAT
+    milvus_prefix: str | None = None  # collection name prefix; derived from database_url when unset
 
 
 @dataclass
@@ -71,13 +79,17 @@ class Catalog:
         self.encoder = encoder
         self.home = Path(config.home)
         self.home.mkdir(parents=True, exist_ok=True)
+        # the vector store first: a misconfigured or unreachable store fails before anything changes
+        self.stores = open_stores(config.vector_store, self.home, config.factory, mmap=config.mmap_index,
+                                  milvus_uri=config.milvus_uri, milvus_index=config.milvus_index,
+                                  prefix=config.milvus_prefix, catalog_key=config.database_url)
         self.backbone_id, self.feature_dim = encoder.backbone_id, encoder.feature_dim
         self._features: FeatureStore | None = None
         self._spaces: dict[str, LiveSpace] = {}
         self._loaded_stamp: bytes | None = None
         self._loading = 0
         self._writer = threading.RLock()
-        self._index_lock = threading.Lock()  # FAISS add/remove must not run beside a search
+        self._index_lock = threading.Lock()  # a store's add/remove must not run beside a search
         self._lock_depth = 0
         self._lock_handle = None
         self._unsaved: set[str] = set()
@@ -91,6 +103,7 @@ class Catalog:
         self.calibrations = CalibrationStore(self.home)  # per head id, beside the kept heads
 
     def close(self) -> None:
+        self.stores.close()
         self.engine.dispose()
 
     # -- locking, stamps and loading ---------------------------------------------------------
@@ -133,6 +146,7 @@ class Catalog:
         return frozenset((str(path), s.st_ino, s.st_size, s.st_mtime_ns) for path in files for s in (path.stat(),))
 
     def space_path(self, name: str) -> Path:
+        """Where the FAISS store keeps a space's index file."""
         return self.home / "index" / "spaces" / f"{name}.faiss"
 
     def spaces(self) -> dict[str, LiveSpace]:
@@ -208,7 +222,7 @@ class Catalog:
             self._unsaved_since = self._unsaved_since or time.monotonic()
 
     def flush(self, max_age: float = 0.0) -> None:
-        """Save unsaved space indexes, if any are older than `max_age` seconds."""
+        """Flush unsaved space stores, if any are older than `max_age` seconds."""
         with self.write_lock():
             if self._unsaved_since is not None and time.monotonic() - self._unsaved_since >= max_age:
                 for name in sorted(self._unsaved):
@@ -218,7 +232,7 @@ class Catalog:
     def save_space(self, name: str) -> None:
         space = self._spaces[name]
         with self._index_lock:
-            space.index.save(self.space_path(name))
+            space.index.flush()
         update_count(self.sessions, name, len(space.index))
         self._unsaved.discard(name)
         if not self._unsaved:
@@ -276,6 +290,5 @@ class Catalog:
 
     def drop_space(self, name: str) -> None:
         self._spaces = {k: v for k, v in self._spaces.items() if k != name}
-        self.space_path(name).unlink(missing_ok=True)
-        sidecar_path(self.space_path(name)).unlink(missing_ok=True)
+        self.stores.drop(name)
         self._touch()

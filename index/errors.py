@@ -11,6 +11,13 @@ class CatalogError(AttribError):
     status = 409
 
 
+class StoreError(AttribError):
+    """A vector store (index/stores) failed, is misconfigured or cannot be reached; `code` says which."""
+
+    code = "vector_store_error"
+    status = 503
+
+
 class NotFoundError(AttribError):
     code = "not_found"
     status = 404

@@ -45,7 +45,7 @@ def reconcile_vectors(catalog: "Catalog") -> None:
         if len(missing):
             ids, features = catalog.features.get(missing)
             space.index.add(ids, space.head.apply(features))
-        if len(orphans) or len(missing) or not catalog.space_path(name).exists():
+        if len(orphans) or len(missing) or not catalog.stores.exists(name):
             catalog.save_space(name)
 
 

@@ -1,9 +1,10 @@
 """Roll-out of search spaces: open them, put a new head live, roll back, rebuild after a
 backbone change, and carry a pre-spaces catalog over.
 
-Putting a head live builds its index from the stored features (a matrix product, no backbone
-forward) beside the live one, saves it, records it, and then swaps it in whole, so requests
-never wait for the build and never see half an index. The head it replaced is kept for
+Putting a head live builds its vectors from the stored features (a matrix product, no backbone
+forward) into a new store beside the live one, puts that live in the store (index/stores),
+records it, and then swaps it in whole, so requests never wait for the build and never see
+half an index. The head it replaced is kept for
 `rollback`. Each head's calibration is found by its head id (`index.calibration`): a head put
 live or rolled back gets its own (fitted then if it has none), never the previous head's.
 """
@@ -20,7 +21,8 @@ from index.features import FeatureStore
 from index.reconcile import embed_stored
 from index.spaces import (CONTENT, STYLE, HeadFiles, LiveSpace, SpaceError, SpaceInfo, build_index, check_name,
                           delete_rows, record_build, space_rows)
-from index.vectors import VectorIndex, VectorIndexError, sidecar_path
+from index.stores import VectorStore
+from index.vectors import sidecar_path
 from training.errors import AttribError
 from training.heads import Head, load_head
 
@@ -39,19 +41,14 @@ def open_spaces(catalog: Catalog) -> dict[str, LiveSpace]:
     return spaces
 
 
-def _load_index(catalog: Catalog, info: SpaceInfo, head: Head) -> VectorIndex:
-    path = catalog.space_path(info.name)
-    if path.exists():
-        try:
-            index = VectorIndex.load(path, mmap=catalog.config.mmap_index)
-            if index.encoder_id == head.head_id and index.dim == head.dim:
-                return index
-            log.warning("space %s: the index file was built with head %s, not %s; rebuilding it",
-                        info.name, index.encoder_id, head.head_id)
-        except VectorIndexError as exc:
-            log.warning("space %s: %s; rebuilding it from the stored features", info.name, exc.message)
-    index = build_index(catalog.features, head, info.factory, target_recall=catalog.config.target_recall)
-    index.save(path)
+def _load_index(catalog: Catalog, info: SpaceInfo, head: Head) -> VectorStore:
+    """The space's live store; one that is missing, unreadable or of another head is rebuilt."""
+    index = catalog.stores.open(info.name, head.head_id, head.dim)
+    if index is not None:
+        return index
+    index = build_index(catalog.features, head, catalog.stores, info.name,
+                        target_recall=catalog.config.target_recall, kind=info.factory)
+    catalog.stores.install(info.name, index)
     return index
 
 
@@ -86,9 +83,9 @@ def _legacy_encoder_id(home: Path) -> str | None:
 
 def _build(catalog: Catalog, name: str, head: Head, head_path: str | None,
            progress: Progress | None = None, keep_previous: bool = True) -> SpaceInfo:
-    index = build_index(catalog.features, head, catalog.config.factory, progress, catalog.config.target_recall)
-    index.save(catalog.space_path(name))
-    info = record_build(catalog.sessions, name, head, head_path, catalog.config.factory, len(index), keep_previous)
+    index = build_index(catalog.features, head, catalog.stores, name, progress, catalog.config.target_recall)
+    catalog.stores.install(name, index)
+    info = record_build(catalog.sessions, name, head, head_path, index.info.factory, len(index), keep_previous)
     catalog.install_space(name, LiveSpace(info, head, index))
     return info
 

@@ -1,15 +1,18 @@
-"""Search spaces: named FAISS indexes, each a head applied to the stored backbone features.
+"""Search spaces: named vector stores, each a head applied to the stored backbone features.
 
 `style` is the identity head (raw features); `content` is a trained A&D head. A space's row
 records its head (id and the copy of its checkpoint kept under ATTRIB_HOME/heads), its size
-and build time, and the previous head for a roll-back. Its index lives in
-ATTRIB_HOME/index/spaces/<name>.faiss, whose sidecar names the head it was built with.
+and build time, and the previous head for a roll-back. Its vectors live in the catalog's
+vector store (index/stores: a FAISS file ATTRIB_HOME/index/spaces/<name>.faiss, or a Milvus
+collection), which records the head it was built with.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,13 +24,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from index.features import FeatureStore
 from index.models import Space, utcnow
+from index.stores import SpaceStores, VectorStore
 from index.tuning import DEFAULT_TARGET_RECALL
-from index.vectors import VectorIndex
-from index.vectors import build_index as build_vector_index
 from training.errors import AttribError
 from training.fileio import atomic_write
 from training.heads import Head, load_head
 
+log = logging.getLogger(__name__)
 STYLE, CONTENT = "style", "content"
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 Progress = Callable[[int], None]
@@ -65,7 +68,7 @@ class LiveSpace:
 
     info: SpaceInfo
     head: Head
-    index: VectorIndex
+    index: VectorStore
 
 
 def check_name(name: str) -> str:
@@ -109,15 +112,22 @@ def delete_rows(sessions: sessionmaker[Session], names: list[str]) -> None:
             session.delete(row)
 
 
-def build_index(store: FeatureStore, head: Head, factory: str, progress: Progress | None = None,
-                target_recall: float = DEFAULT_TARGET_RECALL) -> VectorIndex:
-    """Apply a head to every stored feature: a matrix product per segment, no backbone forward.
-    An approximate index is then tuned to the recall target."""
+def build_index(store: FeatureStore, head: Head, stores: SpaceStores, name: str, progress: Progress | None = None,
+                target_recall: float = DEFAULT_TARGET_RECALL, kind: str | None = None) -> VectorStore:
+    """Apply a head to every stored feature (a matrix product per segment, no backbone forward)
+    into a new store for space `name`, beside the live one. An approximate index is then tuned
+    to the recall target. `kind`: the index type, when not the configured one."""
+    built = stores.new(name, head.head_id, head.dim, expected=len(store), kind=kind)
     parts = [(ids, head.apply(features)) for ids, features in _with_progress(store.chunks(), progress)]
     if not parts:
-        return VectorIndex(head.dim, head.head_id, factory)
+        return built
     ids, vectors = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    return build_vector_index(ids, vectors, head.head_id, factory, target_recall)
+    started = time.perf_counter()
+    built.add(ids, vectors)
+    built.tune(vectors, ids, target_recall)
+    log.info("built space %s (%s) of %d vectors in %.3fs", name, built.info.factory, len(built),
+             time.perf_counter() - started)
+    return built
 
 
 def _with_progress(chunks, progress: Progress | None):

@@ -1,4 +1,4 @@
-"""Search-parameter tuning for approximate FAISS indexes, to a recall target (as autofaiss does).
+"""Search-parameter tuning for approximate indexes (FAISS, Milvus), to a recall target (as autofaiss does).
 
 An IVF index searches `nprobe` of its lists and an HNSW graph keeps `efSearch` candidates; both
 trade speed for recall. Instead of fixed values, `tune_search` takes a sample of the indexed
@@ -97,19 +97,30 @@ def sample_queries(vectors: np.ndarray, seed: int = 0, noise: float = 0.5) -> np
 
 def tune_to_truth(index, queries: np.ndarray, truth: np.ndarray, target: float = DEFAULT_TARGET_RECALL,
                   plateau: float = 0.002) -> Tuning | None:
-    """Walk the knob upwards until recall@k (k = truth's width) reaches `target`.
-
-    Compressed codes (PQ) cap recall below what any nprobe gives, so the walk also stops when
-    doubling the knob gains less than `plateau`; the reached recall is reported (and logged).
-    """
+    """Walk a FAISS index's knob upwards until recall@k (k = truth's width) reaches `target`."""
     name = tunable_parameter(index)
     if name is None or index.ntotal == 0:
         return None
+
+    def search_with(value: int) -> np.ndarray:
+        apply_params(index, {name: value})
+        return index.search(queries, truth.shape[1])[1]
+
+    return walk_knob(name, candidates(index, name), search_with, truth, target, plateau)
+
+
+def walk_knob(name: str, values: list[int], search_with, truth: np.ndarray, target: float = DEFAULT_TARGET_RECALL,
+              plateau: float = 0.002) -> Tuning:
+    """The cheapest of `values` whose search (`search_with(value)` returns the found ids) reaches
+    `target` recall@k against `truth`; any store's knob (FAISS or Milvus) is tuned this way.
+
+    Compressed codes (PQ) cap recall below what any nprobe gives, so the walk also stops when
+    the next value gains less than `plateau`; the reached recall is reported (and logged).
+    """
     started, k = time.perf_counter(), truth.shape[1]
     recall, value, previous = 0.0, None, None
-    for value in candidates(index, name):
-        apply_params(index, {name: value})
-        recall = recall_at_k(index.search(queries, k)[1], truth)
+    for value in values:
+        recall = recall_at_k(search_with(value), truth)
         if recall >= target or (previous is not None and recall - previous < plateau):
             break
         previous = recall

@@ -2,6 +2,11 @@
 
 PostgreSQL is expected at ATTRIB_TEST_POSTGRES_URL (default: the local server's `test`
 database). Each test gets its own schema there, and its own SQLite file.
+
+Tests (or modules) marked `both_stores` run on each vector store: FAISS (with SQLite and
+PostgreSQL) and Milvus Lite (with PostgreSQL: metadata in PostgreSQL, vectors in Milvus). One
+Milvus Lite file serves the whole session; each test's collections get their own prefix and
+are dropped afterwards. Without pymilvus and milvus-lite the Milvus runs are skipped, saying so.
 """
 
 from __future__ import annotations
@@ -21,6 +26,108 @@ POSTGRES_URL = os.environ.get("ATTRIB_TEST_POSTGRES_URL", "postgresql+psycopg://
 # Tests run the backbone in torch (exact features, no export per temporary home) unless they ask
 # for an engine; tests/training/test_engine.py tests the engines.
 os.environ.setdefault("ATTRIB_ENGINE", "torch")
+
+
+STORES = ("faiss", "milvus")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "both_stores: run on the FAISS store and on Milvus Lite")
+    config.addinivalue_line("markers", "store_server: the Milvus runs use Milvus Lite as a gRPC server "
+                            "(http://), for tests whose several processes share the store")
+
+
+def pytest_generate_tests(metafunc):
+    if "vector_store" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_stores"):
+        metafunc.parametrize("vector_store", STORES, indirect=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Milvus runs once, with PostgreSQL (its pairing in a deployment), not with SQLite too."""
+    keep, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        pair = (params.get("vector_store"), params.get("database_url"))
+        (dropped if pair == ("milvus", "sqlite") else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def _require_milvus() -> None:
+    try:
+        import milvus_lite  # noqa: F401
+        import pymilvus  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"the Milvus Lite runs need pymilvus and milvus-lite (pip install -e '.[test]'): {exc}")
+
+
+@pytest.fixture(scope="session")
+def milvus_lite_uri(tmp_path_factory) -> str:
+    """One embedded Milvus Lite file for the session (one process per file)."""
+    _require_milvus()
+    return str(tmp_path_factory.mktemp("milvus") / "lite.db")
+
+
+@pytest.fixture(scope="session")
+def milvus_lite_server(tmp_path_factory) -> str:
+    """Milvus Lite as a gRPC server in its own process, for tests with several processes."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    _require_milvus()
+    from pymilvus import MilvusClient
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [str(Path(sys.executable).parent / "milvus-lite"), "server", "--host", "127.0.0.1", "--port", str(port),
+               "--data-dir", str(tmp_path_factory.mktemp("milvus-server"))]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+    while True:
+        try:
+            MilvusClient(uri, timeout=2).close()
+            break
+        except Exception:  # noqa: BLE001 - not listening yet
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"the Milvus Lite server did not start ({' '.join(command)})")
+            time.sleep(0.2)
+    yield uri
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture
+def vector_store(request) -> str:
+    return getattr(request, "param", "faiss")
+
+
+@pytest.fixture
+def store_settings(vector_store, request):
+    """Catalog/Settings fields for the test's vector store (nothing for FAISS, the default)."""
+    if vector_store == "faiss":
+        yield {}
+        return
+    lite = "milvus_lite_server" if request.node.get_closest_marker("store_server") else "milvus_lite_uri"
+    uri, prefix = request.getfixturevalue(lite), f"t{uuid.uuid4().hex[:12]}"
+    yield {"vector_store": "milvus", "milvus_uri": uri, "milvus_prefix": prefix}
+    _drop_collections(uri, prefix)
+
+
+def _drop_collections(uri: str, prefix: str) -> None:
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri)
+    for name in client.list_collections():
+        if name.startswith(prefix + "_"):
+            for alias in client.list_aliases(name).get("aliases", []):
+                client.drop_alias(alias)
+            client.drop_collection(name)
+    client.close()
 
 
 @pytest.fixture(scope="session")
@@ -93,14 +200,15 @@ def database_url(request):
 
 
 @pytest.fixture
-def make_catalog(tmp_path, database_url, encoder):
-    """Open catalogs on one home + database; closes them all afterwards."""
+def make_catalog(tmp_path, database_url, encoder, store_settings):
+    """Open catalogs on one home + database (+ vector store); closes them all afterwards."""
     from index.catalog import Catalog, CatalogConfig
 
     opened = []
 
     def _open(enc=encoder, **overrides):
-        config = CatalogConfig(home=tmp_path / "home", database_url=database_url, batch_size=8, **overrides)
+        config = CatalogConfig(home=tmp_path / "home", database_url=database_url, batch_size=8,
+                               **(store_settings | overrides))
         catalog = Catalog(config, enc)
         opened.append(catalog)
         return catalog

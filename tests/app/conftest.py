@@ -14,10 +14,11 @@ from index.keys import create_key
 
 
 @pytest.fixture
-def make_settings(tmp_path, database_url):
+def make_settings(tmp_path, database_url, store_settings):
     def _make(**overrides) -> Settings:
         values = dict(home=tmp_path / "home", database_url=database_url, device="cpu", batch_size=8,
-                      async_batch_files=16, max_upload_bytes=2_000_000, max_request_bytes=20_000_000)
+                      async_batch_files=16, max_upload_bytes=2_000_000, max_request_bytes=20_000_000,
+                      **store_settings)
         return Settings(**(values | overrides))
 
     return _make

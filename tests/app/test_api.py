@@ -1,10 +1,12 @@
-"""The HTTP API end to end: real app, real encoder, real photos, SQLite and PostgreSQL."""
+"""The HTTP API end to end: real app, real encoder, real photos, SQLite and PostgreSQL; the
+ingest, attribute, takedown and restart tests also on Milvus Lite (`both_stores`)."""
 
 import io
 import json
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 
@@ -18,6 +20,7 @@ def error_code(response) -> str:
     return response.json()["error"]["code"]
 
 
+@pytest.mark.both_stores
 def test_index_then_attribute_with_evidence(api, corpus, edit):
     response = api.index(corpus)
     assert response.status_code == 200, response.text
@@ -87,6 +90,7 @@ def test_malformed_requests_to_index(api, corpus):
     assert response.status_code == 422 and "files" in response.json()["error"]["message"]
 
 
+@pytest.mark.both_stores
 def test_large_batch_runs_as_a_job(start_api, corpus):
     api = start_api(async_batch_files=4)
     response = api.index(corpus[:7] + corpus[:1], ["c"] * 8)
@@ -144,6 +148,7 @@ def test_odd_but_valid_images_are_attributed(api, corpus):
         assert response.json()["spaces"]["style"]["concepts"][0]["concept"] == corpus[2].stem
 
 
+@pytest.mark.both_stores
 def test_takedown_removes_a_source_from_later_results(api, corpus, edit):
     ids = [r["source_id"] for r in api.index(corpus[:6]).json()["results"]]
     query = edit(corpus[3])
@@ -218,6 +223,7 @@ def test_body_limit_refuses_huge_requests(start_api):
     assert api.client.get("/healthz").status_code == 200
 
 
+@pytest.mark.both_stores
 def test_restart_keeps_catalog_and_jobs(start_api, corpus, edit):
     first = start_api(async_batch_files=4)
     job_url = first.index(corpus[:6], ["c"] * 6).json()["status_url"]
@@ -239,6 +245,7 @@ def test_restart_keeps_catalog_and_jobs(start_api, corpus, edit):
     assert second.attribute(edit(corpus[2])).json()["spaces"]["style"]["concepts"][0]["sources"][0]["filename"] == corpus[2].name
 
 
+@pytest.mark.both_stores
 def test_readiness_and_metrics(api, corpus, start_api, edit):
     ready = api.client.get("/readyz").json()
     assert ready["ready"] and ready["checks"] == {"encoder": "ok", "index": "ok", "database": "ok"}

@@ -1,6 +1,7 @@
 """Crash tests: a real `attrib serve` or `attrib index` process is killed with SIGKILL at a chosen
 point (ATTRIB_CRASH_AT, see index/crashpoints.py). After a restart nothing acknowledged is lost,
-no orphan remains, and every taken-down image is gone. Both databases."""
+no orphan remains, and every taken-down image is gone. Both databases; both vector stores (Milvus
+Lite as a server here, since the test and the killed processes share the store)."""
 
 import os
 import shutil
@@ -21,6 +22,7 @@ from index.keys import create_key
 from index.models import Source, Takedown
 
 ATTRIB = str(Path(sys.executable).parent / "attrib")
+pytestmark = [pytest.mark.both_stores, pytest.mark.store_server]
 
 
 def free_port() -> int:
@@ -57,19 +59,21 @@ class Server:
 
 
 @pytest.fixture
-def environment(tmp_path, database_url):
+def environment(tmp_path, database_url, store_settings):
     env = {**os.environ, "ATTRIB_HOME": str(tmp_path / "home"), "ATTRIB_DATABASE_URL": database_url,
            "ATTRIB_DEVICE": "cpu", "ATTRIB_BATCH_SIZE": "4", "ATTRIB_ASYNC_BATCH_FILES": "4"}
+    env |= {f"ATTRIB_{name.upper()}": value for name, value in store_settings.items()}
     env.pop("ATTRIB_CRASH_AT", None)
     return env
 
 
 @pytest.fixture
-def catalog_for(environment):
+def catalog_for(environment, store_settings):
     opened = []
 
     def _open():
-        settings = Settings(home=environment["ATTRIB_HOME"], database_url=environment["ATTRIB_DATABASE_URL"], device="cpu")
+        settings = Settings(home=environment["ATTRIB_HOME"], database_url=environment["ATTRIB_DATABASE_URL"], device="cpu",
+                            **store_settings)
         opened.append(open_catalog(settings))
         return opened[-1]
 

@@ -1,11 +1,15 @@
-"""Spaces over HTTP: both answers in one response, roll-out while requests keep coming, refusals."""
+"""Spaces over HTTP: both answers in one response, roll-out while requests keep coming, refusals.
+On both vector stores."""
 
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import torch
 
 from training.encoders import create_encoder
+
+pytestmark = pytest.mark.both_stores
 
 
 def head_bytes(tmp_path, seed):

@@ -1,4 +1,5 @@
-"""Catalog behaviour on both SQLite and PostgreSQL, with the real encoder and real photos."""
+"""Catalog behaviour on both SQLite and PostgreSQL and on both vector stores (FAISS, Milvus Lite),
+with the real encoder and real photos."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,8 @@ from index.catalog import CatalogError, NotFoundError
 from index.ingest import IngestItem, ingest
 from index.takedowns import take_down_concept, take_down_source
 from training.encoders import create_encoder
+
+pytestmark = pytest.mark.both_stores
 
 
 def items_for(paths, concept=None):
@@ -28,8 +31,9 @@ def style_ids(catalog):
     return set(catalog.live_space("style").index.ids().tolist())
 
 
-def test_ingest_indexes_skips_duplicates_and_rejects_bad_files(make_catalog, photos, tmp_path):
+def test_ingest_indexes_skips_duplicates_and_rejects_bad_files(make_catalog, photos, tmp_path, vector_store):
     catalog = make_catalog()
+    assert type(catalog.live_space("style").index).__module__ == f"index.stores.{vector_store}_store"
     corrupt = tmp_path / "broken.jpg"
     corrupt.write_bytes(photos[0].read_bytes()[:500])
     items = items_for(photos[:3]) + [IngestItem("broken.jpg", "x", path=corrupt), items_for(photos[:1])[0]]
@@ -108,7 +112,7 @@ def test_reconcile_repairs_a_crash_at_any_point_of_a_write(make_catalog, photos)
     # a vector and features whose rows are gone
     space.index.add([999_999], np.ones((1, space.head.dim), np.float32) / np.sqrt(space.head.dim))
     catalog.features.add([999_998], np.ones((1, catalog.feature_dim), np.float32))
-    space.index.save(catalog.space_path("style"))
+    space.index.flush()
 
     reopened = make_catalog()
     assert sorted(reopened.features.ids().tolist()) == ids
@@ -132,13 +136,19 @@ def test_another_backbone_is_refused_until_reindex(make_catalog, photos):
     assert len(make_catalog(enc=other).live_space("style").index) == 3
 
 
+MILVUS_INDEX = {"HNSW32": "HNSW", "IVF2,Flat": "IVF_FLAT"}
+
+
 @pytest.mark.parametrize("factory", ["HNSW32", "IVF2,Flat"])
-def test_other_index_types_go_through_the_same_code(make_catalog, photos, factory):
-    catalog = make_catalog(factory=factory)
+def test_other_index_types_go_through_the_same_code(make_catalog, photos, factory, vector_store):
+    kind = {"factory": factory} if vector_store == "faiss" else {"milvus_index": MILVUS_INDEX[factory]}
+    catalog = make_catalog(**kind)
     results = ingest(catalog, items_for(photos[:10]))
     take_down_source(catalog, results[0].source_id)
-    reopened = make_catalog(factory=factory)
-    assert reopened.live_space("style").index.info.factory == factory
+    reopened = make_catalog(**kind)
+    expected = factory if vector_store == "faiss" else f"milvus:{MILVUS_INDEX[factory]}"
+    assert reopened.live_space("style").index.info.factory == expected
+    assert reopened.live_space("style").info.factory == expected
     assert search(reopened, photos[3], 1)[0].source_id == results[3].source_id
 
 

@@ -3,11 +3,15 @@
 import os
 import time
 
+import pytest
+
 from index.ingest import IngestItem, ingest
 from index.jobs import create_job
 from index.models import Takedown
 from index.sweep import sweep
 from index.takedowns import take_down_source
+
+pytestmark = pytest.mark.both_stores
 
 
 def aged(path, seconds=3600):

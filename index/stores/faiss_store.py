@@ -1,0 +1,68 @@
+"""FAISS stores: one index file per space, ATTRIB_HOME/index/spaces/<name>.faiss, with its
+JSON sidecar (index/vectors.py). The default store."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from index.vectors import VectorIndex, VectorIndexError, sidecar_path
+
+log = logging.getLogger(__name__)
+
+
+class FaissStore(VectorIndex):
+    """A FAISS index that knows its file: `flush` saves it there (atomically)."""
+
+    path: Path | None = None
+
+    def vectors(self, ids):
+        import numpy as np
+
+        return np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim), np.float32)
+
+    def flush(self) -> None:
+        if self.path is not None:
+            self.save(self.path)
+
+
+class FaissSpaces:
+    def __init__(self, root: Path, factory: str, mmap: bool = False):
+        self.root, self.kind, self.mmap = Path(root), factory, mmap
+
+    def path(self, space: str) -> Path:
+        return self.root / f"{space}.faiss"
+
+    def open(self, space: str, head_id: str, dim: int) -> FaissStore | None:
+        path = self.path(space)
+        if not path.exists():
+            return None
+        try:
+            store = FaissStore.load(path, mmap=self.mmap)
+        except VectorIndexError as exc:
+            log.warning("space %s: %s; rebuilding it from the stored features", space, exc.message)
+            return None
+        if store.encoder_id != head_id or store.dim != dim:
+            log.warning("space %s: the index file was built with head %s, not %s; rebuilding it",
+                        space, store.encoder_id, head_id)
+            return None
+        store.path = path
+        return store
+
+    def new(self, space: str, head_id: str, dim: int, expected: int = 0, kind: str | None = None) -> FaissStore:
+        """An empty index of `kind` (a FAISS factory string recorded with the space), else the configured one."""
+        return FaissStore(dim, head_id, kind if kind and not kind.startswith("milvus:") else self.kind)
+
+    def install(self, space: str, store: FaissStore) -> None:
+        store.path = self.path(space)  # the atomic rename replaces the old file
+        store.flush()
+
+    def exists(self, space: str) -> bool:
+        return self.path(space).exists()
+
+    def drop(self, space: str) -> None:
+        self.path(space).unlink(missing_ok=True)
+        sidecar_path(self.path(space)).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        pass
