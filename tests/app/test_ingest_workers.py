@@ -20,8 +20,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def worker_environment(settings: Settings) -> dict:
+    """The server's catalog (home, database, vector store) for a worker process."""
+    stores = {"ATTRIB_VECTOR_STORE": settings.vector_store, "ATTRIB_MILVUS_URI": settings.milvus_uri or "",
+              "ATTRIB_MILVUS_PREFIX": settings.milvus_prefix or ""}
     return {**os.environ, "ATTRIB_HOME": str(settings.home), "ATTRIB_DATABASE_URL": settings.database_url,
             "ATTRIB_INGEST_QUEUE": "external", "ATTRIB_DEVICE": "cpu", "ATTRIB_BATCH_SIZE": "2",
+            **{name: value for name, value in stores.items() if value},
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
@@ -31,6 +35,8 @@ def start_worker(settings: Settings, log: Path, *options: str) -> subprocess.Pop
                                 env=worker_environment(settings), stdout=out, stderr=subprocess.STDOUT)
 
 
+@pytest.mark.both_stores
+@pytest.mark.store_server  # Milvus: a Milvus Lite server the workers and the API share
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_workers_run_the_jobs_the_server_queued(start_api, photos, tmp_path):
     api = start_api(ingest_queue="external", async_batch_files=2)
@@ -61,6 +67,8 @@ def test_workers_run_the_jobs_the_server_queued(start_api, photos, tmp_path):
         top = api.attribute(paths[0].read_bytes()).json()["spaces"]["style"]["concepts"][0]
         assert top["concept"] == concept and top["sources"][0]["filename"] == paths[0].name
     assert "ran" in logs[0].read_text() + logs[1].read_text()
+    if api.app.state.settings.vector_store == "milvus":  # the workers wrote their vectors to Milvus
+        assert not list(api.app.state.settings.home.rglob("*.faiss"))
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)

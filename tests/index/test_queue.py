@@ -115,3 +115,13 @@ def test_a_stopped_job_resumes_after_its_recorded_batches(make_catalog, photos):
     assert [r["status"] for r in job.results] == ["indexed"] * 10
     with catalog.sessions() as session:
         assert len(session.scalars(select(Source.id)).all()) == 10
+
+
+def test_a_server_start_leaves_queued_ingestion_to_the_workers(make_catalog):
+    catalog = make_catalog()
+    dead = gone_owner()
+    waiting = add_jobs(catalog, 1, owner=dead)[0]  # enqueued by a server that has stopped since
+    build = add_jobs(catalog, 1, owner=dead, kind="space_build")[0]  # ran in that server: lost
+    assert mark_interrupted(catalog, external_kinds=(QUEUED_KIND,)) == 1
+    assert get_job(catalog, waiting).state == "queued" and get_job(catalog, build).state == "interrupted"
+    assert mark_interrupted(catalog) == 1 and get_job(catalog, waiting).state == "interrupted"  # inline: as before
