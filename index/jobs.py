@@ -66,7 +66,7 @@ def run_job(catalog: Catalog, job_id: str, actor: Actor | None = None,
     When `should_stop()` turns true, the job stops after a batch is recorded and is left
     `running`: the caller puts it back in the queue (index/queue.py). Never raises."""
     folder = spool_dir(catalog, job_id)
-    stopped = False
+    ended = False  # the spool goes only with a recorded end: a job cut short by a signal can run again
     try:
         items, results = _remaining(catalog, job_id, folder)
         actor = actor or _job_actor(folder)
@@ -83,14 +83,15 @@ def run_job(catalog: Catalog, job_id: str, actor: Actor | None = None,
 
         ingest(catalog, items, on_result=record, actor=actor)
         _update(catalog, job_id, state="succeeded", done=len(results), results=results)
+        ended = True
     except JobStopped:
-        stopped = True
         log.warning("job %s stopped after %d files; it can be run again", job_id, len(results))
     except Exception as exc:  # a job must end in a recorded state, whatever happened
         log.exception("job %s failed", job_id)
         _update(catalog, job_id, state="failed", error=f"{type(exc).__name__}: {exc}")
+        ended = True
     finally:
-        if not stopped:
+        if ended:
             shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -99,22 +99,29 @@ def test_jobs_of_gone_workers_are_requeued_then_given_up(make_catalog, photos):
 
 def test_a_stopped_job_resumes_after_its_recorded_batches(make_catalog, photos):
     catalog = make_catalog()  # batch_size 8
-    items = [IngestItem(p.name, p.stem, path=p) for p in photos[40:50]]
+    items = [IngestItem(p.name, p.stem, path=p) for p in photos[40:60]]
     job_id = create_job(catalog, items)
     assert claim_next_job(catalog, this_process()) == job_id
-    run_job(catalog, job_id, should_stop=lambda: True)
+    run_job(catalog, job_id, should_stop=lambda: True)  # SIGTERM: stops after the batch in hand
     stopped = get_job(catalog, job_id)
     assert (stopped.state, stopped.done) == ("running", 8) and spool_dir(catalog, job_id).is_dir()
     release_job(catalog, job_id)
 
     assert claim_next_job(catalog, this_process()) == job_id
+    with pytest.raises(KeyboardInterrupt):  # a second signal: stopped at once, the spool kept for a rerun
+        run_job(catalog, job_id, should_stop=lambda: (_ for _ in ()).throw(KeyboardInterrupt))
+    cut = get_job(catalog, job_id)
+    assert (cut.state, cut.done) == ("running", 16) and spool_dir(catalog, job_id).is_dir()
+    release_job(catalog, job_id)
+
+    assert claim_next_job(catalog, this_process()) == job_id
     run_job(catalog, job_id)
     job = get_job(catalog, job_id)
-    assert (job.state, job.done) == ("succeeded", 10) and not spool_dir(catalog, job_id).exists()
+    assert (job.state, job.done) == ("succeeded", 20) and not spool_dir(catalog, job_id).exists()
     assert [r["filename"] for r in job.results] == [item.filename for item in items]
-    assert [r["status"] for r in job.results] == ["indexed"] * 10
+    assert [r["status"] for r in job.results] == ["indexed"] * 20
     with catalog.sessions() as session:
-        assert len(session.scalars(select(Source.id)).all()) == 10
+        assert len(session.scalars(select(Source.id)).all()) == 20
 
 
 def test_a_server_start_leaves_queued_ingestion_to_the_workers(make_catalog):
