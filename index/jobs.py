@@ -64,7 +64,7 @@ def run_job(catalog: Catalog, job_id: str, actor: Actor | None = None,
     """Ingest a spooled job, recording progress after each batch (the audit log names `actor`, by
     default the one that submitted it). A job run again skips the files whose results it recorded.
     When `should_stop()` turns true, the job stops after a batch is recorded and is left
-    `running`: the caller puts it back in the queue (index/queue.py). Never raises."""
+    `running`: the caller puts it back in the queue (index/queue.py). Raises no Exception."""
     folder = spool_dir(catalog, job_id)
     ended = False  # the spool goes only with a recorded end: a job cut short by a signal can run again
     try:

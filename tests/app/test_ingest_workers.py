@@ -66,6 +66,8 @@ def test_workers_run_the_jobs_the_server_queued(start_api, photos, tmp_path):
     for concept, paths in batches.items():
         top = api.attribute(paths[0].read_bytes()).json()["spaces"]["style"]["concepts"][0]
         assert top["concept"] == concept and top["sources"][0]["filename"] == paths[0].name
+    audit = api.client.get("/audit", params={"action": "source.create", "limit": 100}, headers=api.auth).json()
+    assert audit["total"] == 7 and {e["key_name"] for e in audit["items"]} == {"tests"}  # the submitting key
     assert "ran" in logs[0].read_text() + logs[1].read_text()
     if api.app.state.settings.vector_store == "milvus":  # the workers wrote their vectors to Milvus
         assert not list(api.app.state.settings.home.rglob("*.faiss"))
