@@ -17,7 +17,9 @@ COPY app ./app
 COPY index ./index
 COPY training ./training
 COPY migrations ./migrations
-RUN pip install . && useradd --create-home --uid 1000 attrib && mkdir -p /data && chown attrib /data
+# EXTRAS=milvus installs '.[milvus]' (pymilvus), for ATTRIB_VECTOR_STORE=milvus (docker-compose.yml, profile milvus).
+ARG EXTRAS=""
+RUN pip install ".${EXTRAS:+[$EXTRAS]}" && useradd --create-home --uid 1000 attrib && mkdir -p /data && chown attrib /data
 
 USER attrib
 VOLUME ["/data"]

@@ -1,4 +1,4 @@
-"""`attrib` command line: index, attribute, reindex, serve, demo, train, eval, calibrate.
+"""`attrib` command line: index, attribute, reindex, serve, worker, demo, train, eval, calibrate.
 
 Every command reads ATTRIB_HOME and ATTRIB_DATABASE_URL (see app/settings.py). Problems a user
 can fix print one `error:` line and exit 1; argument mistakes exit 2.
@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, metavar="N",
                        help="worker processes on one socket (default: ATTRIB_WORKERS, 1); see docs/performance.md")
     serve.set_defaults(handler=cmd_serve)
+
+    worker = commands.add_parser("worker", help="run ingestion jobs queued by the server (ATTRIB_INGEST_QUEUE=external)")
+    worker.add_argument("--poll-seconds", type=float, metavar="S",
+                        help="wait between looks at an empty queue (default: ATTRIB_WORKER_POLL_SECONDS, 2)")
+    worker.add_argument("--once", action="store_true", help="run the queued jobs, then exit when none is left")
+    worker.set_defaults(handler=cmd_worker)
 
     add_keys_parser(commands)
 
@@ -181,6 +187,29 @@ def cmd_serve(args, _rest) -> int:
     if workers < 1:
         raise AttribError(f"--workers must be at least 1, not {workers}", code="bad_argument")
     run_server(server_config(settings, args.host, args.port, workers))
+    return 0
+
+
+def cmd_worker(args, _rest) -> int:
+    from app.services import open_catalog
+    from app.worker import run_worker, stop_on_signals
+
+    settings = Settings()
+    if settings.ingest_queue != "external":
+        raise AttribError("`attrib worker` runs jobs queued for workers: set ATTRIB_INGEST_QUEUE=external (with a "
+                          "PostgreSQL database) for the server and the workers", code="queue_not_external")
+    poll = settings.worker_poll_seconds if args.poll_seconds is None else args.poll_seconds
+    if poll <= 0:
+        raise AttribError(f"--poll-seconds must be positive, not {poll}", code="bad_argument")
+    logging.getLogger("app.worker").setLevel(logging.INFO)
+    logging.getLogger("index.jobs").setLevel(logging.INFO)
+    stop = stop_on_signals()
+    catalog = open_catalog(settings)
+    try:
+        finished = run_worker(catalog, poll, args.once, stop)
+    finally:
+        catalog.close()
+    print(f"worker stopped: ran {finished} jobs", file=sys.stderr)
     return 0
 
 

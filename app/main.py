@@ -19,6 +19,7 @@ from app.services import open_catalog, open_pool
 from app.settings import Settings
 from app.timeouts import BodyTimeoutMiddleware
 from index.jobs import mark_interrupted, run_job
+from index.queue import QUEUED_KIND, requeue_orphans
 from index.sweep import sweep
 from training.errors import AttribError
 
@@ -106,7 +107,10 @@ def load_catalog(settings: Settings):
         log.error("cannot load the search spaces: %s", exc.message)
         catalog.close()
         return None, exc.message
-    interrupted = mark_interrupted(catalog)
+    external = settings.ingest_queue == "external"
+    if external:  # queued ingestion jobs wait for `attrib worker`s; those of dead workers go back
+        requeue_orphans(catalog)
+    interrupted = mark_interrupted(catalog, external_kinds=(QUEUED_KIND,) if external else ())
     if interrupted:
         log.warning("%d jobs were interrupted by the last shutdown", interrupted)
     return catalog, None

@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     async_batch_files: int = Field(
         64, ge=1, description="POST /index batches with more files run as a background job (202)."
     )
+    ingest_queue: Literal["inline", "external"] = Field(
+        "inline", description="Who runs ingestion jobs: `inline`, the server that accepted them (one at a time), "
+        "or `external`, `attrib worker` processes that claim them from the database (PostgreSQL only); the "
+        "server then only enqueues."
+    )
+    worker_poll_seconds: float = Field(
+        2.0, gt=0, le=3600, description="How long an idle `attrib worker` waits before looking for jobs again."
+    )
     share_temperature: float = Field(
         0.05, gt=0, description="Softmax temperature that turns concept scores into shares."
     )
@@ -142,6 +150,16 @@ class Settings(BaseSettings):
             check_store_settings(self.vector_store, self.milvus_uri, self.milvus_index, self.milvus_prefix)
         except AttribError as exc:
             raise PydanticCustomError(exc.code, exc.message) from None
+        return self
+
+    @model_validator(mode="after")
+    def _check_queue(self) -> Settings:
+        from sqlalchemy.engine import make_url
+
+        if self.ingest_queue == "external" and make_url(self.database_url_resolved).get_backend_name() != "postgresql":
+            raise PydanticCustomError(
+                "external_queue_needs_postgres", "ATTRIB_INGEST_QUEUE=external needs a PostgreSQL ATTRIB_DATABASE_URL "
+                "(workers claim jobs with SELECT ... FOR UPDATE SKIP LOCKED); with SQLite use `inline`")
         return self
 
     @property

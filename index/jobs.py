@@ -3,6 +3,8 @@
 Uploaded files are spooled under ATTRIB_HOME/spool/<job id>/ before the job is acknowledged.
 A job runs in the process that created it, which is recorded as its `owner`: with several worker
 processes, one that starts marks only the unfinished jobs of processes that are gone as interrupted.
+With ATTRIB_INGEST_QUEUE=external, ingestion jobs are run by `attrib worker` processes instead,
+which claim them (index/queue.py); a job run again resumes after the results it recorded.
 """
 
 from __future__ import annotations
@@ -32,8 +34,13 @@ def spool_dir(catalog: Catalog, job_id: str) -> Path:
     return catalog.home / "spool" / job_id
 
 
-def create_job(catalog: Catalog, items: list[IngestItem]) -> str:
-    """Spool the items' bytes to disk and record a queued job; returns its id."""
+class JobStopped(Exception):
+    """Raised between batches when the worker running a job is asked to stop."""
+
+
+def create_job(catalog: Catalog, items: list[IngestItem], actor: Actor = CLI) -> str:
+    """Spool the items' bytes to disk and record a queued job; returns its id. The audit log
+    names `actor` for its writes, whichever process runs it."""
     job_id = str(uuid.uuid4())
     folder = spool_dir(catalog, job_id)
     folder.mkdir(parents=True)
@@ -46,37 +53,65 @@ def create_job(catalog: Catalog, items: list[IngestItem]) -> str:
             "path": str(path), "rejection": item.rejection,
         })
     (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "actor.json").write_text(json.dumps(asdict(actor)))
     with catalog.sessions.begin() as session:
         session.add(Job(id=job_id, state="queued", total=len(items), done=0, results=[], owner=this_process()))
     return job_id
 
 
-def run_job(catalog: Catalog, job_id: str, actor: Actor = CLI) -> None:
-    """Ingest a spooled job, recording progress after each batch (the audit log names `actor`).
-    Never raises."""
+def run_job(catalog: Catalog, job_id: str, actor: Actor | None = None,
+            should_stop: Callable[[], bool] | None = None) -> None:
+    """Ingest a spooled job, recording progress after each batch (the audit log names `actor`, by
+    default the one that submitted it). A job run again skips the files whose results it recorded.
+    When `should_stop()` turns true, the job stops after a batch is recorded and is left
+    `running`: the caller puts it back in the queue (index/queue.py). Raises no Exception."""
     folder = spool_dir(catalog, job_id)
+    ended = False  # the spool goes only with a recorded end: a job cut short by a signal can run again
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        items = [
-            IngestItem(m["filename"], m["concept"], path=Path(m["path"]), meta=m["meta"],
-                       rejection=tuple(m["rejection"]) if m["rejection"] else None)
-            for m in manifest
-        ]
+        items, results = _remaining(catalog, job_id, folder)
+        actor = actor or _job_actor(folder)
         _update(catalog, job_id, state="running")
-        results: list[dict] = []
+        start, total = len(results), len(results) + len(items)
 
         def record(result: IngestResult) -> None:
             results.append(asdict(result))
-            if len(results) % catalog.config.batch_size == 0 or len(results) == len(items):
+            if (len(results) - start) % catalog.config.batch_size == 0 or len(results) == total:
                 _update(catalog, job_id, done=len(results), results=list(results))
+                log.info("job %s: %d of %d files", job_id, len(results), total)
+                if len(results) < total and should_stop and should_stop():
+                    raise JobStopped(job_id)
 
         ingest(catalog, items, on_result=record, actor=actor)
         _update(catalog, job_id, state="succeeded", done=len(results), results=results)
+        ended = True
+    except JobStopped:
+        log.warning("job %s stopped after %d files; it can be run again", job_id, len(results))
     except Exception as exc:  # a job must end in a recorded state, whatever happened
         log.exception("job %s failed", job_id)
         _update(catalog, job_id, state="failed", error=f"{type(exc).__name__}: {exc}")
+        ended = True
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if ended:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remaining(catalog: Catalog, job_id: str, folder: Path) -> tuple[list[IngestItem], list[dict]]:
+    """The spooled items not yet recorded, and the results recorded so far (in input order)."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    items = [
+        IngestItem(m["filename"], m["concept"], path=Path(m["path"]), meta=m["meta"],
+                   rejection=tuple(m["rejection"]) if m["rejection"] else None)
+        for m in manifest
+    ]
+    recorded = list(get_job(catalog, job_id).results or [])[:len(items)]
+    return items[len(recorded):], recorded
+
+
+def _job_actor(folder: Path) -> Actor:
+    try:
+        return Actor(**json.loads((folder / "actor.json").read_text()))
+    except FileNotFoundError:  # spooled before jobs recorded who submitted them
+        return CLI
 
 
 def create_work_job(catalog: Catalog, kind: str, total: int) -> str:
@@ -124,11 +159,13 @@ def get_job(catalog: Catalog, job_id: str) -> Job:
     return job
 
 
-def mark_interrupted(catalog: Catalog) -> int:
+def mark_interrupted(catalog: Catalog, external_kinds: tuple[str, ...] = ()) -> int:
     """At start-up: jobs left queued or running by a process that is gone (or by one that recorded
-    no owner) will not finish. Jobs of live processes, and of other hosts, are left alone."""
+    no owner) will not finish. Jobs of live processes, and of other hosts, are left alone, and so
+    are jobs of `external_kinds` (run by `attrib worker`s, which recover them: index/queue.py)."""
     with catalog.sessions.begin() as session:
-        unfinished = session.scalars(select(Job).where(Job.state.in_(UNFINISHED)))
+        unfinished = session.scalars(
+            select(Job).where(Job.state.in_(UNFINISHED), Job.kind.not_in(external_kinds)))
         jobs = [job for job in unfinished if not (job.owner and is_alive(job.owner))]
         for job in jobs:
             job.state = "interrupted"

@@ -40,12 +40,14 @@ def index_files(
 ):
     """Each file is `indexed`, a `duplicate` (same bytes, same concept) or `rejected` with a reason;
     one bad file never fails the others. Batches over ATTRIB_ASYNC_BATCH_FILES files answer 202
-    with a job to poll at GET /jobs/{id}."""
+    with a job to poll at GET /jobs/{id}, run by this server or, with ATTRIB_INGEST_QUEUE=external,
+    by an `attrib worker`."""
     names = concept_names(files, concept, manifest)
     items = [upload_item(upload, name, meta, settings.max_upload_bytes) for upload, (name, meta) in zip(files, names)]
     if len(items) > settings.async_batch_files:
-        job_id = create_job(catalog, items)
-        request.app.state.executor.submit(request.app.state.run_job, catalog, job_id, actor)
+        job_id = create_job(catalog, items, actor)
+        if settings.ingest_queue == "inline":  # else an `attrib worker` claims it (index/queue.py)
+            request.app.state.executor.submit(request.app.state.run_job, catalog, job_id, actor)
         url = f"/jobs/{job_id}"
         body = JobAccepted(job_id=job_id, state="queued", total=len(items), status_url=url)
         return JSONResponse(body.model_dump(), status_code=202, headers={"Location": url})

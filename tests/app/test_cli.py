@@ -155,7 +155,7 @@ def test_console_script_runs_in_a_fresh_process(tmp_path, photos, sqlite_url):
     assert json.loads(done.stdout)["spaces"]["style"]["concepts"][0]["concept"] == "tench"
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["keys", "list"], ["keys", "create", "ops"]])
+@pytest.mark.parametrize("argv", [["--help"], ["worker", "--help"], ["keys", "list"], ["keys", "create", "ops"]])
 def test_light_commands_start_without_the_model_stack(tmp_path, sqlite_url, argv):
     """`attrib --help` and the key commands must not import torch (seconds of start-up)."""
     probe = ("import sys\nfrom app.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
