@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -173,10 +173,10 @@ def _write_chunk(catalog: Catalog, staged: _Staged, actor: Actor) -> list[Ingest
         for position, (status, source_id) in commit_chunk(catalog, staged.pending, staged.features, actor).items():
             results[position] = IngestResult(staged.items[position].filename, status,
                                              staged.pending[position].concept, source_id)
-    for position, first in staged.repeats.items():
-        earlier = results[first]
-        results[position] = IngestResult(staged.items[position].filename, "duplicate", earlier.concept,
-                                         earlier.source_id)
+    for position, first in staged.repeats.items():  # the same bytes as an earlier file of this batch
+        earlier, filename = results[first], staged.items[position].filename
+        results[position] = (replace(earlier, filename=filename) if earlier.status == "rejected" else
+                             IngestResult(filename, "duplicate", earlier.concept, earlier.source_id))
     catalog.flush(max_age=SAVE_EVERY_SECONDS)
     return [results[position] for position in range(len(staged.items))]
 

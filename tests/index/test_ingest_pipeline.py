@@ -72,11 +72,12 @@ def test_jpegs_decoded_on_the_device_are_indexed_like_the_others(make_catalog, p
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(photos[0].read_bytes()[:3000])  # a sound header: only decoding finds it
     items = [IngestItem(p.name, p.stem, path=p) for p in photos[:3]]
-    items += [IngestItem("photo.png", "png", path=png), IngestItem("truncated.jpg", "x", path=truncated)]
+    items += [IngestItem("photo.png", "png", path=png), IngestItem("truncated.jpg", "x", path=truncated),
+              IngestItem("truncated-again.jpg", "x", path=truncated)]
     results = ingest(catalog, items)
 
-    assert [r.status for r in results] == ["indexed"] * 4 + ["rejected"]
-    assert results[4].code == "corrupt_image"
+    assert [r.status for r in results] == ["indexed"] * 4 + ["rejected"] * 2
+    assert results[4].code == results[5].code == "corrupt_image"  # a repeat shares the rejection
     reference = make_catalog(device_decode="off")
     found, features = catalog.features.get([r.source_id for r in results[:4]])
     assert len(found) == 4
