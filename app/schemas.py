@@ -201,7 +201,7 @@ class SpaceStatus(BaseModel):
 
 class ReadyResponse(BaseModel):
     ready: bool
-    checks: dict[str, str] = Field(description="`ok` or the reason, for encoder, index and database.")
+    checks: dict[str, str] = Field(description="`ok` or the reason, for encoder, index, database and vector_store.")
     spaces: dict[str, SpaceStatus] = Field(default_factory=dict, description="Every live space.")
 
 

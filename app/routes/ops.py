@@ -30,7 +30,7 @@ def healthz() -> dict:
 
 @router.get("/readyz", response_model=ReadyResponse,
             responses={503: {"model": ReadyResponse, "description": "Not ready; `checks` says why."}},
-            summary="Readiness: encoder, search spaces and database; every space's size, head and build time")
+            summary="Readiness: encoder, search spaces, database and vector store; every space's size, head and build time")
 def readyz(request: Request):
     checks = readiness_checks(request.app)
     ready = all(value == "ok" for value in checks.values())
@@ -46,7 +46,7 @@ def readiness_checks(app) -> dict[str, str]:
     catalog = app.state.catalog
     if catalog is None:
         reason = app.state.load_error or "not loaded"
-        return {"encoder": reason, "index": reason, "database": reason}
+        return {"encoder": reason, "index": reason, "database": reason, "vector_store": reason}
     checks = {"encoder": "ok"}
     try:
         checks["index"] = "ok" if catalog.spaces() else "no search spaces"
@@ -58,6 +58,11 @@ def readiness_checks(app) -> dict[str, str]:
         checks["database"] = "ok"
     except Exception as exc:  # any driver error means unreachable
         checks["database"] = f"unreachable: {type(exc).__name__}"
+    try:
+        catalog.stores.check()
+        checks["vector_store"] = "ok"
+    except AttribError as exc:
+        checks["vector_store"] = exc.message
     return checks
 
 

@@ -71,4 +71,7 @@ class SpaceStores(Protocol):
 
     def drop(self, space: str) -> None: ...
 
+    def check(self) -> None:
+        """Raise StoreError when the store cannot answer now (readiness)."""
+
     def close(self) -> None: ...

@@ -64,5 +64,8 @@ class FaissSpaces:
         self.path(space).unlink(missing_ok=True)
         sidecar_path(self.path(space)).unlink(missing_ok=True)
 
+    def check(self) -> None:
+        """Nothing to reach: the indexes are local files, read when the catalog loads."""
+
     def close(self) -> None:
         pass

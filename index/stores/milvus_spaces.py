@@ -8,6 +8,7 @@ import math
 import re
 import uuid
 
+from index.errors import StoreError
 from index.stores.milvus_client import INFO_PROPERTY, connect, milvus_errors
 from index.stores.milvus_store import STRONG, MilvusStore
 from index.stores.names import MILVUS_INDEX_TYPES, safe_name
@@ -112,6 +113,17 @@ class MilvusSpaces:
         with milvus_errors(f"dropping {name}"):
             self.client.drop_collection(name)
         log.info("dropped the Milvus collection %s", name)
+
+    def check(self, timeout: float = 5.0) -> None:
+        """One cheap call (list the collections), so /readyz says when Milvus stops answering."""
+        try:
+            with milvus_errors("answering a health check"):
+                self.client.list_collections(timeout=timeout)
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a transport error: the server is not there
+            raise StoreError(f"cannot reach Milvus at {self.uri}: {type(exc).__name__}: {exc}",
+                             code="milvus_unreachable") from exc
 
     def close(self) -> None:
         self.client.close()

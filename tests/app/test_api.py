@@ -248,7 +248,7 @@ def test_restart_keeps_catalog_and_jobs(start_api, corpus, edit):
 @pytest.mark.both_stores
 def test_readiness_and_metrics(api, corpus, start_api, edit):
     ready = api.client.get("/readyz").json()
-    assert ready["ready"] and ready["checks"] == {"encoder": "ok", "index": "ok", "database": "ok"}
+    assert ready["ready"] and ready["checks"] == {"encoder": "ok", "index": "ok", "database": "ok", "vector_store": "ok"}
     assert list(ready["spaces"]) == ["style"] and ready["spaces"]["style"]["count"] == 0
     api.index(corpus[:2])
     assert api.client.get("/readyz").json()["spaces"]["style"]["count"] == 2

@@ -53,7 +53,7 @@ def milvus_standalone(data: Path, log: Path):
                 if server.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"milvus-server did not start: {log.read_text()[-2000:]}")
                 time.sleep(1)
-        yield uri
+        yield uri, server
     finally:
         _stop_group(server)
 
@@ -86,16 +86,20 @@ def test_ingest_attribute_takedown_restart(postgres_url, photos, tmp_path):
         return Api(Settings(home=tmp_path / "home", database_url=postgres_url, device="cpu", batch_size=8,
                             vector_store="milvus", milvus_uri=uri, milvus_prefix="standalone"))
 
-    with milvus_standalone(data, log) as uri:
+    with milvus_standalone(data, log) as (uri, server):
         api = start(uri)
         ids = [r["source_id"] for r in api.index(corpus).json()["results"]]
         assert top_source(api, edited_copy(corpus[3])) == ids[3]
         response = api.client.delete(f"/sources/{ids[3]}", headers=api.auth)
         assert response.status_code == 200 and response.json()["deleted_sources"] == 1
         assert top_source(api, edited_copy(corpus[3])) != ids[3]
+        assert api.client.get("/readyz").json()["checks"]["vector_store"] == "ok"
+        _stop_group(server)  # Milvus goes away under a running app: readiness says so
+        ready = api.client.get("/readyz")
+        assert ready.status_code == 503 and "Milvus" in ready.json()["checks"]["vector_store"]
         api.close()
 
-    with milvus_standalone(data, log) as uri:  # the server and the app both restart; the data stays
+    with milvus_standalone(data, log) as (uri, _server):  # the server and the app both restart; the data stays
         api = start(uri)
         assert api.client.get("/readyz").status_code == 200
         assert top_source(api, edited_copy(corpus[2])) == ids[2]
