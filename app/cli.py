@@ -206,7 +206,7 @@ def cmd_worker(args, _rest) -> int:
     stop = stop_on_signals()
     catalog = open_catalog(settings)
     try:
-        finished = run_worker(catalog, poll, args.once, stop)
+        finished = run_worker(catalog, poll, args.once, stop, settings.worker_stale_seconds)
     finally:
         catalog.close()
     print(f"worker stopped: ran {finished} jobs", file=sys.stderr)

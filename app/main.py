@@ -109,7 +109,7 @@ def load_catalog(settings: Settings):
         return None, exc.message
     external = settings.ingest_queue == "external"
     if external:  # queued ingestion jobs wait for `attrib worker`s; those of dead workers go back
-        requeue_orphans(catalog)
+        requeue_orphans(catalog, settings.worker_stale_seconds)
     interrupted = mark_interrupted(catalog, external_kinds=(QUEUED_KIND,) if external else ())
     if interrupted:
         log.warning("%d jobs were interrupted by the last shutdown", interrupted)

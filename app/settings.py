@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(
         2.0, gt=0, le=3600, description="How long an idle `attrib worker` waits before looking for jobs again."
     )
+    worker_stale_seconds: float = Field(
+        120.0, ge=60, le=86_400, description="A running job whose worker, on another host, has not beaten for this "
+        "long goes back to the queue (workers beat every 15 s; the hosts' clocks must agree, e.g. by NTP)."
+    )
     share_temperature: float = Field(
         0.05, gt=0, description="Softmax temperature that turns concept scores into shares."
     )

@@ -65,3 +65,8 @@ def is_alive(owner: str) -> bool:
         return False
     now = start_time(pid_number)
     return now is not None and (started == UNKNOWN or now == started)
+
+
+def on_this_host(owner: str) -> bool:
+    """Whether `owner` names a process of this host (only those can be checked directly)."""
+    return owner.rsplit("/", 3)[0] == socket.gethostname()

@@ -8,8 +8,12 @@ Recovery: a `running` job whose owner is certainly gone (same host, index/proces
 back to `queued`, keeping its spool files and its recorded results; the next run resumes after
 the files already recorded (index/jobs.py `run_job`), and files committed after the last recorded
 batch come out as duplicates, as ingestion skips (concept, sha256) pairs already indexed. A job
-orphaned MAX_ORPHANED times (one that kills its workers) is marked interrupted instead. Owners on
-other hosts cannot be checked here: a worker starting on that host recovers their jobs.
+orphaned MAX_ORPHANED times (one that kills its workers) is marked interrupted instead.
+
+Owners on other hosts cannot be checked directly, so a running worker beats: it refreshes its
+job's `updated_at` every HEARTBEAT_SECONDS (`beat`, from a thread in `attrib worker`). A job of
+another host whose last beat is older than `stale_after` seconds counts as orphaned too. The
+hosts' clocks must agree to well within `stale_after` (NTP).
 """
 
 from __future__ import annotations
@@ -17,16 +21,20 @@ from __future__ import annotations
 import logging
 import shutil
 
-from sqlalchemy import select
+from datetime import timedelta
+
+from sqlalchemy import select, update
 
 from index.catalog import Catalog
 from index.jobs import spool_dir
-from index.models import Job
-from index.processes import is_alive
+from index.models import Job, utcnow
+from index.processes import is_alive, on_this_host
 
 log = logging.getLogger(__name__)
 QUEUED_KIND = "ingest"  # space builds and training still run in the server that accepted them
 MAX_ORPHANED = 3
+HEARTBEAT_SECONDS = 15.0
+DEFAULT_STALE_AFTER = 120.0
 
 
 def claim_next_job(catalog: Catalog, owner: str) -> str | None:
@@ -50,7 +58,22 @@ def release_job(catalog: Catalog, job_id: str) -> None:
             job.state = "queued"
 
 
-def requeue_orphans(catalog: Catalog) -> list[str]:
+def beat(catalog: Catalog, job_id: str, owner: str) -> bool:
+    """Refresh the running job's `updated_at` for its owner; False when it is no longer ours."""
+    with catalog.sessions.begin() as session:
+        done = session.execute(update(Job).where(Job.id == job_id, Job.owner == owner, Job.state == "running")
+                               .values(updated_at=utcnow()))
+    return done.rowcount == 1
+
+
+def _orphaned(job: Job, stale_after: float) -> bool:
+    """Its owner is certainly gone (this host), or has not beaten for `stale_after` s (another host)."""
+    if not job.owner or not is_alive(job.owner):
+        return True
+    return not on_this_host(job.owner) and job.updated_at < utcnow() - timedelta(seconds=stale_after)
+
+
+def requeue_orphans(catalog: Catalog, stale_after: float = DEFAULT_STALE_AFTER) -> list[str]:
     """Running ingestion jobs of processes that are gone: back to `queued`, or `interrupted` after
     MAX_ORPHANED tries. Returns the ids requeued."""
     requeued, given_up = [], []
@@ -58,7 +81,7 @@ def requeue_orphans(catalog: Catalog) -> list[str]:
         running = session.scalars(
             select(Job).where(Job.state == "running", Job.kind == QUEUED_KIND).with_for_update(skip_locked=True))
         for job in running:
-            if job.owner and is_alive(job.owner):
+            if not _orphaned(job, stale_after):
                 continue
             if _count_orphaning(catalog, job.id) >= MAX_ORPHANED:
                 job.state = "interrupted"

@@ -132,3 +132,44 @@ def test_a_server_start_leaves_queued_ingestion_to_the_workers(make_catalog):
     assert mark_interrupted(catalog, external_kinds=(QUEUED_KIND,)) == 1
     assert get_job(catalog, waiting).state == "queued" and get_job(catalog, build).state == "interrupted"
     assert mark_interrupted(catalog) == 1 and get_job(catalog, waiting).state == "interrupted"  # inline: as before
+
+
+def set_beat(catalog, job_id: str, seconds_ago: float) -> None:
+    from datetime import timedelta
+
+    from index.models import utcnow
+
+    with catalog.sessions.begin() as session:
+        session.get(Job, job_id).updated_at = utcnow() - timedelta(seconds=seconds_ago)
+
+
+def test_a_worker_on_another_host_is_lost_when_it_stops_beating(make_catalog):
+    catalog = make_catalog()
+    elsewhere = "another-host/boot/4242/99"  # cannot be checked from here: only its beats tell
+    quiet, beating = add_jobs(catalog, 2, state="running", owner=elsewhere)
+    for job_id in (quiet, beating):
+        spool_dir(catalog, job_id).mkdir(parents=True)  # its files, still to be run
+    set_beat(catalog, quiet, seconds_ago=600)
+    set_beat(catalog, beating, seconds_ago=5)
+
+    assert requeue_orphans(catalog, stale_after=120) == [quiet]
+    assert (get_job(catalog, quiet).state, get_job(catalog, quiet).owner) == ("queued", None)
+    assert (get_job(catalog, beating).state, get_job(catalog, beating).owner) == ("running", elsewhere)
+
+
+def test_a_running_worker_beats_for_its_job_only(make_catalog):
+    from app.worker import Heartbeat
+    from index.queue import beat
+
+    catalog = make_catalog()
+    (job_id,) = add_jobs(catalog, 1, state="running", owner=this_process())
+    set_beat(catalog, job_id, seconds_ago=600)
+    assert not beat(catalog, job_id, "someone-else/boot/1/1")
+    assert requeue_orphans(catalog, stale_after=120) == []  # this host's owner is alive: never stale
+    with Heartbeat(catalog, job_id, this_process(), seconds=0.05):
+        import time
+
+        time.sleep(0.5)
+    from index.models import utcnow
+
+    assert (utcnow() - get_job(catalog, job_id).updated_at).total_seconds() < 5
