@@ -15,40 +15,80 @@ import logging
 import signal
 import threading
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from index.catalog import Catalog
-from index.jobs import get_job, run_job
+from index.errors import StoreError
+from index.jobs import TransientFailure, get_job, is_transient, run_job
 from index.processes import this_process
 from index.queue import (DEFAULT_STALE_AFTER, HEARTBEAT_SECONDS, beat, claim_next_job, release_job,
                          requeue_orphans)
 
 log = logging.getLogger(__name__)
+MAX_BACKOFF_SECONDS = 60.0
 
 
 def run_worker(catalog: Catalog, poll_seconds: float, once: bool, stop: threading.Event,
                stale_after: float = DEFAULT_STALE_AFTER) -> int:
     """Claim and run jobs until `stop` is set (or, with `once`, until the queue is empty);
-    returns how many jobs this worker ran to an end."""
-    owner, finished = this_process(), 0
+    returns how many jobs this worker ran to an end. While the database or the vector store is
+    out, the job in hand goes back to the queue and the worker waits, twice as long each time
+    (up to MAX_BACKOFF_SECONDS), then reloads the catalog, which repairs a half-stored batch."""
+    owner, finished, backoff = this_process(), 0, poll_seconds
     log.info("worker %s: waiting for ingestion jobs", owner)
     while not stop.is_set():
-        requeue_orphans(catalog, stale_after)
-        job_id = claim_next_job(catalog, owner)
-        if job_id is None:
+        try:
+            outcome = _next_job(catalog, owner, stop, stale_after)
+        except (TransientFailure, OperationalError, InterfaceError, StoreError) as exc:
+            if isinstance(exc, StoreError) and not is_transient(exc):
+                raise
+            log.warning("the database or the vector store is not answering (%s); trying again in %.0f s", exc, backoff)
+            catalog.use_features(None)  # reload (and reconcile) before the next batch
+            stop.wait(backoff)
+            backoff = min(2 * backoff, MAX_BACKOFF_SECONDS)
+            continue
+        backoff = poll_seconds
+        if outcome is None:
             if once:
                 break
             stop.wait(poll_seconds)
-            continue
-        log.info("job %s claimed", job_id)
-        with Heartbeat(catalog, job_id, owner):
-            run_job(catalog, job_id, should_stop=stop.is_set)
-        job = get_job(catalog, job_id)
-        if job.state == "running":  # stopped between batches
-            release_job(catalog, job_id)
-            log.info("job %s back in the queue after %d of %d files", job_id, job.done, job.total)
-        else:
+        elif outcome:
             finished += 1
-            log.info("job %s %s: %d of %d files", job_id, job.state, job.done, job.total)
     return finished
+
+
+def _next_job(catalog: Catalog, owner: str, stop: threading.Event, stale_after: float) -> bool | None:
+    """Run the next queued job: None when there is none, else whether it ended."""
+    requeue_orphans(catalog, stale_after)
+    job_id = claim_next_job(catalog, owner)
+    if job_id is None:
+        return None
+    log.info("job %s claimed", job_id)
+    try:
+        with Heartbeat(catalog, job_id, owner):
+            run_job(catalog, job_id, should_stop=stop.is_set, retry_transient=True)
+    except TransientFailure:
+        _release(catalog, job_id, stop)
+        raise
+    job = get_job(catalog, job_id)
+    if job.state == "running":  # stopped between batches
+        release_job(catalog, job_id)
+        log.info("job %s back in the queue after %d of %d files", job_id, job.done, job.total)
+        return False
+    log.info("job %s %s: %d of %d files", job_id, job.state, job.done, job.total)
+    return True
+
+
+def _release(catalog: Catalog, job_id: str, stop: threading.Event) -> None:
+    """Put the job back in the queue, waiting for the database if it is the one that is out."""
+    while True:
+        try:
+            release_job(catalog, job_id)
+            log.warning("job %s back in the queue", job_id)
+            return
+        except (OperationalError, InterfaceError):
+            if stop.wait(MAX_BACKOFF_SECONDS / 4):
+                return  # stopping: the job stays `running` until it is found orphaned
 
 
 class Heartbeat:

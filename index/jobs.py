@@ -60,11 +60,13 @@ def create_job(catalog: Catalog, items: list[IngestItem], actor: Actor = CLI) ->
 
 
 def run_job(catalog: Catalog, job_id: str, actor: Actor | None = None,
-            should_stop: Callable[[], bool] | None = None) -> None:
+            should_stop: Callable[[], bool] | None = None, retry_transient: bool = False) -> None:
     """Ingest a spooled job, recording progress after each batch (the audit log names `actor`, by
     default the one that submitted it). A job run again skips the files whose results it recorded.
     When `should_stop()` turns true, the job stops after a batch is recorded and is left
-    `running`: the caller puts it back in the queue (index/queue.py). Raises no Exception."""
+    `running`: the caller puts it back in the queue (index/queue.py). With `retry_transient`, an
+    outage of the database or the vector store (`is_transient`) leaves it `running` too and
+    raises `TransientFailure`; otherwise it raises no Exception."""
     folder = spool_dir(catalog, job_id)
     ended = False  # the spool goes only with a recorded end: a job cut short by a signal can run again
     try:
@@ -87,12 +89,29 @@ def run_job(catalog: Catalog, job_id: str, actor: Actor | None = None,
     except JobStopped:
         log.warning("job %s stopped after %d files; it can be run again", job_id, len(results))
     except Exception as exc:  # a job must end in a recorded state, whatever happened
+        if retry_transient and is_transient(exc):
+            raise TransientFailure(f"{type(exc).__name__}: {getattr(exc, 'message', exc)}") from exc
         log.exception("job %s failed", job_id)
         _update(catalog, job_id, state="failed", error=f"{type(exc).__name__}: {exc}")
         ended = True
     finally:
         if ended:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+TRANSIENT_STORE_CODES = {"milvus_unreachable", "milvus_error", "milvus_timeout"}
+
+
+class TransientFailure(Exception):
+    """The database or the vector store did not answer; the job can run again later."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An outage, not a fault of the job: the database's connection, or the vector store's."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return (isinstance(exc, (OperationalError, InterfaceError))
+            or getattr(exc, "code", None) in TRANSIENT_STORE_CODES)
 
 
 def _remaining(catalog: Catalog, job_id: str, folder: Path) -> tuple[list[IngestItem], list[dict]]:

@@ -118,3 +118,67 @@ def test_a_worker_needs_the_external_queue(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ATTRIB_INGEST_QUEUE", "external")
     assert main(["worker", "--once"]) == 1
     assert "ATTRIB_INGEST_QUEUE" in capsys.readouterr().err
+
+
+def milvus_lite_server(data: Path, port: int, log: Path) -> subprocess.Popen:
+    """A Milvus Lite server of this test's own, so that the test can take it away and bring it back."""
+    from pymilvus import MilvusClient
+
+    with open(log, "ab") as out:
+        server = subprocess.Popen([str(Path(sys.executable).parent / "milvus-lite"), "server", "--host", "127.0.0.1",
+                                   "--port", str(port), "--data-dir", str(data)], stdout=out, stderr=subprocess.STDOUT)
+    for _ in range(300):
+        try:
+            MilvusClient(f"http://127.0.0.1:{port}", timeout=2).close()
+            return server
+        except Exception:  # noqa: BLE001 - not listening yet
+            assert server.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)
+    raise AssertionError("the Milvus Lite server did not start")
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_vector_store_outage_puts_the_job_back_until_it_is_over(start_api, photos, tmp_path):
+    pytest.importorskip("milvus_lite", reason="needs milvus-lite (pip install -e '.[test]')")
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data, server_log = tmp_path / "milvus", tmp_path / "milvus.log"
+    server = milvus_lite_server(data, port, server_log)
+    api = start_api(ingest_queue="external", async_batch_files=2, vector_store="milvus",
+                    milvus_uri=f"http://127.0.0.1:{port}", milvus_prefix="outage")
+    log = tmp_path / "worker.log"
+    worker = start_worker(api.app.state.settings, log, "--poll-seconds", "0.5")
+    try:
+        for _ in range(600):  # the worker has opened its catalog; then Milvus goes away
+            if "waiting for ingestion jobs" in log.read_text() or worker.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert "waiting for ingestion jobs" in log.read_text(), log.read_text()[-3000:]
+        server.kill()
+        server.wait(30)
+        paths = photos[520:524]
+        job_id = api.index(paths, ["outage"]).json()["job_id"]
+        url = f"/jobs/{job_id}"
+        for _ in range(600):
+            if "back in the queue" in log.read_text() or worker.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert "back in the queue" in log.read_text(), log.read_text()[-3000:]
+        assert api.client.get(url, headers=api.auth).json()["state"] in ("queued", "running")  # never failed
+
+        server = milvus_lite_server(data, port, server_log)  # the outage is over
+        for _ in range(900):
+            job = api.client.get(url, headers=api.auth).json()
+            if job["state"] not in ("queued", "running"):
+                break
+            time.sleep(0.2)
+        assert (job["state"], job["done"]) == ("succeeded", len(paths)), (job, log.read_text()[-3000:])
+        assert {r["status"] for r in job["results"]} <= {"indexed", "duplicate"}
+        assert worker.poll() is None  # the worker rode it out
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=120)
+        server.kill()
