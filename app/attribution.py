@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import select
 
 from index.catalog import Catalog, CatalogError, Hit
 from index.concept_scores import concept_count
 from index.images import DecodedImage, decode_image
-from index.models import Concept, Source
+from index.repository import source_rows
 from index.spaces import CONTENT, LiveSpace
 from training.query_views import query_view_features
 from training.views import recipe_key
@@ -192,18 +191,12 @@ def top_concepts(catalog: Catalog, space: LiveSpace, vector, k: int,
 
 def _group_by_concept(catalog: Catalog, hits: list[Hit]) -> dict[str, list[SourceMatch]]:
     """Hits whose row is gone (deleted meanwhile) are dropped; each list stays best first."""
-    with catalog.sessions() as session:
-        rows = session.execute(
-            select(Source.id, Source.filename, Source.sha256, Concept.name)
-            .join(Source.concept)
-            .where(Source.id.in_([hit.source_id for hit in hits]))
-        ).all()
-    info = {row.id: row for row in rows}
+    info = source_rows(catalog.sessions, [hit.source_id for hit in hits])
     grouped: dict[str, list[SourceMatch]] = defaultdict(list)
     for hit in hits:
-        row = info.get(hit.source_id)
-        if row is not None:
-            grouped[row.name].append(SourceMatch(row.id, hit.score, row.filename, row.sha256))
+        if hit.source_id in info:
+            filename, sha256, concept = info[hit.source_id]
+            grouped[concept].append(SourceMatch(hit.source_id, hit.score, filename, sha256))
     return grouped
 
 

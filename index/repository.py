@@ -76,3 +76,14 @@ def source_image_paths(sessions: sessionmaker[Session], blobs) -> list:
     with sessions() as session:
         shas = session.scalars(select(Source.sha256).distinct().order_by(Source.sha256)).all()
     return [blobs.path(sha) for sha in shas]
+
+
+def source_rows(sessions: sessionmaker[Session], source_ids: list[int]) -> dict[int, tuple[str, str, str]]:
+    """{source id: (filename, sha256, concept name)} for the ids that still exist."""
+    with sessions() as session:
+        rows = session.execute(
+            select(Source.id, Source.filename, Source.sha256, Concept.name)
+            .join(Source.concept)
+            .where(Source.id.in_(source_ids))
+        ).all()
+    return {row.id: (row.filename, row.sha256, row.name) for row in rows}
