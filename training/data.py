@@ -26,7 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from training.config import AugmentConfig
-from training.encoders import content_hash
+from training.encoder_ids import content_hash
 from training.errors import AttribError
 from training.fileio import atomic_write
 from training.images import ImageError, decode_image

@@ -10,8 +10,6 @@ Checkpoint file (torch.save of a plain dict, loaded with weights_only=True):
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Iterable
 
@@ -21,7 +19,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from training.backbones import DEFAULT_BACKBONE, BackboneSpec, build_backbone, resolve_backbone
+from training.backbones import (
+    DEFAULT_BACKBONE,
+    BackboneSpec,
+    build_backbone,
+    resolve_backbone,
+)
+from training.encoder_ids import compute_backbone_id, compute_encoder_id
 from training.errors import EncoderError
 from training.fileio import atomic_write
 from training.preprocess import Preprocess
@@ -201,40 +205,6 @@ def project_features(features: torch.Tensor, head: nn.Module | None, center: tor
     if head is not None:
         features = head(features - center)
     return F.normalize(features, dim=-1)
-
-
-def compute_backbone_id(encoder: Encoder) -> str:
-    """The encoder_id the same backbone has with no head and a zero centre."""
-    tensors = {f"backbone.{k}": v for k, v in encoder.backbone.state_dict().items()}
-    tensors["center"] = torch.zeros(encoder.feature_dim)
-    config = {"backbone": encoder.spec.to_dict(), "head": None}
-    return f"{_label(encoder.spec)}-{content_hash(config, tensors)}"
-
-
-def _label(spec: BackboneSpec) -> str:
-    return spec.name.replace(":", "-").replace("/", "-")
-
-
-def compute_encoder_id(encoder: Encoder) -> str:
-    """Content hash of the config and every tensor (backbone, head, centre), in key order."""
-    tensors = {f"backbone.{k}": v for k, v in encoder.backbone.state_dict().items()}
-    if encoder.head is not None:
-        tensors |= {f"head.{k}": v for k, v in encoder.head.state_dict().items()}
-    tensors["center"] = encoder.center
-    label = _label(encoder.spec)
-    if encoder.head_config:
-        label += f"+{encoder.head_config['type']}"
-    return f"{label}-{content_hash(encoder.config, tensors)}"
-
-
-def content_hash(config: dict, tensors: dict[str, torch.Tensor]) -> str:
-    """16 hex digits of the sha256 of a JSON config and named tensors, in key order."""
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    for key in sorted(tensors):
-        tensor = tensors[key].detach().cpu().contiguous()
-        digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def create_encoder(
