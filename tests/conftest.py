@@ -12,7 +12,11 @@ are dropped afterwards. Without pymilvus and milvus-lite the Milvus runs are ski
 from __future__ import annotations
 
 import os
+import socket
 import struct
+import subprocess
+import sys
+import time
 import uuid
 import zlib
 from pathlib import Path
@@ -69,34 +73,47 @@ def milvus_lite_uri(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("milvus") / "lite.db")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_milvus(uri: str, server: subprocess.Popen, seconds: float, log: Path | None = None) -> None:
+    """Until the Milvus server at `uri` answers; fails the test if `server` exits or time runs out."""
+    from pymilvus import MilvusClient
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            client = MilvusClient(uri, timeout=5)
+            client.list_collections()
+            client.close()
+            return
+        except Exception:  # noqa: BLE001 - not serving yet
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"the Milvus server at {uri} did not start" + (f": {log.read_text()[-2000:]}" if log else ""))
+            time.sleep(0.2)
+
+
+def start_milvus_lite(data: Path, port: int, log: Path | None = None) -> subprocess.Popen:
+    """Milvus Lite as a gRPC server in its own process, serving `data`, once it answers."""
+    command = [str(Path(sys.executable).parent / "milvus-lite"), "server", "--host", "127.0.0.1", "--port", str(port),
+               "--data-dir", str(data)]
+    with open(log or os.devnull, "ab") as output:
+        server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    wait_for_milvus(f"http://127.0.0.1:{port}", server, 60, log)
+    return server
+
+
 @pytest.fixture(scope="session")
 def milvus_lite_server(tmp_path_factory) -> str:
     """Milvus Lite as a gRPC server in its own process, for tests with several processes."""
-    import socket
-    import subprocess
-    import sys
-    import time
-
     _require_milvus()
-    from pymilvus import MilvusClient
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [str(Path(sys.executable).parent / "milvus-lite"), "server", "--host", "127.0.0.1", "--port", str(port),
-               "--data-dir", str(tmp_path_factory.mktemp("milvus-server"))]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
-    while True:
-        try:
-            MilvusClient(uri, timeout=2).close()
-            break
-        except Exception:  # noqa: BLE001 - not listening yet
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"the Milvus Lite server did not start ({' '.join(command)})")
-            time.sleep(0.2)
-    yield uri
+    port = free_port()
+    server = start_milvus_lite(tmp_path_factory.mktemp("milvus-server"), port)
+    yield f"http://127.0.0.1:{port}"
     server.terminate()
     server.wait(timeout=30)
 

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from app.cli import main
 from app.settings import Settings
 from index.models import Source
+from tests.conftest import free_port, start_milvus_lite
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -120,33 +121,12 @@ def test_a_worker_needs_the_external_queue(tmp_path, monkeypatch, capsys):
     assert "ATTRIB_INGEST_QUEUE" in capsys.readouterr().err
 
 
-def milvus_lite_server(data: Path, port: int, log: Path) -> subprocess.Popen:
-    """A Milvus Lite server of this test's own, so that the test can take it away and bring it back."""
-    from pymilvus import MilvusClient
-
-    with open(log, "ab") as out:
-        server = subprocess.Popen([str(Path(sys.executable).parent / "milvus-lite"), "server", "--host", "127.0.0.1",
-                                   "--port", str(port), "--data-dir", str(data)], stdout=out, stderr=subprocess.STDOUT)
-    for _ in range(300):
-        try:
-            MilvusClient(f"http://127.0.0.1:{port}", timeout=2).close()
-            return server
-        except Exception:  # noqa: BLE001 - not listening yet
-            assert server.poll() is None, log.read_text()[-2000:]
-            time.sleep(0.2)
-    raise AssertionError("the Milvus Lite server did not start")
-
-
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_a_vector_store_outage_puts_the_job_back_until_it_is_over(start_api, photos, tmp_path):
     pytest.importorskip("milvus_lite", reason="needs milvus-lite (pip install -e '.[test]')")
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     data, server_log = tmp_path / "milvus", tmp_path / "milvus.log"
-    server = milvus_lite_server(data, port, server_log)
+    server = start_milvus_lite(data, port, server_log)  # this test's own: it takes it away and brings it back
     api = start_api(ingest_queue="external", async_batch_files=2, vector_store="milvus",
                     milvus_uri=f"http://127.0.0.1:{port}", milvus_prefix="outage")
     log = tmp_path / "worker.log"
@@ -169,7 +149,7 @@ def test_a_vector_store_outage_puts_the_job_back_until_it_is_over(start_api, pho
         assert "back in the queue" in log.read_text(), log.read_text()[-3000:]
         assert api.client.get(url, headers=api.auth).json()["state"] in ("queued", "running")  # never failed
 
-        server = milvus_lite_server(data, port, server_log)  # the outage is over
+        server = start_milvus_lite(data, port, server_log)  # the outage is over
         for _ in range(900):
             job = api.client.get(url, headers=api.auth).json()
             if job["state"] not in ("queued", "running"):

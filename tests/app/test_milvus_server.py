@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,40 +18,24 @@ import pytest
 
 from app.settings import Settings
 from tests.app.conftest import Api, edited_copy
+from tests.conftest import free_port, wait_for_milvus
 
 SERVER = Path(sys.executable).parent / "milvus-server"
 pytestmark = pytest.mark.skipif(not SERVER.exists(), reason=f"the `milvus` wheel is not installed ({SERVER} is "
                                 "missing): pip install -e '.[test]'")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def milvus_standalone(data: Path, log: Path):
     """The standalone server on free ports, until it answers; then SIGTERM (and SIGKILL) to its
     whole process group: SIGTERM alone leaves its `milvus` child running."""
-    from pymilvus import MilvusClient
-
     port = free_port()
     command = [str(SERVER), "--data", str(data), "--proxy-port", str(port), "--etcd-port", str(free_port())]
     with log.open("ab") as output:
         server = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-    uri, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 180
+    uri = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            try:
-                client = MilvusClient(uri, timeout=5)
-                client.list_collections()
-                client.close()
-                break
-            except Exception:  # noqa: BLE001 - not serving yet
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"milvus-server did not start: {log.read_text()[-2000:]}")
-                time.sleep(1)
+        wait_for_milvus(uri, server, 180, log)
         yield uri, server
     finally:
         _stop_group(server)
