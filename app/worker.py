@@ -18,7 +18,6 @@ import threading
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from index.catalog import Catalog
-from index.errors import StoreError
 from index.jobs import TransientFailure, get_job, is_transient, run_job
 from index.processes import this_process
 from index.queue import (DEFAULT_STALE_AFTER, HEARTBEAT_SECONDS, beat, claim_next_job, release_job,
@@ -39,8 +38,8 @@ def run_worker(catalog: Catalog, poll_seconds: float, once: bool, stop: threadin
     while not stop.is_set():
         try:
             outcome = _next_job(catalog, owner, stop, stale_after)
-        except (TransientFailure, OperationalError, InterfaceError, StoreError) as exc:
-            if isinstance(exc, StoreError) and not is_transient(exc):
+        except Exception as exc:  # an outage is waited out; anything else ends the worker
+            if not (isinstance(exc, TransientFailure) or is_transient(exc)):
                 raise
             log.warning("the database or the vector store is not answering (%s); trying again in %.0f s", exc, backoff)
             catalog.use_features(None)  # reload (and reconcile) before the next batch
