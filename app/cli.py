@@ -19,7 +19,7 @@ from app.cli_index import add_advice_parser, cmd_demo, cmd_index
 from app.cli_keys import add_keys_parser
 from app.cli_pool import add_pool_parser
 from app.cli_spaces import add_spaces_parser, attribution_json, format_attribution
-from app.settings import Settings
+from app.settings import MAX_POLL_SECONDS, MAX_WORKERS, Settings
 from training.errors import AttribError
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +186,8 @@ def cmd_serve(args, _rest) -> int:
     workers = settings.workers if args.workers is None else args.workers
     if workers < 1:
         raise AttribError(f"--workers must be at least 1, not {workers}", code="bad_argument")
+    if workers > MAX_WORKERS:
+        raise AttribError(f"--workers must be at most {MAX_WORKERS}, not {workers}", code="bad_argument")
     run_server(server_config(settings, args.host, args.port, workers))
     return 0
 
@@ -199,8 +201,9 @@ def cmd_worker(args, _rest) -> int:
         raise AttribError("`attrib worker` runs jobs queued for workers: set ATTRIB_INGEST_QUEUE=external (with a "
                           "PostgreSQL database) for the server and the workers", code="queue_not_external")
     poll = settings.worker_poll_seconds if args.poll_seconds is None else args.poll_seconds
-    if poll <= 0:
-        raise AttribError(f"--poll-seconds must be positive, not {poll}", code="bad_argument")
+    if not 0 < poll <= MAX_POLL_SECONDS:  # also refuses nan
+        raise AttribError(f"--poll-seconds must be positive and at most {MAX_POLL_SECONDS:g}, not {poll}",
+                          code="bad_argument")
     logging.getLogger("app.worker").setLevel(logging.INFO)
     logging.getLogger("index.jobs").setLevel(logging.INFO)
     stop = stop_on_signals()

@@ -11,6 +11,9 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+MAX_WORKERS = 256  # `attrib serve` worker processes, from ATTRIB_WORKERS or --workers
+MAX_POLL_SECONDS = 3600.0  # an idle `attrib worker`'s wait, from ATTRIB_WORKER_POLL_SECONDS or --poll-seconds
+
 if TYPE_CHECKING:  # imported lazily: the CLI must start without torch
     from index.catalog import CatalogConfig
     from index.pool import Retention
@@ -88,7 +91,7 @@ class Settings(BaseSettings):
         "server then only enqueues."
     )
     worker_poll_seconds: float = Field(
-        2.0, gt=0, le=3600, description="How long an idle `attrib worker` waits before looking for jobs again."
+        2.0, gt=0, le=MAX_POLL_SECONDS, description="How long an idle `attrib worker` waits before looking for jobs again."
     )
     worker_stale_seconds: float = Field(
         120.0, ge=60, le=86_400, description="A running job whose worker, on another host, has not beaten for this "
@@ -113,7 +116,8 @@ class Settings(BaseSettings):
     )
     auth_failure_burst: int = Field(20, ge=1, description="Failed authentications from one IP before the rate applies.")
     workers: int = Field(
-        1, ge=1, le=256, description="Worker processes `attrib serve` runs on one socket (`--workers` overrides). "
+        1, ge=1, le=MAX_WORKERS,
+        description="Worker processes `attrib serve` runs on one socket (`--workers` overrides). "
         "They share `home` and the database: writes take turns, and the others reload after each."
     )
     header_timeout_s: float = Field(

@@ -125,6 +125,7 @@ def test_concepts_from_a_csv_and_human_output(env, corpus, tmp_path, capsys):
         (["attribute", "/no/such/image.jpg"], "cannot read"),
         (["attribute", "IMAGE", "-k", "0"], "-k must be between 1 and 100"),
         (["serve", "--workers", "0"], "--workers must be at least 1"),
+        (["serve", "--workers", "100000000000000000000"], "--workers must be at most 256"),
     ],
 )
 def test_bad_paths_and_arguments_fail_cleanly(env, tmp_path, capsys, argv, message):

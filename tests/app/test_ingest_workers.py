@@ -162,3 +162,13 @@ def test_a_vector_store_outage_puts_the_job_back_until_it_is_over(start_api, pho
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=120)
         server.kill()
+
+
+@pytest.mark.parametrize("poll", ["0", "-1", "nan", "inf", "1e308"])
+def test_a_worker_refuses_a_poll_interval_out_of_range(tmp_path, monkeypatch, capsys, postgres_url, poll):
+    monkeypatch.setenv("ATTRIB_HOME", str(tmp_path))
+    monkeypatch.setenv("ATTRIB_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("ATTRIB_INGEST_QUEUE", "external")
+    assert main(["worker", "--once", "--poll-seconds", poll]) == 1
+    err = capsys.readouterr().err
+    assert "--poll-seconds must be positive and at most 3600" in err and "Traceback" not in err
