@@ -7,6 +7,9 @@ fresh process, read into memory and memory-mapped), single-query p50/p95 latency
 against exact search (the overlap of the top 10 with the exact top 10, and the share of queries
 whose exact nearest neighbour is in the top 10).
 
+Compressed (PQ) indexes re-rank their candidates against float16 vectors on disk (index/refine.py);
+their row gives the size of those files too, and the resident memory is the process's.
+
 Data: a Gaussian mixture with a decaying spectrum, like real embeddings (most variance in a few
 dozen directions, a cluster per near-duplicate family), normalised to unit length; generated in
 chunks from fixed seeds, so 10M vectors never sit in memory at once. Exact ground truth comes from
@@ -30,11 +33,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import faiss  # noqa: E402
-
 from index.advice import advise, compressed  # noqa: E402
-from index.vectors import new_faiss_index  # noqa: E402
-from index.tuning import apply_params, recall_at_k, sample_queries, tune_to_truth  # noqa: E402
+from index.refine import remove_files  # noqa: E402
+from index.vectors import VectorIndex, sidecar_path  # noqa: E402
+from index.tuning import recall_at_k, sample_queries, tune_refined_to_truth, tune_to_truth  # noqa: E402
 
 CHUNK = 1 << 18
 
@@ -73,31 +75,44 @@ def exact_truth(data: Mixture, n: int, queries: np.ndarray, k: int = 10) -> np.n
     return np.take_along_axis(best_ids, order, axis=1)
 
 
-def build(data: Mixture, n: int, factory: str, train_size: int) -> tuple[object, float]:
+def build(data: Mixture, n: int, factory: str, train_size: int, path: Path) -> tuple[VectorIndex, float]:
+    """What attrib builds: a VectorIndex (a PQ index spools its re-ranking vectors beside `path`)."""
     started = time.perf_counter()
-    index = new_faiss_index(data.dim, factory)  # what attrib builds
-    if not index.is_trained:
-        index.train(data.draw(min(n, max(train_size, 10_000)), seed=7))
+    index = VectorIndex(data.dim, "benchmark", factory, spool=path)
+    if not index.index.is_trained:
+        index.index.train(data.draw(min(n, max(train_size, 10_000)), seed=7))
+        print(f"    trained in {time.perf_counter() - started:.0f}s", file=sys.stderr)
     for start, chunk in data.chunks(n):
-        index.add_with_ids(chunk, np.arange(start, start + len(chunk)))
+        index.add(np.arange(start, start + len(chunk)), chunk)
         print(f"    added {start + len(chunk):,}/{n:,}", file=sys.stderr, end="\r")
     return index, time.perf_counter() - started
 
 
-def measure_loaded(path: Path, params: dict, queries_path: Path, truth_path: Path, mmap: bool) -> dict:
-    """In a fresh process: resident memory after loading, per-query latency and recall."""
+def tune(index: VectorIndex, queries: np.ndarray, truth: np.ndarray, target: float):
+    if index.refine is not None:
+        return tune_refined_to_truth(index.index, index.search_with, queries, truth, target)
+    return tune_to_truth(index.index, queries, truth, target)
+
+
+def measure_loaded(path: Path, queries_path: Path, truth_path: Path, mmap: bool, cold: bool = False) -> dict:
+    """In a fresh process: resident memory after loading, per-query latency and recall, as
+    `attrib` loads and searches the index (tuned parameters from its sidecar; one thread).
+    `cold`: the re-ranking vectors are dropped from the page cache first, so every candidate
+    is read from the disk."""
     code = f"""
-import json, resource, time, numpy as np, faiss, sys
+import json, os, time, numpy as np, faiss, sys
 sys.path.insert(0, {str(REPO)!r})
-from index.tuning import apply_params, recall_at_k
+from index.tuning import recall_at_k
+from index.vectors import VectorIndex
 def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096
 queries, truth = np.load({str(queries_path)!r}), np.load({str(truth_path)!r})
-before = rss()
-index = faiss.read_index({str(path)!r}, {"faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY" if mmap else "0"})
-apply_params(index, {params!r})
 faiss.omp_set_num_threads(1)
+before = rss()
+index = VectorIndex.load({str(path)!r}, mmap={mmap!r})
 index.search(queries[:5], 10)
 loaded = rss() - before
+for name in (index.refine.paths() if {cold!r} and index.refine else ()):
+    fd = os.open(name, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)
 times, found = [], []
 for q in queries:
     started = time.perf_counter(); _, ids = index.search(q[None], 10); times.append(time.perf_counter() - started)
@@ -133,23 +148,27 @@ def run_size(n: int, dim: int, target: float, out: Path, factories: list[str] | 
     rows = []
     for factory in factories or factories_for(n, dim):
         print(f"  {factory}: building", file=sys.stderr)
-        index, seconds = build(data, n, factory, advise(n, dim).train_vectors)
-        tuning = tune_to_truth(index, tuning_queries, truth[300:], target)
-        params = tuning.params if tuning else {}
         path = out / f"{factory.replace(',', '_')}-{n}.faiss"
-        faiss.write_index(index, str(path))
+        index, seconds = build(data, n, factory, advise(n, dim).train_vectors, path)
+        tuning = tune(index, tuning_queries, truth[300:], target)
+        params = tuning.params if tuning else {}
+        index.info.search_params = params
+        index.save(path)
+        refine_mb = sum(p.stat().st_size for p in index.refine.paths()) / 2**20 if index.refine else 0
         del index
         row = {"n": n, "factory": factory, "build_s": round(seconds, 1), "file_mb": round(path.stat().st_size / 2**20, 1),
-               "params": params, "tuned_recall": tuning.recall if tuning else None,
+               "refine_file_mb": round(refine_mb, 1), "params": params, "tuned_recall": tuning.recall if tuning else None,
                "expected_mb": round(advise(n, dim).memory_bytes / 2**20, 1) if factory == advise(n, dim).factory else None}
-        for mmap in (False, True):
-            if mmap and "IVF" not in factory:
+        for mode in ("memory", "mmap", "mmap, cold"):
+            if (mode != "memory" and "IVF" not in factory) or (mode == "mmap, cold" and not refine_mb):
                 continue
-            row["mmap" if mmap else "memory"] = measure_loaded(path, params, out / f"queries-{n}.npy",
-                                                               out / f"truth-{n}.npy", mmap)
+            row[mode] = measure_loaded(path, out / f"queries-{n}.npy", out / f"truth-{n}.npy", "mmap" in mode,
+                                       cold="cold" in mode)
         print("  " + json.dumps(row), file=sys.stderr)
         rows.append(row)
-        path.unlink()
+        for leftover in (path, sidecar_path(path)):
+            leftover.unlink()
+        remove_files(path.parent, path.name)
     return rows
 
 
@@ -157,7 +176,7 @@ def format_rows(rows: list[dict]) -> str:
     lines = ["| N | factory | build s | params | load | RSS MB | p50 ms | p95 ms | R10@10 | R1@10 |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        for mode in ("memory", "mmap"):
+        for mode in ("memory", "mmap", "mmap, cold"):
             if mode in row:
                 m = row[mode]
                 lines.append(f"| {row['n']:,} | `{row['factory']}` | {row['build_s']} | {row['params']} | {mode} | "

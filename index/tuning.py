@@ -48,7 +48,8 @@ def candidates(index, name: str) -> list[int]:
 def apply_params(index, params: dict[str, int]) -> None:
     space = faiss.ParameterSpace()
     for name, value in params.items():
-        space.set_index_parameter(index, name, int(value))
+        if name != "k_factor":  # the re-ranking's, not FAISS's (index/refine.py)
+            space.set_index_parameter(index, name, int(value))
 
 
 def exact_top_k(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int,
@@ -83,6 +84,43 @@ def tune_search(index, vectors: np.ndarray, ids: np.ndarray, target: float = DEF
     return tune_to_truth(index, queries, exact_top_k(vectors, np.asarray(ids, np.int64), queries, k), target)
 
 
+K_FACTORS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+
+
+def tune_refined(index, search_with, vectors: np.ndarray, ids: np.ndarray, target: float = DEFAULT_TARGET_RECALL,
+                 k: int = 10, seed: int = 0) -> Tuning | None:
+    """Two knobs for a re-ranked index: its own (`nprobe`/`efSearch`), walked with the widest
+    re-ranking so that only the lists limit recall; then `k_factor`, the candidates re-ranked per
+    result. `search_with(queries, k, params)` returns the ids found with those parameters.
+
+    The first walk aims halfway between the target and 1 (or stops when recall stops gaining):
+    scanning another list costs about what re-ranking a dozen candidates read from disk does, so
+    leaving the re-ranking some slack is the cheaper split."""
+    if index.ntotal == 0:
+        return None
+    queries = sample_queries(vectors, seed)
+    truth = exact_top_k(vectors, np.asarray(ids, np.int64), queries, min(k, index.ntotal))
+    return tune_refined_to_truth(index, search_with, queries, truth, target)
+
+
+def tune_refined_to_truth(index, search_with, queries: np.ndarray, truth: np.ndarray,
+                          target: float = DEFAULT_TARGET_RECALL) -> Tuning:
+    """`tune_refined` against a given truth (each query's exact top k)."""
+    started, k = time.perf_counter(), truth.shape[1]
+    params: dict[str, int] = {}
+    name = tunable_parameter(index)
+    if name is not None:
+        widest = walk_knob(name, candidates(index, name),
+                           lambda value: search_with(queries, k, {name: value, "k_factor": K_FACTORS[-1]}), truth,
+                           (1 + target) / 2, warn=False)
+        params.update(widest.params)
+    chosen = walk_knob("k_factor", K_FACTORS, lambda value: search_with(queries, k, {**params, "k_factor": value}),
+                       truth, target)
+    params.update(chosen.params)
+    search_with(queries, k, params)  # leave the chosen setting applied
+    return Tuning(params, chosen.recall, target, round(time.perf_counter() - started, 3))
+
+
 def sample_queries(vectors: np.ndarray, seed: int = 0, noise: float = 0.5) -> np.ndarray:
     """Queries like real ones: indexed vectors moved off themselves by noise of `noise` times their
     norm (cosine about 0.9 to the original), so a query's own cell is no free answer."""
@@ -110,7 +148,7 @@ def tune_to_truth(index, queries: np.ndarray, truth: np.ndarray, target: float =
 
 
 def walk_knob(name: str, values: list[int], search_with, truth: np.ndarray, target: float = DEFAULT_TARGET_RECALL,
-              plateau: float = 0.002) -> Tuning:
+              plateau: float = 0.002, warn: bool = True) -> Tuning:
     """The cheapest of `values` whose search (`search_with(value)` returns the found ids) reaches
     `target` recall@k against `truth`; any store's knob (FAISS or Milvus) is tuned this way.
 
@@ -124,6 +162,6 @@ def walk_knob(name: str, values: list[int], search_with, truth: np.ndarray, targ
         if recall >= target or (previous is not None and recall - previous < plateau):
             break
         previous = recall
-    if recall < target:
+    if recall < target and warn:
         log.warning("%s=%d reaches recall@%d %.3f, short of the %.2f target", name, value, k, recall, target)
     return Tuning({name: int(value)}, round(recall, 4), target, round(time.perf_counter() - started, 3))

@@ -6,6 +6,9 @@ index/advice.py for which to choose). Vectors are unit-length, so inner product 
 similarity. Saves are atomic (temp file + rename) and write a JSON sidecar with the encoder id,
 factory, dimension, count and the tuned search parameters (index/tuning.py).
 
+A product-quantised index ("...,PQ32") re-ranks its candidates against float16 copies of the
+vectors kept on disk beside it (index/refine.py): `k_factor` x k candidates, tuned with `nprobe`.
+
 An IVF index can be loaded memory-mapped (`mmap=True`): its lists stay on disk and only the
 pages a search touches are resident. A mapped index is read-only, so the first write loads it
 into memory.
@@ -22,7 +25,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index.tuning import DEFAULT_TARGET_RECALL, apply_params, tune_search
+from index.refine import DEFAULT_K_FACTOR, RefineStore, remove_files
+from index.tuning import DEFAULT_TARGET_RECALL, apply_params, tune_refined, tune_search
 from training.errors import AttribError
 from training.fileio import atomic_write, atomic_write_bytes
 
@@ -43,15 +47,22 @@ class IndexInfo:
     count: int
     search_params: dict[str, int] = field(default_factory=dict)  # e.g. {"nprobe": 24}, from tuning
     recall: float | None = None  # the recall@10 the tuning reached
+    refine: str | None = None  # the token of the re-ranking vectors' files (index/refine.py)
 
 
 class VectorIndex:
     def __init__(self, dim: int, encoder_id: str, factory: str = DEFAULT_FACTORY, index=None,
-                 info: IndexInfo | None = None, mapped_from: Path | None = None):
+                 info: IndexInfo | None = None, mapped_from: Path | None = None, refine: RefineStore | None = None,
+                 spool: Path | None = None):
+        """`spool`: the file this index will be saved as, so that a compressed index's re-ranking
+        vectors go to disk beside it while it is built (else they wait in memory until saved)."""
         self.info = info or IndexInfo(encoder_id, factory, dim, 0)
         self.index = index if index is not None else new_faiss_index(dim, factory)
         self.info.count = self.index.ntotal
         self.mapped_from = mapped_from  # the file an mmap-loaded index reads its lists from
+        if refine is None and needs_refine(self.info.factory):
+            refine = RefineStore(dim, spool.parent, spool.name) if spool else RefineStore(dim)
+        self.refine = refine
         _set_search_defaults(self.index)
         apply_params(self.index, self.info.search_params)
 
@@ -83,12 +94,18 @@ class VectorIndex:
         self._writable()
         if not self.index.is_trained:
             self._train(vectors)
+        if self.refine is not None:
+            self.refine.append(ids, vectors)
         self.index.add_with_ids(vectors, ids)
         self.info.count = self.index.ntotal
 
     def tune(self, vectors, ids, target: float = DEFAULT_TARGET_RECALL) -> None:
         """Pick the cheapest search setting that reaches `target` recall@10 on these vectors."""
-        tuning = tune_search(self.index, self._as_vectors(vectors), _as_ids(ids), target)
+        vectors, ids = self._as_vectors(vectors), _as_ids(ids)
+        if self.refine is not None:
+            tuning = tune_refined(self.index, self.search_with, vectors, ids, target)
+        else:
+            tuning = tune_search(self.index, vectors, ids, target)
         if tuning is not None:
             self.info.search_params, self.info.recall = tuning.params, tuning.recall
             log.info("tuned %s: %s, recall@10 %.3f in %.1fs", self.info.factory, tuning.params, tuning.recall,
@@ -118,14 +135,25 @@ class VectorIndex:
         k = min(int(k), self.index.ntotal)
         if k <= 0:
             return np.zeros((len(vectors), 0), np.float32), np.zeros((len(vectors), 0), np.int64)
-        scores, ids = self.index.search(vectors, k)
-        return scores, ids
+        if self.refine is None:
+            return self.index.search(vectors, k)
+        k_factor = int(self.info.search_params.get("k_factor", DEFAULT_K_FACTOR))
+        _, candidates = self.index.search(vectors, min(k * k_factor, self.index.ntotal))
+        return self.refine.rerank(vectors, candidates, k)
+
+    def search_with(self, queries: np.ndarray, k: int, params: dict[str, int]) -> np.ndarray:
+        """The ids found with these search parameters (which stay set); for tuning."""
+        apply_params(self.index, params)
+        self.info.search_params = dict(params)
+        return self.search(queries, k)[1]
 
     def remove(self, ids) -> int:
         ids = _as_ids(ids)
         if not len(ids):
             return 0
         self._writable()
+        if self.refine is not None:
+            self.refine.erase(ids)
         try:
             removed = self.index.remove_ids(ids)
         except RuntimeError:
@@ -136,7 +164,7 @@ class VectorIndex:
     def _rebuild_without(self, ids: np.ndarray) -> int:
         """For index types without remove_ids (HNSW): rebuild from the stored vectors."""
         keep = np.setdiff1d(self.ids(), ids)
-        vectors = np.stack([self.index.reconstruct(int(i)) for i in keep]) if len(keep) else None
+        vectors = self.vectors_of(keep) if len(keep) else None
         before = self.index.ntotal
         self.index = new_faiss_index(self.dim, self.info.factory)
         _set_search_defaults(self.index)
@@ -144,6 +172,12 @@ class VectorIndex:
         if vectors is not None:
             self.add(keep, vectors)
         return before - self.index.ntotal
+
+    def vectors_of(self, ids) -> np.ndarray:
+        """The stored vectors of these ids (float16-exact for a re-ranked index, else FAISS's own)."""
+        if self.refine is not None:
+            return self.refine.read(self.refine.rows_of(ids))
+        return np.stack([self.index.reconstruct(int(i)) for i in ids])
 
     def _as_vectors(self, vectors) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -154,9 +188,24 @@ class VectorIndex:
     def save(self, path: str | Path) -> None:
         path = Path(path)
         started = time.perf_counter()
+        previous = _refine_token(path)
+        if self.refine is not None:
+            self._place_refine(path)
         atomic_write(path, lambda tmp: faiss.write_index(self.index, tmp))
         atomic_write_bytes(sidecar_path(path), json.dumps(asdict(self.info), indent=2).encode())
+        if previous and previous != self.info.refine:
+            remove_files(path.parent, path.name, previous)
         log.info("saved %d vectors to %s in %.3fs", len(self), path, time.perf_counter() - started)
+
+    def _place_refine(self, path: Path) -> None:
+        """Put the re-ranking vectors beside `path` (copied there, or compacted when removals left
+        more dead rows than live ones), on disk before the index that names them."""
+        refine = self.refine
+        if refine.directory != path.parent or refine.stem != path.name or len(refine) > 2 * len(self) + 10_000:
+            self.refine = refine.save_to(path.parent, path.name, self.ids())
+            refine.close()
+        self.refine.sync()
+        self.info.refine = self.refine.token
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = False) -> "VectorIndex":
@@ -170,11 +219,28 @@ class VectorIndex:
             raise VectorIndexError(f"cannot load the vector index at {path}: {exc}") from exc
         if index.d != info.dim:
             raise VectorIndexError(f"vector index {path} has dimension {index.d}, its sidecar says {info.dim}")
-        return cls(info.dim, info.encoder_id, info.factory, index, info, path if mapped else None)
+        refine = None
+        if needs_refine(info.factory):
+            refine = RefineStore.existing(info.dim, path.parent, path.name, info.refine)
+            if refine is None or len(refine) < index.ntotal:
+                raise VectorIndexError(f"the re-ranking vectors of {path} are missing or short")
+        return cls(info.dim, info.encoder_id, info.factory, index, info, path if mapped else None, refine)
 
 
 def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
+
+
+def needs_refine(factory: str) -> bool:
+    """Product-quantised codes (PQ, OPQ) lose too much to rank alone; they are re-ranked."""
+    return "PQ" in factory.upper()
+
+
+def _refine_token(path: Path) -> str | None:
+    try:
+        return json.loads(sidecar_path(path).read_text()).get("refine")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def build_index(ids, vectors, encoder_id: str, factory: str = DEFAULT_FACTORY,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from index.refine import remove_files
 from index.vectors import VectorIndex, VectorIndexError, sidecar_path
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ class FaissStore(VectorIndex):
     def vectors(self, ids):
         import numpy as np
 
-        return np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim), np.float32)
+        return self.vectors_of(ids) if len(ids) else np.zeros((0, self.dim), np.float32)
 
     def flush(self) -> None:
         if self.path is not None:
@@ -51,11 +52,13 @@ class FaissSpaces:
 
     def new(self, space: str, head_id: str, dim: int, expected: int = 0, kind: str | None = None) -> FaissStore:
         """An empty index of `kind` (a FAISS factory string recorded with the space), else the configured one."""
-        return FaissStore(dim, head_id, kind if kind and not kind.startswith("milvus:") else self.kind)
+        factory = kind if kind and not kind.startswith("milvus:") else self.kind
+        return FaissStore(dim, head_id, factory, spool=self.path(space))
 
     def install(self, space: str, store: FaissStore) -> None:
         store.path = self.path(space)  # the atomic rename replaces the old file
         store.flush()
+        remove_files(self.root, store.path.name, keep=store.info.refine)  # a crashed build's leftovers
 
     def exists(self, space: str) -> bool:
         return self.path(space).exists()
@@ -63,6 +66,7 @@ class FaissSpaces:
     def drop(self, space: str) -> None:
         self.path(space).unlink(missing_ok=True)
         sidecar_path(self.path(space)).unlink(missing_ok=True)
+        remove_files(self.root, self.path(space).name)
 
     def check(self) -> None:
         """Nothing to reach: the indexes are local files, read when the catalog loads."""

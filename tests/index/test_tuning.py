@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from index.advice import advise
-from index.tuning import exact_top_k, recall_at_k, sample_queries
+from index.tuning import exact_top_k, recall_at_k, sample_queries, walk_knob
 from index.vectors import VectorIndex, build_index
 
 
@@ -53,11 +53,17 @@ def test_a_lower_target_buys_a_cheaper_setting():
     assert cheap.info.search_params["nprobe"] < strict.info.search_params["nprobe"]
 
 
-def test_compressed_codes_stop_at_their_plateau_and_say_so(caplog):
-    vectors = clustered(6000)
-    index = build_index(np.arange(6000), vectors, "enc", "IVF64,PQ4x4fs", target_recall=0.99)
-    assert index.info.recall < 0.99
-    assert index.info.search_params["nprobe"] < 64
+def test_a_knob_that_stops_gaining_stops_the_walk_and_says_so(caplog):
+    truth = np.arange(10)[None]
+    capped = np.array([[0, 1, 2, 3, 4, 5, -1, -1, -1, -1]])  # recall 0.6 whatever the value
+
+    def search_with(value):
+        searched.append(value)
+        return capped
+
+    searched = []
+    tuning = walk_knob("nprobe", [1, 2, 4, 8, 16], search_with, truth, 0.99)
+    assert searched == [1, 2] and tuning.params == {"nprobe": 2} and tuning.recall == 0.6
     assert "short of the 0.99 target" in caplog.text
 
 
@@ -91,7 +97,7 @@ def test_flat_and_hnsw_files_ignore_mmap(tmp_path):
     assert VectorIndex.load(tmp_path / "v.faiss", mmap=True).mapped_from is None
 
 
-@pytest.mark.parametrize("n, kind", [(5_000, "Flat"), (500_000, "IVF"), (10_000_000, "OPQ")])
+@pytest.mark.parametrize("n, kind", [(5_000, "Flat"), (500_000, "IVF"), (10_000_000, "RR512,IVF8192_HNSW32,PQ32")])
 def test_advice_picks_by_size_and_builds_a_valid_factory(n, kind):
     advice = advise(n, 512)
     assert advice.factory.startswith(kind)
@@ -101,4 +107,4 @@ def test_advice_picks_by_size_and_builds_a_valid_factory(n, kind):
 
 def test_advice_keeps_ten_million_vectors_under_a_gigabyte():
     assert advise(10_000_000, 512).memory_bytes < 1024**3
-    assert advise(10_000_000, 512).bytes_per_vector == 72
+    assert advise(10_000_000, 512).bytes_per_vector == 48  # codes, list ids, re-ranking ids
