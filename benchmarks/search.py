@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from index.advice import advise, compressed  # noqa: E402
 from index.refine import remove_files  # noqa: E402
 from index.vectors import VectorIndex, sidecar_path  # noqa: E402
-from index.tuning import recall_at_k, sample_queries, tune_refined_to_truth, tune_to_truth  # noqa: E402
+from index.tuning import sample_queries, tune_refined_to_truth, tune_to_truth  # noqa: E402
 
 CHUNK = 1 << 18
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from index.advice import advise
-from index.tuning import exact_top_k, recall_at_k, sample_queries, walk_knob
+from index.tuning import exact_top_k, recall_at_k, walk_knob
 from index.vectors import VectorIndex, build_index
 
 
