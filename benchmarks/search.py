@@ -97,8 +97,9 @@ def tune(index: VectorIndex, queries: np.ndarray, truth: np.ndarray, target: flo
 def measure_loaded(path: Path, queries_path: Path, truth_path: Path, mmap: bool, cold: bool = False) -> dict:
     """In a fresh process: resident memory after loading, per-query latency and recall, as
     `attrib` loads and searches the index (tuned parameters from its sidecar; one thread).
-    `cold`: the re-ranking vectors are dropped from the page cache first, so every candidate
-    is read from the disk."""
+    Warm: the queries run once untimed first, so whatever they read from disk is in the page
+    cache. `cold`: the re-ranking vectors are dropped from the page cache instead, so every
+    candidate is read from the disk."""
     code = f"""
 import json, os, time, numpy as np, faiss, sys
 sys.path.insert(0, {str(REPO)!r})
@@ -111,8 +112,11 @@ before = rss()
 index = VectorIndex.load({str(path)!r}, mmap={mmap!r})
 index.search(queries[:5], 10)
 loaded = rss() - before
-for name in (index.refine.paths() if {cold!r} and index.refine else ()):
-    fd = os.open(name, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)
+if {cold!r}:
+    for name in (index.refine.paths() if index.refine else ()):
+        fd = os.open(name, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)
+else:
+    index.search(queries, 10)  # warm: what these queries read is in the page cache
 times, found = [], []
 for q in queries:
     started = time.perf_counter(); _, ids = index.search(q[None], 10); times.append(time.perf_counter() - started)
