@@ -34,7 +34,7 @@ def nlist_for(n: int) -> int:
     return max(64, 2 ** round(math.log2(8 * math.sqrt(max(n, 1)))))
 
 
-def advise(n: int, dim: int = 512, code_bytes: int = 32) -> Advice:
+def advise(n: int, dim: int = 512, code_bytes: int = 64) -> Advice:
     """The recommended factory for `n` vectors of `dim` floats, and its expected resident memory."""
     if n < 0 or dim < 1:
         raise ValueError("n must be ≥ 0 and dim ≥ 1")
@@ -51,7 +51,7 @@ def advise(n: int, dim: int = 512, code_bytes: int = 32) -> Advice:
     return compressed(n, dim, code_bytes)
 
 
-def compressed(n: int, dim: int = 512, code_bytes: int = 32) -> Advice:
+def compressed(n: int, dim: int = 512, code_bytes: int = 64) -> Advice:
     """A random rotation, an HNSW coarse quantiser over about 4 sqrt(N) lists, `code_bytes`-byte
     PQ codes, and re-ranking against float16 vectors on disk (index/refine.py).
 

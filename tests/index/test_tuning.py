@@ -97,7 +97,7 @@ def test_flat_and_hnsw_files_ignore_mmap(tmp_path):
     assert VectorIndex.load(tmp_path / "v.faiss", mmap=True).mapped_from is None
 
 
-@pytest.mark.parametrize("n, kind", [(5_000, "Flat"), (500_000, "IVF"), (10_000_000, "RR512,IVF8192_HNSW32,PQ32")])
+@pytest.mark.parametrize("n, kind", [(5_000, "Flat"), (500_000, "IVF"), (10_000_000, "RR512,IVF8192_HNSW32,PQ64")])
 def test_advice_picks_by_size_and_builds_a_valid_factory(n, kind):
     advice = advise(n, 512)
     assert advice.factory.startswith(kind)
@@ -107,4 +107,4 @@ def test_advice_picks_by_size_and_builds_a_valid_factory(n, kind):
 
 def test_advice_keeps_ten_million_vectors_under_a_gigabyte():
     assert advise(10_000_000, 512).memory_bytes < 1024**3
-    assert advise(10_000_000, 512).bytes_per_vector == 48  # codes, list ids, re-ranking ids
+    assert advise(10_000_000, 512).bytes_per_vector == 80  # codes, list ids, re-ranking ids
