@@ -10,8 +10,8 @@ the disk in parallel): the page cache holds them, not the process.
 Files, named by a token that the index's sidecar records:
   <index>.refine-<token>.f16   rows of float16 vectors
   <index>.refine-<token>.ids   int64, each row's source id
-Both are append-only; vectors are written before their ids, so a row counts only once both have
-landed. Removal overwrites a row's vector with zeros, so a takedown leaves no copy behind. An id
+Rows are only appended; vectors are written before their ids, so a row counts only once both
+have landed. Removal overwrites a row's vector with zeros, so a takedown leaves no copy behind. An id
 added again gets a new row, and the last row of an id wins. Only the ids are in memory
 (8 bytes a vector). A store that has no directory yet keeps its rows in memory until it is saved.
 """
@@ -158,12 +158,11 @@ class RefineStore:
                 order = self._order = np.argsort(stored, kind="stable")
             at = np.searchsorted(stored, wanted, side="right", sorter=order) - 1
             rows = np.where(at >= 0, order[np.maximum(at, 0)], -1)
-        rows = np.maximum(rows, -1)
         hit = (rows >= 0) & (stored[np.maximum(rows, 0)] == wanted)
         return np.where(hit, rows, -1)
 
     def read(self, rows) -> np.ndarray:
-        """float32 vectors of these rows (one read each; rows must exist)."""
+        """float32 vectors of these rows (one `pread` each; the rows must exist)."""
         rows = np.asarray(rows, np.int64)
         if not self._fds:
             return self._memory[rows].astype(np.float32)
