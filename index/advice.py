@@ -57,8 +57,9 @@ def compressed(n: int, dim: int = 512, code_bytes: int = 64) -> Advice:
 
     Embeddings keep most of their variance in a few dozen directions, so plain PQ spends most of
     its sub-quantisers on dimensions that carry little. A random rotation spreads the variance
-    evenly at no training cost (measured at 1M with 32-byte codes: 0.82 of the top 10 among 16 x 10 candidates,
-    against 0.64 without; OPQ learns a better one but takes many minutes to train here)."""
+    evenly at no training cost (measured at 1M with 32-byte codes: 0.82 of the top 10 among
+    16 x 10 candidates, against 0.64 without; OPQ learns a better one but takes many minutes to
+    train here)."""
     nlist = max(64, 2 ** math.floor(math.log2(4 * math.sqrt(max(n, 1)))))
     code_bytes = min(code_bytes, dim)
     per = code_bytes + ID_BYTES + ID_BYTES  # codes and ids in the lists, and the re-ranking rows' ids
