@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 STYLE, CONTENT = "style", "content"
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 Progress = Callable[[int], None]
+TRAIN_ROWS = 262_144  # vectors a new index is first given together: what an IVF or PQ index trains on
 
 
 class SpaceError(AttribError):
@@ -116,18 +118,38 @@ def build_index(store: FeatureStore, head: Head, stores: SpaceStores, name: str,
                 target_recall: float = DEFAULT_TARGET_RECALL, kind: str | None = None) -> VectorStore:
     """Apply a head to every stored feature (a matrix product per segment, no backbone forward)
     into a new store for space `name`, beside the live one. An approximate index is then tuned
-    to the recall target. `kind`: the index type, when not the configured one."""
+    to the recall target. `kind`: the index type, when not the configured one.
+
+    Streamed, so that memory does not grow with the catalog: the first TRAIN_ROWS vectors are
+    added together (an IVF or PQ index trains on them), then each segment on its own; a float16
+    copy for the tuning's exact search goes to an anonymous file (gone even after a crash)."""
     built = stores.new(name, head.head_id, head.dim, expected=len(store), kind=kind)
-    parts = [(ids, head.apply(features)) for ids, features in _with_progress(store.chunks(), progress)]
-    if not parts:
+    total = len(store)
+    if not total:
         return built
-    ids, vectors = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     started = time.perf_counter()
-    built.add(ids, vectors)
-    built.tune(vectors, ids, target_recall)
+    with tempfile.TemporaryFile(dir=store.dir.parent) as scratch:
+        copy = np.memmap(scratch, np.float16, mode="w+", shape=(total, head.dim))
+        all_ids, filled, waiting = np.zeros(total, np.int64), 0, []
+        for ids, features in _with_progress(store.chunks(), progress):
+            vectors = head.apply(features)
+            copy[filled:filled + len(ids)], all_ids[filled:filled + len(ids)] = vectors, ids
+            filled += len(ids)
+            waiting.append((ids, vectors))
+            if filled >= TRAIN_ROWS:  # the first add has had its training rows
+                _add_all(built, waiting)
+                waiting = []
+        _add_all(built, waiting)
+        built.tune(copy[:filled], all_ids[:filled], target_recall)
+        del copy
     log.info("built space %s (%s) of %d vectors in %.3fs", name, built.info.factory, len(built),
              time.perf_counter() - started)
     return built
+
+
+def _add_all(store: VectorStore, parts: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    if parts:
+        store.add(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
 
 def _with_progress(chunks, progress: Progress | None):

@@ -101,7 +101,10 @@ class VectorIndex:
 
     def tune(self, vectors, ids, target: float = DEFAULT_TARGET_RECALL) -> None:
         """Pick the cheapest search setting that reaches `target` recall@10 on these vectors."""
-        vectors, ids = self._as_vectors(vectors), _as_ids(ids)
+        ids = _as_ids(ids)  # the vectors may be a memory-mapped copy: read in chunks, never whole
+        vectors = vectors if isinstance(vectors, np.ndarray) else np.asarray(vectors, np.float32)
+        if vectors.ndim != 2 or vectors.shape != (len(ids), self.dim):
+            raise VectorIndexError(f"expected vectors of shape ({len(ids)}, {self.dim}), got {vectors.shape}")
         if self.refine is not None:
             tuning = tune_refined(self.index, self.search_with, vectors, ids, target)
         else:

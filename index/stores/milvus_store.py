@@ -140,8 +140,7 @@ class MilvusStore:
         with milvus_errors(f"reloading {self.collection}"):  # searches then use the built index, not a scan
             self.client.release_collection(self.collection)
             self.client.load_collection(self.collection)
-        vectors = np.asarray(vectors, np.float32)
-        queries = sample_queries(vectors)
+        queries = sample_queries(vectors)  # the vectors may be a memory-mapped copy: read in chunks
         truth = exact_top_k(vectors, _as_ids(ids), queries, min(10, self.info.count))
 
         def search_with(value: int) -> np.ndarray:
