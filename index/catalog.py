@@ -43,7 +43,6 @@ from index.spaces import LiveSpace, SpaceError, space_rows, update_count
 from index.stores import FAISS, open_stores
 from index.vectors import DEFAULT_FACTORY
 from training.encoders import Encoder
-from training.errors import AttribError
 from training.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
