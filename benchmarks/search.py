@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from index.advice import advise, compressed  # noqa: E402
 from index.refine import remove_files  # noqa: E402
 from index.vectors import VectorIndex, sidecar_path  # noqa: E402
-from index.tuning import sample_queries, tune_refined_to_truth, tune_to_truth  # noqa: E402
+from index.tuning import sample_queries, tune_with_truth  # noqa: E402
 
 CHUNK = 1 << 18
 
@@ -86,12 +86,6 @@ def build(data: Mixture, n: int, factory: str, train_size: int, path: Path) -> t
         index.add(np.arange(start, start + len(chunk)), chunk)
         print(f"    added {start + len(chunk):,}/{n:,}", file=sys.stderr, end="\r")
     return index, time.perf_counter() - started
-
-
-def tune(index: VectorIndex, queries: np.ndarray, truth: np.ndarray, target: float):
-    if index.refine is not None:
-        return tune_refined_to_truth(index.index, index.search_with, queries, truth, target)
-    return tune_to_truth(index.index, queries, truth, target)
 
 
 def measure_loaded(path: Path, queries_path: Path, truth_path: Path, mmap: bool, cold: bool = False) -> dict:
@@ -154,7 +148,8 @@ def run_size(n: int, dim: int, target: float, out: Path, factories: list[str] | 
         print(f"  {factory}: building", file=sys.stderr)
         path = out / f"{factory.replace(',', '_')}-{n}.faiss"
         index, seconds = build(data, n, factory, advise(n, dim).train_vectors, path)
-        tuning = tune(index, tuning_queries, truth[300:], target)
+        tuning = tune_with_truth(index.index, tuning_queries, truth[300:], target,
+                                 index.search_with if index.refine is not None else None)
         params = tuning.params if tuning else {}
         index.info.search_params = params
         index.save(path)

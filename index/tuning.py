@@ -74,21 +74,30 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def tune_search(index, vectors: np.ndarray, ids: np.ndarray, target: float = DEFAULT_TARGET_RECALL,
-                k: int = 10, seed: int = 0) -> Tuning | None:
+                k: int = 10, seed: int = 0, search_with=None) -> Tuning | None:
     """Set and return the cheapest setting that reaches `target` recall@k, with a sample of the
-    indexed vectors as queries and their exact top-k as the truth (None for exact indexes)."""
-    if tunable_parameter(index) is None or index.ntotal == 0:
+    indexed vectors as queries and their exact top-k as the truth (None for exact indexes).
+    `search_with`: the search of an index that re-ranks (see `tune_refined_to_truth`)."""
+    if index.ntotal == 0 or (search_with is None and tunable_parameter(index) is None):
         return None
     queries = sample_queries(vectors, seed)
-    k = min(k, index.ntotal)
-    return tune_to_truth(index, queries, exact_top_k(vectors, np.asarray(ids, np.int64), queries, k), target)
+    truth = exact_top_k(vectors, np.asarray(ids, np.int64), queries, min(k, index.ntotal))
+    return tune_with_truth(index, queries, truth, target, search_with)
+
+
+def tune_with_truth(index, queries: np.ndarray, truth: np.ndarray, target: float = DEFAULT_TARGET_RECALL,
+                    search_with=None) -> Tuning | None:
+    """`tune_search` against a given truth (each query's exact top k)."""
+    if search_with is not None:
+        return tune_refined_to_truth(index, search_with, queries, truth, target)
+    return tune_to_truth(index, queries, truth, target)
 
 
 K_FACTORS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
 
-def tune_refined(index, search_with, vectors: np.ndarray, ids: np.ndarray, target: float = DEFAULT_TARGET_RECALL,
-                 k: int = 10, seed: int = 0) -> Tuning | None:
+def tune_refined_to_truth(index, search_with, queries: np.ndarray, truth: np.ndarray,
+                          target: float = DEFAULT_TARGET_RECALL) -> Tuning:
     """Two knobs for a re-ranked index: its own (`nprobe`/`efSearch`), walked with the widest
     re-ranking so that only the lists limit recall; then `k_factor`, the candidates re-ranked per
     result. `search_with(queries, k, params)` returns the ids found with those parameters.
@@ -96,16 +105,6 @@ def tune_refined(index, search_with, vectors: np.ndarray, ids: np.ndarray, targe
     The first walk aims halfway between the target and 1 (or stops when recall stops gaining):
     scanning another list costs about what re-ranking a dozen candidates read from disk does, so
     leaving the re-ranking some slack is the cheaper split."""
-    if index.ntotal == 0:
-        return None
-    queries = sample_queries(vectors, seed)
-    truth = exact_top_k(vectors, np.asarray(ids, np.int64), queries, min(k, index.ntotal))
-    return tune_refined_to_truth(index, search_with, queries, truth, target)
-
-
-def tune_refined_to_truth(index, search_with, queries: np.ndarray, truth: np.ndarray,
-                          target: float = DEFAULT_TARGET_RECALL) -> Tuning:
-    """`tune_refined` against a given truth (each query's exact top k)."""
     started, k = time.perf_counter(), truth.shape[1]
     params: dict[str, int] = {}
     name = tunable_parameter(index)

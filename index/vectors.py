@@ -26,7 +26,7 @@ import faiss
 import numpy as np
 
 from index.refine import DEFAULT_K_FACTOR, RefineStore, remove_files
-from index.tuning import DEFAULT_TARGET_RECALL, apply_params, tune_refined, tune_search
+from index.tuning import DEFAULT_TARGET_RECALL, apply_params, tune_search
 from training.errors import AttribError
 from training.fileio import atomic_write, atomic_write_bytes
 
@@ -105,10 +105,8 @@ class VectorIndex:
         vectors = vectors if isinstance(vectors, np.ndarray) else np.asarray(vectors, np.float32)
         if vectors.ndim != 2 or vectors.shape != (len(ids), self.dim):
             raise VectorIndexError(f"expected vectors of shape ({len(ids)}, {self.dim}), got {vectors.shape}")
-        if self.refine is not None:
-            tuning = tune_refined(self.index, self.search_with, vectors, ids, target)
-        else:
-            tuning = tune_search(self.index, vectors, ids, target)
+        tuning = tune_search(self.index, vectors, ids, target,
+                             search_with=self.search_with if self.refine is not None else None)
         if tuning is not None:
             self.info.search_params, self.info.recall = tuning.params, tuning.recall
             log.info("tuned %s: %s, recall@10 %.3f in %.1fs", self.info.factory, tuning.params, tuning.recall,
