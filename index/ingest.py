@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
-from sqlalchemy import select, tuple_
 
 from index.audit import CLI, Actor
 from index.catalog import Catalog
 from index.ingest_rows import commit_chunk
-from index.models import Concept, Source
 from index.prepare import Prepared, PreparePool
+from index.repository import existing_sources
 
 log = logging.getLogger(__name__)
 MAX_CONCEPT_LENGTH = 255
@@ -210,14 +209,7 @@ def _mark_duplicates(catalog: Catalog, pending: dict[int, Pending], results: dic
 
     Returns {position: earlier position} for the repeats within the chunk.
     """
-    keys = {(p.concept, p.prepared.sha256) for p in pending.values()}
-    with catalog.sessions() as session:
-        rows = session.execute(
-            select(Concept.name, Source.sha256, Source.id)
-            .join(Source.concept)
-            .where(tuple_(Concept.name, Source.sha256).in_(keys))
-        ).all()
-    known = {(name, sha): source_id for name, sha, source_id in rows}
+    known = existing_sources(catalog.sessions, {(p.concept, p.prepared.sha256) for p in pending.values()})
     first_seen: dict[tuple[str, str], int] = {}
     repeats: dict[int, int] = {}
     for position, item in list(pending.items()):

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from index.audit import Actor, record
 from index.crashpoints import crash_point
 from index.models import Concept, Source
+from index.repository import existing_sources
 
 if TYPE_CHECKING:
     from index.catalog import Catalog
@@ -44,14 +45,10 @@ def insert_one(catalog: Catalog, item: Pending, actor: Actor) -> tuple[str, int]
     try:
         return insert_all(catalog, [item], actor)[0]
     except IntegrityError:
-        with catalog.sessions() as session:
-            existing = session.scalar(
-                select(Source.id).join(Source.concept)
-                .where(Concept.name == item.concept, Source.sha256 == item.prepared.sha256)
-            )
-        if existing is None:
+        existing = existing_sources(catalog.sessions, {(item.concept, item.prepared.sha256)})
+        if not existing:
             raise
-        return "duplicate", existing
+        return "duplicate", next(iter(existing.values()))
 
 
 def _new_row(catalog: Catalog, concept: Concept, item: Pending) -> Source:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from index.catalog import NotFoundError
@@ -87,3 +87,14 @@ def source_rows(sessions: sessionmaker[Session], source_ids: list[int]) -> dict[
             .where(Source.id.in_(source_ids))
         ).all()
     return {row.id: (row.filename, row.sha256, row.name) for row in rows}
+
+
+def existing_sources(sessions: sessionmaker[Session], keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """{(concept name, sha256): source id} for the pairs already indexed."""
+    with sessions() as session:
+        rows = session.execute(
+            select(Concept.name, Source.sha256, Source.id)
+            .join(Source.concept)
+            .where(tuple_(Concept.name, Source.sha256).in_(keys))
+        ).all()
+    return {(name, sha): source_id for name, sha, source_id in rows}
