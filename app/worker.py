@@ -15,8 +15,6 @@ import logging
 import signal
 import threading
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
 from index.catalog import Catalog
 from index.jobs import TransientFailure, get_job, is_transient, run_job
 from index.processes import this_process
@@ -85,7 +83,9 @@ def _release(catalog: Catalog, job_id: str, stop: threading.Event) -> None:
             release_job(catalog, job_id)
             log.warning("job %s back in the queue", job_id)
             return
-        except (OperationalError, InterfaceError):
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             if stop.wait(MAX_BACKOFF_SECONDS / 4):
                 return  # stopping: the job stays `running` until it is found orphaned
 
