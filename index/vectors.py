@@ -165,20 +165,19 @@ class VectorIndex:
     def _rebuild_without(self, ids: np.ndarray) -> int:
         """For index types without remove_ids (HNSW): rebuild from the stored vectors."""
         keep = np.setdiff1d(self.ids(), ids)
-        vectors = self.vectors_of(keep) if len(keep) else None
+        vectors = self.vectors_of(keep)
         before = self.index.ntotal
         self.index = new_faiss_index(self.dim, self.info.factory)
         _set_search_defaults(self.index)
         apply_params(self.index, self.info.search_params)
-        if vectors is not None:
-            self.add(keep, vectors)
+        self.add(keep, vectors)
         return before - self.index.ntotal
 
     def vectors_of(self, ids) -> np.ndarray:
         """The stored vectors of these ids (float16-exact for a re-ranked index, else FAISS's own)."""
         if self.refine is not None:
             return self.refine.read(self.refine.rows_of(ids))
-        return np.stack([self.index.reconstruct(int(i)) for i in ids])
+        return np.array([self.index.reconstruct(int(i)) for i in ids], np.float32).reshape(-1, self.dim)
 
     def _as_vectors(self, vectors) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)

@@ -18,9 +18,7 @@ class FaissStore(VectorIndex):
     path: Path | None = None
 
     def vectors(self, ids):
-        import numpy as np
-
-        return self.vectors_of(ids) if len(ids) else np.zeros((0, self.dim), np.float32)
+        return self.vectors_of(ids)
 
     def flush(self) -> None:
         if self.path is not None:
