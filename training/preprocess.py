@@ -2,8 +2,8 @@
 
 Evaluation and the catalog use `Preprocess.__call__` (resize the short side, centre crop).
 Training augmentations produce their own geometry and then call `to_tensor`; ingestion crops in
-worker processes and normalises whole batches (`normalize_batch`). Both go through one colour
-normalisation. torch is imported only when a tensor is made, so decoding workers stay light.
+its decoding threads and normalises whole batches (`normalize_batch`). Both go through one colour
+normalisation. torch is imported only when a tensor is made.
 """
 
 from __future__ import annotations
