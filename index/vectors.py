@@ -25,18 +25,14 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from index.factories import (VectorIndexError, exact_index, is_ivf_factory, needs_refine,
+                             new_faiss_index, set_search_defaults, try_train)
 from index.refine import DEFAULT_K_FACTOR, RefineStore, remove_files
 from index.tuning import DEFAULT_TARGET_RECALL, apply_params, tune_search
-from training.errors import AttribError
 from training.fileio import atomic_write, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 DEFAULT_FACTORY = "Flat"
-
-
-class VectorIndexError(AttribError):
-    code = "vector_index_error"
-    status = 500
 
 
 @dataclass
@@ -48,6 +44,7 @@ class IndexInfo:
     search_params: dict[str, int] = field(default_factory=dict)  # e.g. {"nprobe": 24}, from tuning
     recall: float | None = None  # the recall@10 the tuning reached
     refine: str | None = None  # the token of the re-ranking vectors' files (index/refine.py)
+    staged: bool = False  # too few vectors yet to train the factory: held in an exact index
 
 
 class VectorIndex:
@@ -63,7 +60,7 @@ class VectorIndex:
         if refine is None and needs_refine(self.info.factory):
             refine = RefineStore(dim, spool.parent, spool.name) if spool else RefineStore(dim)
         self.refine = refine
-        _set_search_defaults(self.index)
+        set_search_defaults(self.index)
         apply_params(self.index, self.info.search_params)
 
     @property
@@ -86,18 +83,38 @@ class VectorIndex:
         return np.concatenate(chunks).astype(np.int64) if chunks else np.zeros(0, np.int64)
 
     def add(self, ids, vectors) -> None:
+        """Add vectors. A factory that trains trains on the first add that has enough vectors for
+        it; until then they wait in an exact index (`info.staged`), searched exactly."""
         ids, vectors = _as_ids(ids), self._as_vectors(vectors)
         if len(ids) != len(vectors):
             raise VectorIndexError(f"{len(ids)} ids for {len(vectors)} vectors")
         if not len(ids):
             return
         self._writable()
-        if not self.index.is_trained:
-            self._train(vectors)
+        if not self.index.is_trained and not try_train(self.index, vectors):
+            log.info("%d vectors are too few to train %r: searched exactly until there are enough",
+                     len(vectors), self.info.factory)
+            self.index, self.info.staged = exact_index(self.dim), True
         if self.refine is not None:
             self.refine.append(ids, vectors)
         self.index.add_with_ids(vectors, ids)
         self.info.count = self.index.ntotal
+        if self.info.staged:
+            self._promote()
+
+    def _promote(self) -> None:
+        """Train the configured factory on the staged vectors once they suffice, move them into it
+        and tune its search."""
+        ids = self.ids()
+        vectors = self.index.index.reconstruct_n(0, self.index.ntotal)
+        index = new_faiss_index(self.dim, self.info.factory)
+        if not try_train(index, vectors):
+            return
+        index.add_with_ids(vectors, ids)
+        self.index, self.info.staged = index, False
+        set_search_defaults(self.index)
+        log.info("trained %r on %d staged vectors", self.info.factory, len(ids))
+        self.tune(vectors, ids)
 
     def tune(self, vectors, ids, target: float = DEFAULT_TARGET_RECALL) -> None:
         """Pick the cheapest search setting that reaches `target` recall@10 on these vectors."""
@@ -106,7 +123,7 @@ class VectorIndex:
         if vectors.ndim != 2 or vectors.shape != (len(ids), self.dim):
             raise VectorIndexError(f"expected vectors of shape ({len(ids)}, {self.dim}), got {vectors.shape}")
         tuning = tune_search(self.index, vectors, ids, target,
-                             search_with=self.search_with if self.refine is not None else None)
+                             search_with=None if self.refine is None or self.info.staged else self.search_with)
         if tuning is not None:
             self.info.search_params, self.info.recall = tuning.params, tuning.recall
             log.info("tuned %s: %s, recall@10 %.3f in %.1fs", self.info.factory, tuning.params, tuning.recall,
@@ -118,17 +135,8 @@ class VectorIndex:
             log.info("loading the mapped index %s into memory for a write", self.mapped_from)
             self.index = faiss.read_index(str(self.mapped_from))
             self.mapped_from = None
-            _set_search_defaults(self.index)
+            set_search_defaults(self.index)
             apply_params(self.index, self.info.search_params)
-
-    def _train(self, vectors: np.ndarray) -> None:
-        try:
-            self.index.train(vectors)
-        except RuntimeError as exc:
-            raise VectorIndexError(
-                f"FAISS index {self.info.factory!r} needs more vectors to train than the "
-                f"{len(vectors)} given; add more at once or use the 'Flat' factory: {exc}"
-            ) from exc
 
     def search(self, vectors, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (scores, ids), each (n, k'); k' = min(k, len). Missing slots are dropped."""
@@ -136,7 +144,7 @@ class VectorIndex:
         k = min(int(k), self.index.ntotal)
         if k <= 0:
             return np.zeros((len(vectors), 0), np.float32), np.zeros((len(vectors), 0), np.int64)
-        if self.refine is None:
+        if self.refine is None or self.info.staged:
             return self.index.search(vectors, k)
         k_factor = int(self.info.search_params.get("k_factor", DEFAULT_K_FACTOR))
         _, candidates = self.index.search(vectors, min(k * k_factor, self.index.ntotal))
@@ -167,8 +175,8 @@ class VectorIndex:
         keep = np.setdiff1d(self.ids(), ids)
         vectors = self.vectors_of(keep)
         before = self.index.ntotal
-        self.index = new_faiss_index(self.dim, self.info.factory)
-        _set_search_defaults(self.index)
+        self.index, self.info.staged = new_faiss_index(self.dim, self.info.factory), False
+        set_search_defaults(self.index)
         apply_params(self.index, self.info.search_params)
         self.add(keep, vectors)
         return before - self.index.ntotal
@@ -213,7 +221,7 @@ class VectorIndex:
         path = Path(path)
         try:
             info = IndexInfo(**json.loads(sidecar_path(path).read_text()))
-            mapped = mmap and _is_ivf_file(info.factory)
+            mapped = mmap and is_ivf_factory(info.factory) and not info.staged
             index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mapped else 0)
         except (OSError, ValueError, TypeError, RuntimeError) as exc:
             raise VectorIndexError(f"cannot load the vector index at {path}: {exc}") from exc
@@ -229,11 +237,6 @@ class VectorIndex:
 
 def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
-
-
-def needs_refine(factory: str) -> bool:
-    """Product-quantised codes (PQ, OPQ) lose too much to rank alone; they are re-ranked."""
-    return "PQ" in factory.upper()
 
 
 def _refine_token(path: Path) -> str | None:
@@ -254,36 +257,6 @@ def build_index(ids, vectors, encoder_id: str, factory: str = DEFAULT_FACTORY,
     index.tune(vectors, ids, target_recall)
     log.info("built %s index of %d vectors in %.3fs", factory, len(index), time.perf_counter() - started)
     return index
-
-
-def new_faiss_index(dim: int, factory: str):
-    """IVF types keep ids themselves (an IDMap around them breaks on removal); others get IDMap2.
-
-    IVF gets no direct map: removal scans the lists' ids (8 bytes a vector), where a hash table
-    from id to slot would cost tens of bytes per vector, more than PQ codes themselves."""
-    try:
-        inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as exc:
-        raise VectorIndexError(f"invalid FAISS factory string {factory!r}: {exc}", code="bad_config") from exc
-    ivf = faiss.try_extract_index_ivf(inner)
-    if ivf is not None:
-        return inner
-    return faiss.IndexIDMap2(inner)
-
-
-def _set_search_defaults(index) -> None:
-    """Recall-friendly defaults for approximate types (FAISS's own are tuned for speed)."""
-    ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None:
-        ivf.nprobe = min(ivf.nlist, 16)
-        return
-    inner = faiss.downcast_index(index.index)
-    if hasattr(inner, "hnsw"):
-        inner.hnsw.efSearch = max(inner.hnsw.efSearch, 64)
-
-
-def _is_ivf_file(factory: str) -> bool:
-    return "IVF" in factory.upper()
 
 
 def _as_ids(ids) -> np.ndarray:

@@ -1,3 +1,4 @@
+import faiss
 import numpy as np
 import pytest
 
@@ -81,8 +82,34 @@ def test_errors_are_clear(tmp_path):
     index = VectorIndex(8, "enc")
     with pytest.raises(VectorIndexError, match=r"shape \(n, 8\)"):
         index.add([1], unit_vectors(1, 9))
-    with pytest.raises(VectorIndexError, match="needs more vectors to train"):
-        VectorIndex(8, "enc", "IVF64,Flat").add([1, 2], unit_vectors(2, 8))
     with pytest.raises(VectorIndexError, match="cannot load"):
         VectorIndex.load(tmp_path / "missing.faiss")
     assert sidecar_path(tmp_path / "a.faiss").name == "a.faiss.json"
+
+
+@pytest.mark.parametrize("factory", ["IVF16,Flat", "IVF4,PQ8"])
+def test_a_factory_waits_in_an_exact_index_until_it_can_train(tmp_path, factory):
+    vectors, ids = unit_vectors(400), np.arange(400) + 50
+    index = VectorIndex(32, "enc", factory)
+    index.add(ids[:5], vectors[:5])  # too few to train 16 lists or 256 PQ centroids
+    assert index.info.staged and len(index) == 5
+    scores, found = index.search(vectors[:5], 2)
+    assert found[:, 0].tolist() == ids[:5].tolist() and np.allclose(scores[:, 0], 1.0, atol=1e-5)
+    assert index.remove([ids[0]]) == 1
+
+    index.save(tmp_path / "a.faiss")
+    for mmap in (False, True):
+        loaded = VectorIndex.load(tmp_path / "a.faiss", mmap=mmap)
+        assert loaded.info.staged and loaded.info.factory == factory
+        assert loaded.search(vectors[1:2], 1)[1].tolist() == [[ids[1]]]
+    loaded.add(ids[5:10], vectors[5:10])  # still too few: still exact, still searchable
+    assert loaded.info.staged and len(loaded) == 9
+
+    loaded.add(ids[10:], vectors[10:])  # now enough: trained on all 399, the staged ones included
+    assert not loaded.info.staged and faiss.try_extract_index_ivf(loaded.index) is not None
+    assert sorted(loaded.ids().tolist()) == ids[1:].tolist()
+    hits = loaded.search(vectors[1:40], 1)[1][:, 0]
+    assert (hits == ids[1:40]).mean() >= 0.9
+    loaded.save(tmp_path / "a.faiss")
+    again = VectorIndex.load(tmp_path / "a.faiss")
+    assert not again.info.staged and len(again) == 399
