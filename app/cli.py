@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -188,6 +189,7 @@ def cmd_serve(args, _rest) -> int:
         raise AttribError(f"--workers must be at least 1, not {workers}", code="bad_argument")
     if workers > MAX_WORKERS:
         raise AttribError(f"--workers must be at most {MAX_WORKERS}, not {workers}", code="bad_argument")
+    os.environ["ATTRIB_WORKERS"] = str(workers)  # the workers read their settings (mapped indexes) from it
     run_server(server_config(settings, args.host, args.port, workers))
     return 0
 

@@ -37,9 +37,12 @@ class Settings(BaseSettings):
         0.95, gt=0, le=1, description="Approximate indexes (IVF, HNSW) get the cheapest nprobe/efSearch that "
         "reaches this recall@10 against exact search, tuned when a space is built."
     )
-    index_mmap: bool = Field(
-        False, description="Memory-map IVF indexes from disk (for indexes larger than RAM); the first write "
-        "after loading reads the index into memory."
+    index_mmap: bool | None = Field(
+        None, description="Memory-map space indexes from their files instead of reading them: an IVF index's "
+        "lists, or another index's vectors, stay on disk and in the page cache, shared by every process that maps "
+        "them, so an index can exceed RAM and a worker reloads after another's write in a fraction of the time. "
+        "The first write after loading reads the index into memory. Default: mapped when `attrib serve` runs "
+        "several workers, read otherwise."
     )
     vector_store: str = Field(
         "faiss", description="Where spaces' vectors live: 'faiss' (index files under `home`) or 'milvus' "
@@ -207,7 +210,7 @@ class Settings(BaseSettings):
             decode_workers=self.decode_workers,
             device_decode=self.device_decode,
             target_recall=self.target_recall,
-            mmap_index=self.index_mmap,
+            mmap_index=self.workers > 1 if self.index_mmap is None else self.index_mmap,
             vector_store=self.vector_store.lower(),
             milvus_uri=self.milvus_uri,
             milvus_index=self.milvus_index.upper(),

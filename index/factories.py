@@ -62,6 +62,17 @@ def is_ivf_factory(factory: str) -> bool:
     return "IVF" in factory.upper()
 
 
+def mmap_flags(factory: str, staged: bool) -> int:
+    """How to map an index file instead of reading it: an IVF index's lists stay on disk
+    (IO_FLAG_MMAP); any other index's vectors or codes (Flat, an HNSW graph's storage, a staged
+    index) are used in place from the mapped file (IO_FLAG_MMAP_IFC). Either way the pages are
+    the page cache's, shared by every process that maps the file. A mapped index is read-only:
+    FAISS aborts the process on a write, so `VectorIndex` reads the file into memory first."""
+    if is_ivf_factory(factory) and not staged:
+        return faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+    return faiss.IO_FLAG_MMAP_IFC
+
+
 def needs_refine(factory: str) -> bool:
     """Product-quantised codes (PQ, OPQ) lose too much to rank alone; they are re-ranked."""
     return "PQ" in factory.upper()

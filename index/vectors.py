@@ -9,9 +9,10 @@ factory, dimension, count and the tuned search parameters (index/tuning.py).
 A product-quantised index ("...,PQ32") re-ranks its candidates against float16 copies of the
 vectors kept on disk beside it (index/refine.py): `k_factor` x k candidates, tuned with `nprobe`.
 
-An IVF index can be loaded memory-mapped (`mmap=True`): its lists stay on disk and only the
-pages a search touches are resident. A mapped index is read-only, so the first write loads it
-into memory.
+Any index can be loaded memory-mapped (`mmap=True`, index/factories.py: mmap_flags): an IVF
+index's lists, or another index's vectors, stay in the file, only the pages a search touches are
+resident, and processes that map the same file share them. A mapped index is read-only, so the
+first write loads it into memory.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index.factories import (VectorIndexError, exact_index, is_ivf_factory, needs_refine,
-                             new_faiss_index, set_search_defaults, try_train)
+from index.factories import (VectorIndexError, exact_index, mmap_flags, needs_refine, new_faiss_index,
+                             set_search_defaults, try_train)
 from index.refine import DEFAULT_K_FACTOR, RefineStore, remove_files
 from index.tuning import DEFAULT_TARGET_RECALL, apply_params, tune_search
 from training.fileio import atomic_write, atomic_write_bytes
@@ -56,7 +57,7 @@ class VectorIndex:
         self.info = info or IndexInfo(encoder_id, factory, dim, 0)
         self.index = index if index is not None else new_faiss_index(dim, factory)
         self.info.count = self.index.ntotal
-        self.mapped_from = mapped_from  # the file an mmap-loaded index reads its lists from
+        self.mapped_from = mapped_from  # the file an mmap-loaded index reads from
         if refine is None and needs_refine(self.info.factory):
             refine = RefineStore(dim, spool.parent, spool.name) if spool else RefineStore(dim)
         self.refine = refine
@@ -217,12 +218,11 @@ class VectorIndex:
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = False) -> "VectorIndex":
-        """Load an index; with `mmap`, an IVF index's lists are mapped from the file, not read."""
+        """Load an index; with `mmap`, its lists or vectors are mapped from the file, not read."""
         path = Path(path)
         try:
             info = IndexInfo(**json.loads(sidecar_path(path).read_text()))
-            mapped = mmap and is_ivf_factory(info.factory) and not info.staged
-            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mapped else 0)
+            index = faiss.read_index(str(path), mmap_flags(info.factory, info.staged) if mmap else 0)
         except (OSError, ValueError, TypeError, RuntimeError) as exc:
             raise VectorIndexError(f"cannot load the vector index at {path}: {exc}") from exc
         if index.d != info.dim:
@@ -232,7 +232,7 @@ class VectorIndex:
             refine = RefineStore.existing(info.dim, path.parent, path.name, info.refine)
             if refine is None or len(refine) < index.ntotal:
                 raise VectorIndexError(f"the re-ranking vectors of {path} are missing or short")
-        return cls(info.dim, info.encoder_id, info.factory, index, info, path if mapped else None, refine)
+        return cls(info.dim, info.encoder_id, info.factory, index, info, path if mmap else None, refine)
 
 
 def sidecar_path(path: Path) -> Path:
