@@ -113,3 +113,11 @@ def test_a_factory_waits_in_an_exact_index_until_it_can_train(tmp_path, factory)
     loaded.save(tmp_path / "a.faiss")
     again = VectorIndex.load(tmp_path / "a.faiss")
     assert not again.info.staged and len(again) == 399
+
+
+def test_a_one_query_search_leaves_faiss_threads_as_they_were():
+    index = build_index(np.arange(50), unit_vectors(50), "enc")
+    before = faiss.omp_get_max_threads()
+    assert index.search(unit_vectors(1), 3)[1].shape == (1, 3)  # run on one thread, then restored
+    assert index.search(unit_vectors(4), 3)[1].shape == (4, 3)
+    assert faiss.omp_get_max_threads() == before
