@@ -15,7 +15,6 @@ import copy
 import tempfile
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image

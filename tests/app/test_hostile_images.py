@@ -14,7 +14,6 @@ import zipfile
 import zlib
 
 import numpy as np
-import pytest
 from PIL import Image
 
 OK = (200, None)  # attributed, and indexed in a batch
