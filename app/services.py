@@ -20,7 +20,8 @@ def load_configured_encoder(settings: Settings) -> Encoder:
     from training.encoders import load_encoder
 
     return load_encoder(settings.encoder, settings.encoder_weights, settings.device,
-                        engine=settings.engine, engine_cache=settings.engine_cache)
+                        engine=settings.engine, engine_cache=settings.engine_cache,
+                        engine_batch=settings.engine_batch)
 
 
 def open_catalog(settings: Settings, encoder: Encoder | None = None) -> Catalog:

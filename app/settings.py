@@ -11,6 +11,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from training.engines.names import DEFAULT_ENGINE_BATCH
+
 MAX_WORKERS = 256  # `attrib serve` worker processes, from ATTRIB_WORKERS or --workers
 MAX_POLL_SECONDS = 3600.0  # an idle `attrib worker`'s wait, from ATTRIB_WORKER_POLL_SECONDS or --poll-seconds
 
@@ -31,6 +33,12 @@ class Settings(BaseSettings):
     engine: str = Field(
         "auto", description="What runs the backbone on the CPU: 'auto' (the measured fastest that works, else "
         "torch), 'torch', 'onnx' (ONNX Runtime) or 'openvino'. Exports are cached under `home`/engines."
+    )
+    engine_batch: int = Field(
+        DEFAULT_ENGINE_BATCH, ge=1, le=1024, description="Most images an engine (onnx, openvino) runs in one "
+        "forward: a larger batch (ingestion's ATTRIB_BATCH_SIZE, the server's shared batches) runs in parts. On "
+        "small CPUs engines are fastest at a few images; on many cores a larger value may win (measure with "
+        "benchmarks/perf.py)."
     )
     index_factory: str = Field("Flat", description="FAISS factory string, e.g. Flat, HNSW32, IVF256,Flat.")
     target_recall: float = Field(

@@ -3,7 +3,9 @@
 In one run, interleaved round by round: the configured engine's bare forward over preprocessed
 pixels at each batch size, and ingestion of the same JPEG files from disk into a fresh SQLite
 catalog (decode, duplicate check, forward, rows, blobs, features, vectors, committed and saved),
-for each batch size, decoding in a pool of threads and in the ingesting thread. Also measured:
+for each batch size, decoding in a pool of threads and in the ingesting thread. The bare forward
+runs the engine at exactly each batch size; ingestion runs its batches as the service does, in
+engine forwards of at most ATTRIB_ENGINE_BATCH images. Also measured:
 the CPU time per image of decoding + cropping and of the forward, which bound the ratio on a
 machine whose cores the forward already fills: forward / (forward + decode).
 Target (issue 10): ingestion ≥ 0.9× the best bare forward.
@@ -16,6 +18,7 @@ import resource
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -70,10 +73,20 @@ def _pixels(encoder, paths):
     return encoder.preprocess.normalize_batch(np.stack(crops))
 
 
+@contextmanager
+def whole_batches(encoder):
+    """The bare forward is the engine at exactly the batch size asked: no ATTRIB_ENGINE_BATCH parts."""
+    previous, encoder.engine_batch = encoder.engine_batch, 2**31
+    try:
+        yield
+    finally:
+        encoder.engine_batch = previous
+
+
 def _bare_forward(encoder, pixels, batch: int) -> float:
     import torch
 
-    with torch.inference_mode():
+    with torch.inference_mode(), whole_batches(encoder):
         encoder.features(pixels[:batch])
         started = time.perf_counter()
         for start in range(0, len(pixels), batch):
@@ -111,7 +124,7 @@ def _cpu_costs(encoder, paths, pixels, batch: int) -> dict:
     for path in paths:
         prepare_file(path, encoder.preprocess, 10**9)
     decode = (_cpu() - started) * 1000 / len(paths)
-    with torch.inference_mode():
+    with torch.inference_mode(), whole_batches(encoder):
         started = _cpu()
         for start in range(0, len(pixels), batch):
             encoder.features(pixels[start:start + batch])

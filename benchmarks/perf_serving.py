@@ -58,8 +58,10 @@ def run(args) -> tuple[dict, str]:
 def bare_forward(encoder, pixels, rounds: int = 3) -> dict:
     import torch
 
+    from perf_ingest import whole_batches
+
     best = {}
-    with torch.inference_mode():
+    with torch.inference_mode(), whole_batches(encoder):
         encoder.features(pixels[:2])
         for _ in range(rounds):
             for batch in (1, 4, 16):

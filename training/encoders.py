@@ -26,6 +26,7 @@ from training.backbones import (
     resolve_backbone,
 )
 from training.encoder_ids import compute_backbone_id, compute_encoder_id
+from training.engines.names import DEFAULT_ENGINE_BATCH
 from training.errors import EncoderError
 from training.fileio import atomic_write
 from training.preprocess import Preprocess
@@ -73,6 +74,7 @@ class Encoder(nn.Module):
         self._encoder_id: str | None = None
         self._backbone_id: str | None = None
         self.engine = None  # a training.engines engine for CPU inference; None: the eager backbone
+        self.engine_batch = DEFAULT_ENGINE_BATCH  # images per engine call; a larger batch runs in parts
         self.eval()
 
     @property
@@ -112,7 +114,9 @@ class Encoder(nn.Module):
         (no gradients, eval mode) runs on the engine when one is set."""
         if (self.engine is not None and pixels.device.type == "cpu" and not self.training
                 and not torch.is_grad_enabled()):
-            return self.engine(pixels)
+            if len(pixels) <= self.engine_batch:
+                return self.engine(pixels)
+            return torch.cat([self.engine(part) for part in pixels.split(self.engine_batch)])
         return self.backbone(pixels).float()
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
@@ -248,9 +252,11 @@ def load_checkpoint(path: str | Path) -> Encoder:
 
 
 def load_encoder(name: str = "default", weights: str | Path | None = None, device: str = "cpu",
-                 engine: str = "torch", engine_cache: str | Path | None = None) -> Encoder:
+                 engine: str = "torch", engine_cache: str | Path | None = None,
+                 engine_batch: int = DEFAULT_ENGINE_BATCH) -> Encoder:
     """What ATTRIB_ENCODER names: 'default', a backbone name, or a checkpoint file. On the CPU,
-    `engine` (ATTRIB_ENGINE) picks what runs the backbone, its export cached in `engine_cache`."""
+    `engine` (ATTRIB_ENGINE) picks what runs the backbone, its export cached in `engine_cache`,
+    in forwards of at most `engine_batch` images (ATTRIB_ENGINE_BATCH)."""
     if name in ("", "default"):
         encoder = create_encoder(DEFAULT_BACKBONE, weights)
     elif name.endswith((".pt", ".pth", ".ckpt")) or Path(name).is_file():
@@ -260,6 +266,7 @@ def load_encoder(name: str = "default", weights: str | Path | None = None, devic
     encoder = encoder.to(resolve_device(device))
     if engine != "torch" and encoder.device.type == "cpu":
         encoder.use_engine(engine, engine_cache)
+    encoder.engine_batch = engine_batch
     return encoder
 
 

@@ -49,7 +49,14 @@ def test_the_configured_engine_runs_the_backbone_and_caches_its_export_under_hom
     name = engine_names.AUTO_ENGINE
     if engine_names.missing_package(name):
         pytest.skip(f"{name} is not installed")
-    settings = Settings(home=tmp_path, device="cpu", engine="auto")
+    settings = Settings(home=tmp_path, device="cpu", engine="auto", engine_batch=8)
     encoder = load_configured_encoder(settings)
-    assert encoder.engine_name == name
+    assert encoder.engine_name == name and encoder.engine_batch == 8
     assert export_path(tmp_path / "engines", encoder.backbone_id).is_file()
+
+
+@pytest.mark.parametrize("value", [0, -1, 1025, 2**63])
+def test_engine_batch_is_bounded(value):
+    with pytest.raises(ValidationError):
+        Settings(engine_batch=value)
+    assert Settings().engine_batch == 4

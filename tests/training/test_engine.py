@@ -83,6 +83,25 @@ def test_encoder_embeds_with_its_engine_and_keeps_its_api(encoder, cache, images
         encoder.engine = None
 
 
+def test_a_batch_larger_than_engine_batch_runs_in_parts(encoder, cache, pixels):
+    engine, sizes = build(encoder, RUNTIMES[0], cache), []
+
+    def counted(part):
+        sizes.append(len(part))
+        return engine(part)
+
+    previous = encoder.engine_batch
+    try:
+        encoder.engine, encoder.engine_batch = counted, 2
+        with torch.inference_mode():
+            parts = encoder.features(pixels)
+            whole = engine(pixels)
+    finally:
+        encoder.engine, encoder.engine_batch = None, previous
+    assert sizes == [2, 2, 1]  # five images, at most two a forward, in order
+    assert parts.shape == whole.shape and cosines(parts, whole).min() >= 0.9999
+
+
 def test_a_cached_export_is_reused_not_exported_again(encoder, cache, monkeypatch):
     path = export_path(cache, encoder.backbone_id)
     before = path.stat().st_mtime_ns

@@ -16,6 +16,10 @@ from training.errors import AttribError
 ENGINE_NAMES = ("auto", "torch", "onnx", "openvino")
 AUTO_ENGINE = "openvino"  # measured by benchmarks/perf.py; see docs/performance.md
 PACKAGES = {"onnx": "onnxruntime", "openvino": "openvino"}
+# An engine on a small CPU is fastest at a few images a forward (EfficientNet-Lite0 on OpenVINO,
+# 2 cores: 197-207 img/s at batch 4 against 174-181 at 16-32), so a larger batch (ingestion's,
+# the server's shared batches) runs as forwards of at most this many (ATTRIB_ENGINE_BATCH).
+DEFAULT_ENGINE_BATCH = 4
 
 
 class EngineError(AttribError):
