@@ -80,8 +80,9 @@ class Catalog:
         self.home.mkdir(parents=True, exist_ok=True)
         # the vector store first: a misconfigured or unreachable store fails before anything changes
         self.stores = open_stores(config.vector_store, self.home, config.factory, mmap=config.mmap_index,
-                                  milvus_uri=config.milvus_uri, milvus_index=config.milvus_index,
-                                  prefix=config.milvus_prefix, catalog_key=config.database_url)
+                                  target_recall=config.target_recall, milvus_uri=config.milvus_uri,
+                                  milvus_index=config.milvus_index, prefix=config.milvus_prefix,
+                                  catalog_key=config.database_url)
         self.backbone_id, self.feature_dim = encoder.backbone_id, encoder.feature_dim
         self._features: FeatureStore | None = None
         self._spaces: dict[str, LiveSpace] = {}

@@ -47,6 +47,7 @@ class IndexInfo:
     search_params: dict[str, int] = field(default_factory=dict)  # e.g. {"nprobe": 24}, from tuning
     recall: float | None = None  # the recall@10 the tuning reached
     refine: str | None = None  # the token of the re-ranking vectors' files (index/refine.py)
+    target_recall: float = DEFAULT_TARGET_RECALL  # what tuning aims at, now and when a staged index trains
     staged: bool = False  # too few vectors yet to train the factory: held in an exact index
 
 
@@ -117,10 +118,11 @@ class VectorIndex:
         self.index, self.info.staged = index, False
         set_search_defaults(self.index)
         log.info("trained %r on %d staged vectors", self.info.factory, len(ids))
-        self.tune(vectors, ids)
+        self.tune(vectors, ids, self.info.target_recall)
 
     def tune(self, vectors, ids, target: float = DEFAULT_TARGET_RECALL) -> None:
         """Pick the cheapest search setting that reaches `target` recall@10 on these vectors."""
+        self.info.target_recall = target
         ids = _as_ids(ids)  # the vectors may be a memory-mapped copy: read in chunks, never whole
         vectors = vectors if isinstance(vectors, np.ndarray) else np.asarray(vectors, np.float32)
         if vectors.ndim != 2 or vectors.shape != (len(ids), self.dim):

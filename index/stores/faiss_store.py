@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from index.refine import remove_files
+from index.tuning import DEFAULT_TARGET_RECALL
 from index.vectors import VectorIndex, VectorIndexError, sidecar_path
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,8 @@ class FaissStore(VectorIndex):
 
 
 class FaissSpaces:
-    def __init__(self, root: Path, factory: str, mmap: bool = False):
-        self.root, self.kind, self.mmap = Path(root), factory, mmap
+    def __init__(self, root: Path, factory: str, mmap: bool = False, target_recall: float = DEFAULT_TARGET_RECALL):
+        self.root, self.kind, self.mmap, self.target_recall = Path(root), factory, mmap, target_recall
 
     def path(self, space: str) -> Path:
         return self.root / f"{space}.faiss"
@@ -45,13 +46,15 @@ class FaissSpaces:
             log.warning("space %s: the index file was built with head %s, not %s; rebuilding it",
                         space, store.encoder_id, head_id)
             return None
-        store.path = path
+        store.path, store.info.target_recall = path, self.target_recall  # the configured target, for a staged index
         return store
 
     def new(self, space: str, head_id: str, dim: int, expected: int = 0, kind: str | None = None) -> FaissStore:
         """An empty index of `kind` (a FAISS factory string recorded with the space), else the configured one."""
         factory = kind if kind and not kind.startswith("milvus:") else self.kind
-        return FaissStore(dim, head_id, factory, spool=self.path(space))
+        store = FaissStore(dim, head_id, factory, spool=self.path(space))
+        store.info.target_recall = self.target_recall
+        return store
 
     def install(self, space: str, store: FaissStore) -> None:
         store.path = self.path(space)  # the atomic rename replaces the old file

@@ -91,6 +91,7 @@ def test_errors_are_clear(tmp_path):
 def test_a_factory_waits_in_an_exact_index_until_it_can_train(tmp_path, factory):
     vectors, ids = unit_vectors(400), np.arange(400) + 50
     index = VectorIndex(32, "enc", factory)
+    index.info.target_recall = 0.99  # the configured target (index/stores/faiss_store.py sets it)
     index.add(ids[:5], vectors[:5])  # too few to train 16 lists or 256 PQ centroids
     assert index.info.staged and len(index) == 5
     scores, found = index.search(vectors[:5], 2)
@@ -113,6 +114,7 @@ def test_a_factory_waits_in_an_exact_index_until_it_can_train(tmp_path, factory)
     loaded.save(tmp_path / "a.faiss")
     again = VectorIndex.load(tmp_path / "a.faiss")
     assert not again.info.staged and len(again) == 399
+    assert again.info.target_recall == 0.99 and again.info.recall >= 0.99  # tuned to it when trained
 
 
 def test_a_one_query_search_leaves_faiss_threads_as_they_were():
