@@ -124,18 +124,12 @@ class RefineStore:
             os.pwrite(self._fds[0], block.tobytes(), self._rows * self.row_bytes)
             os.pwrite(self._fds[1], ids.tobytes(), self._rows * 8)
         else:
-            if self._rows + len(ids) > len(self._memory):
-                grown = np.zeros((max(2 * len(self._memory), self._rows + len(ids), 1024), self.dim), np.float16)
-                grown[:self._rows] = self._memory[:self._rows]
-                self._memory = grown
+            self._memory = _with_room(self._memory, self._rows, self._rows + len(ids))
             self._memory[self._rows:self._rows + len(ids)] = block
         self._remember(ids)
 
     def _remember(self, ids: np.ndarray) -> None:
-        if self._rows + len(ids) > len(self._ids):
-            grown = np.zeros(max(2 * len(self._ids), self._rows + len(ids), 1024), np.int64)
-            grown[:self._rows] = self._ids[:self._rows]
-            self._ids = grown
+        self._ids = _with_room(self._ids, self._rows, self._rows + len(ids))
         still = self._ascending and bool(np.all(np.diff(ids) > 0)) and (
             self._rows == 0 or not len(ids) or ids[0] > self._ids[self._rows - 1])
         self._ascending, self._order = still, None  # before the rows show, for readers in other threads
@@ -205,6 +199,15 @@ class RefineStore:
             best = np.argsort(-exact, kind="stable")[:k]
             scores[i, :len(best)], found[i, :len(best)] = exact[best], ids[best]
         return scores, found
+
+
+def _with_room(array: np.ndarray, used: int, needed: int) -> np.ndarray:
+    """`array` if it has `needed` rows, else a larger copy of its first `used` rows (at least doubled)."""
+    if needed <= len(array):
+        return array
+    grown = np.zeros((max(2 * len(array), needed, 1024), *array.shape[1:]), array.dtype)
+    grown[:used] = array[:used]
+    return grown
 
 
 def _paths(directory: Path, stem: str, token: str) -> tuple[Path, Path]:
