@@ -29,9 +29,10 @@ class Advice:
     why: str
 
 
-def nlist_for(n: int) -> int:
-    """A power of two near 8 sqrt(N), at least 64, so lists hold some hundreds of vectors."""
-    return max(64, 2 ** round(math.log2(8 * math.sqrt(max(n, 1)))))
+def nlist_for(n: int, per_root: int = 8, rounding=round) -> int:
+    """A power of two near `per_root` sqrt(N) (`rounding` its log2), at least 64, so lists hold
+    some hundreds of vectors."""
+    return max(64, 2 ** rounding(math.log2(per_root * math.sqrt(max(n, 1)))))
 
 
 def advise(n: int, dim: int = 512, code_bytes: int = 64) -> Advice:
@@ -60,7 +61,7 @@ def compressed(n: int, dim: int = 512, code_bytes: int = 64) -> Advice:
     evenly at no training cost (measured at 1M with 32-byte codes: 0.82 of the top 10 among
     16 x 10 candidates, against 0.64 without; OPQ learns a better one but takes many minutes to
     train here)."""
-    nlist = max(64, 2 ** math.floor(math.log2(4 * math.sqrt(max(n, 1)))))
+    nlist = nlist_for(n, 4, math.floor)
     code_bytes = min(code_bytes, dim)
     per = code_bytes + ID_BYTES + ID_BYTES  # codes and ids in the lists, and the re-ranking rows' ids
     hnsw_graph = nlist * 32 * 2 * 4  # the coarse quantiser's HNSW32 links (level 0 has 2M)
