@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from index.models_desk import AuditEntry
@@ -29,10 +29,23 @@ CLI = Actor(None, "cli", "admin")
 
 def record(session: Session, actor: Actor, action: str, target_type: str, target_id: object = None,
            before: dict | None = None, after: dict | None = None) -> AuditEntry:
-    entry = AuditEntry(key_id=actor.key_id, key_name=actor.name[:255], action=action, target_type=target_type,
-                       target_id=None if target_id is None else str(target_id)[:255], before=before, after=after)
+    entry = AuditEntry(**_columns(actor, action, target_type, target_id, before, after))
     session.add(entry)
     return entry
+
+
+def record_many(session: Session, actor: Actor, action: str, target_type: str,
+                entries: list[tuple[object, dict | None]]) -> None:
+    """One entry per (target id, after) in one bulk INSERT: what ingestion writes per batch."""
+    if entries:
+        session.execute(insert(AuditEntry), [_columns(actor, action, target_type, target_id, None, after)
+                                             for target_id, after in entries])
+
+
+def _columns(actor: Actor, action: str, target_type: str, target_id: object, before: dict | None,
+             after: dict | None) -> dict:
+    return {"key_id": actor.key_id, "key_name": actor.name[:255], "action": action, "target_type": target_type,
+            "target_id": None if target_id is None else str(target_id)[:255], "before": before, "after": after}
 
 
 @dataclass(frozen=True)

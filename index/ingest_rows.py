@@ -1,8 +1,8 @@
 """Ingestion's last stage: insert a chunk's rows and store their blobs, with audit entries.
 
-Rows go in one transaction per chunk. When a concurrent writer got some of the same files in
-first (the unique (concept, sha256) constraint fires), the chunk goes again one row at a time,
-and the files already there come back as duplicates.
+Blobs are written first; rows go in one transaction per chunk, as bulk INSERTs. When a concurrent
+writer got some of the same files in first (the unique (concept, sha256) constraint fires), the
+chunk goes again one row at a time, and the files already there come back as duplicates.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from index.audit import Actor, record
+from index.audit import Actor, record, record_many
 from index.crashpoints import crash_point
 from index.models import Concept, Source
 from index.repository import existing_sources
@@ -25,17 +25,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 def insert_all(catalog: Catalog, items: list[Pending], actor: Actor) -> list[tuple[str, int]]:
-    """Insert every row (and store its blob) in one transaction, with their audit entries."""
+    """Store the blobs, then insert every row in one transaction: one bulk INSERT for the rows and
+    one for their audit entries."""
     try:
+        for item in items:
+            catalog.blobs.put(item.prepared.sha256, item.prepared.data)
         with catalog.sessions.begin() as session:
             concepts = _get_or_create_concepts(session, {item.concept for item in items}, actor)
-            rows = [_new_row(catalog, concepts[item.concept], item) for item in items]
-            session.add_all(rows)
-            session.flush()
-            for row, item in zip(rows, items):
-                record(session, actor, "source.create", "source", row.id,
-                       after={"concept": item.concept, "filename": row.filename, "sha256": row.sha256})
-            return [("indexed", row.id) for row in rows]
+            rows = [_row(concepts[item.concept], item) for item in items]
+            ids = list(session.scalars(insert(Source).returning(Source.id, sort_by_parameter_order=True), rows))
+            record_many(session, actor, "source.create", "source", [
+                (id_, {"concept": item.concept, "filename": row["filename"], "sha256": row["sha256"]})
+                for id_, item, row in zip(ids, items, rows)])
+            return [("indexed", id_) for id_ in ids]
     except Exception:
         catalog.delete_unreferenced_blobs({item.prepared.sha256 for item in items})
         raise
@@ -51,17 +53,10 @@ def insert_one(catalog: Catalog, item: Pending, actor: Actor) -> tuple[str, int]
         return "duplicate", next(iter(existing.values()))
 
 
-def _new_row(catalog: Catalog, concept: Concept, item: Pending) -> Source:
-    catalog.blobs.put(item.prepared.sha256, item.prepared.data)
-    return Source(
-        sha256=item.prepared.sha256,
-        concept_id=concept.id,
-        filename=item.item.filename[:512],
-        format=item.prepared.format[:16],
-        width=item.prepared.width,
-        height=item.prepared.height,
-        meta=item.item.meta,
-    )
+def _row(concept: Concept, item: Pending) -> dict:
+    return {"sha256": item.prepared.sha256, "concept_id": concept.id, "filename": item.item.filename[:512],
+            "format": item.prepared.format[:16], "width": item.prepared.width, "height": item.prepared.height,
+            "meta": item.item.meta}
 
 
 def _get_or_create_concepts(session, names: set[str], actor: Actor) -> dict[str, Concept]:

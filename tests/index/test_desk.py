@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from PIL import Image
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from index.audit import Actor, AuditFilter, list_audit
 from index.blobs import BlobStore
@@ -20,6 +20,7 @@ from index.db import downgrade_database, make_engine, session_factory, upgrade_d
 from index.images import decode_image
 from index.ingest import IngestItem, ingest
 from index.keys import authenticate, create_key, revoke_key, set_role
+from index.models import Source
 from index.models_desk import Case
 from index.sweep import sweep
 from index.takedowns import take_down_concept, take_down_source
@@ -195,7 +196,12 @@ def test_ingest_and_takedowns_are_audited(make_catalog, photos):
     sessions = catalog.sessions
     created, total = list_audit(sessions, AuditFilter(action="source.create"), 0, 10)
     assert total == 3 and {e.target_id for e in created} == {str(r.source_id) for r in results}
-    assert all(e.key_name == "ingest bot" and e.after["concept"] == "fish" for e in created)
+    assert all(e.key_name == "ingest bot" and e.key_id == 3 and e.after["concept"] == "fish" for e in created)
+    # each entry names its own row: the bulk insert hands the ids back in the files' order
+    assert {e.target_id: e.after["filename"] for e in created} == {str(r.source_id): r.filename for r in results}
+    with sessions() as session:
+        rows = {row.id: row.filename for row in session.scalars(select(Source))}
+    assert rows == {r.source_id: r.filename for r in results}
     assert list_audit(sessions, AuditFilter(action="concept.create"), 0, 10)[1] == 1
     take_down_source(catalog, results[0].source_id)
     take_down_concept(catalog, "fish", Actor(1, "root", "admin"))
