@@ -1,9 +1,12 @@
-"""`attrib calibrate [MANIFEST] [--space NAME|all]`: fit the calibration of each space's live head.
+"""`attrib calibrate [MANIFEST | --from-decisions] [--space NAME|all]`: fit the calibration of
+each space's live head.
 
 With a labelled manifest (path,role,concept; its `query` rows are used), the fit learns from
 real queries: a query whose concept is in the catalog has a source, one whose concept is not
-has none. Without one, the label-free catalog self-fit is redone (it is also made on its own
-when a space has none). Either way the fit is stored beside the head, under its head id.
+has none. `--from-decisions` does the same with the review desk's decided cases: the queries the
+service was really asked about, labelled by reviewers. Without either, the label-free catalog
+self-fit is redone (it is also made on its own when a space has none). Either way the fit is
+stored beside the head, under its head id.
 """
 
 from __future__ import annotations
@@ -14,43 +17,59 @@ from pathlib import Path
 
 def add_calibrate_parser(commands) -> None:
     calibrate = commands.add_parser("calibrate", help="fit calibrated probabilities for the live heads")
-    calibrate.add_argument("manifest", nargs="?", type=Path, metavar="MANIFEST",
-                           help="path,role,concept CSV whose query rows are labelled queries (default: self-fit)")
+    labels = calibrate.add_mutually_exclusive_group()
+    labels.add_argument("manifest", nargs="?", type=Path, metavar="MANIFEST",
+                        help="path,role,concept CSV whose query rows are labelled queries (default: self-fit)")
+    labels.add_argument("--from-decisions", action="store_true",
+                        help="fit from the review desk's decided cases (match / no_match) instead of a manifest")
     calibrate.add_argument("--space", default="all", help="content, style, another space, or all (default)")
     calibrate.set_defaults(handler=cmd_calibrate)
 
 
 def cmd_calibrate(args, _rest) -> int:
-    from tqdm import tqdm
-
     from app.services import open_catalog
     from app.settings import Settings
-    from index.calibration import embed_queries, embed_query_views, manifest_fit, manifest_queries
+    from index.calibration import decision_queries, manifest_queries
+    from training.calibration import DECISIONS, MANIFEST
     from training.data import read_manifest
 
     catalog = open_catalog(Settings())
     try:
         spaces = _spaces(catalog, args.space)
-        if args.manifest is None:
-            fits = {name: catalog.calibrations.refit(catalog, live) for name, live in spaces.items()}
-        else:
+        if args.from_decisions:
+            queries = decision_queries(catalog)
+            fits = _labelled_fits(catalog, spaces, queries, f"reviewers' decisions on {len(queries)} cases", DECISIONS)
+        elif args.manifest is not None:
             queries = manifest_queries(read_manifest(args.manifest), args.manifest.name)
-            with tqdm(total=len(queries), unit="img", desc="embedding queries", file=sys.stderr) as bar:
-                features = embed_queries(catalog, [row.path for row in queries], bar.update)
-            fits, views = {}, {}
-            paths = [row.path for row in queries]
-            for name, live in spaces.items():
-                count = live.head.query_views[0]
-                with tqdm(total=len(queries) if count else 0, unit="img", desc=f"{name}: {count} query views each",
-                          file=sys.stderr, disable=not count) as bar:
-                    view_features = embed_query_views(catalog, live.head, paths, views, bar.update)
-                fits[name] = manifest_fit(catalog, live, queries, features, args.manifest.name, view_features)
-                catalog.calibrations.save(fits[name])
+            fits = _labelled_fits(catalog, spaces, queries, f"manifest {args.manifest.name}", MANIFEST)
+        else:
+            fits = {name: catalog.calibrations.refit(catalog, live) for name, live in spaces.items()}
         for name, calibration in fits.items():
             print(describe(name, calibration, catalog.calibrations.path(calibration.head_id)))
     finally:
         catalog.close()
     return 0
+
+
+def _labelled_fits(catalog, spaces: dict, queries: list, name: str, method: str) -> dict:
+    """Embed labelled queries (with each head's query views, as /attribute does), fit every
+    space from them and save the fits beside their heads."""
+    from tqdm import tqdm
+
+    from index.calibration import embed_queries, embed_query_views, manifest_fit
+
+    paths = [row.path for row in queries]
+    with tqdm(total=len(queries), unit="img", desc="embedding queries", file=sys.stderr) as bar:
+        features = embed_queries(catalog, paths, bar.update)
+    fits, views = {}, {}
+    for space, live in spaces.items():
+        count = live.head.query_views[0]
+        with tqdm(total=len(queries) if count else 0, unit="img", desc=f"{space}: {count} query views each",
+                  file=sys.stderr, disable=not count) as bar:
+            view_features = embed_query_views(catalog, live.head, paths, views, bar.update)
+        fits[space] = manifest_fit(catalog, live, queries, features, name, view_features, method)
+        catalog.calibrations.save(fits[space])
+    return fits
 
 
 def _spaces(catalog, space: str) -> dict:

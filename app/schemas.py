@@ -41,10 +41,11 @@ class ConceptScore(BaseModel):
 
 
 class CalibrationOut(BaseModel):
-    method: Literal["catalog", "manifest", "uninformed"] = Field(
+    method: Literal["catalog", "manifest", "decisions", "uninformed"] = Field(
         description="`catalog`: fitted without labels from the catalog's own sources (edited copies of sources "
         "against the catalog, and with their concept left out); `manifest`: fitted with `attrib calibrate MANIFEST` "
-        "from labelled queries; `uninformed`: fewer than two concepts, so none_probability is 0.5.")
+        "from labelled queries; `decisions`: fitted with `attrib calibrate --from-decisions` from the review desk's "
+        "decided cases; `uninformed`: fewer than two concepts, so none_probability is 0.5.")
     head_id: str = Field(description="The head the fit belongs to (always the space's live head).")
     fitted_on: str = Field(description="What the fit was made from, for a person.")
     fitted_at: datetime | None

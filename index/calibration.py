@@ -18,6 +18,9 @@ Methods:
              query whose concept is in the catalog has a source, one whose concept is not has
              none. If every concept is present, each query is also scored with its concept left
              out (the "no source" examples).
+  decisions  `attrib calibrate --from-decisions`: the same, from the review desk's decided cases
+             (their stored query images): a `match` names the query's concept, a `no_match` says
+             it has none. At least MIN_DECIDED cases.
   uninformed fewer than two concepts: nothing to fit; none = 0.5.
 """
 
@@ -27,6 +30,7 @@ import io
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +39,7 @@ import numpy as np
 from index.concept_scores import CatalogConcepts, catalog_concepts, concept_scores
 from index.images import decode_image
 from index.spaces import LiveSpace
+from index.cases import decided_queries
 from training.calibration import CATALOG, MANIFEST, Calibration, CalibrationData, fit, left_out, ranked, uninformed
 from training.errors import AttribError
 from training.fileio import atomic_write, atomic_write_bytes
@@ -43,6 +48,7 @@ from training.selffit import edited_copy, pick, self_fit_data
 
 log = logging.getLogger(__name__)
 REFIT_DRIFT = 0.25
+MIN_DECIDED = 20  # decided cases a `decisions` fit needs: fewer would replace the self-fit with noise
 
 
 class CalibrationError(AttribError):
@@ -74,17 +80,19 @@ def catalog_fit(catalog, live: LiveSpace, copies_seen: dict | None = None) -> Ca
 
 
 def manifest_fit(catalog, live: LiveSpace, queries: list, features: np.ndarray, name: str = "manifest",
-                 view_features: np.ndarray | None = None) -> Calibration:
-    """Fit from labelled query rows (path, role, concept) and their backbone features
-    (`embed_queries`) through the live head of a space. A head with query views needs their
-    features (`embed_query_views`), so the fit sees the scores `/attribute` gives the same queries."""
+                 view_features: np.ndarray | None = None, method: str = MANIFEST) -> Calibration:
+    """Fit from labelled queries (rows with `path` and `concept`: a manifest's query rows, or
+    `decision_queries`) and their backbone features (`embed_queries`) through the live head of a
+    space. A head with query views needs their features (`embed_query_views`), so the fit sees
+    the scores `/attribute` gives the same queries. `name` says where the queries came from."""
     concepts = catalog_concepts(catalog.sessions)
     if len(concepts) < 2:
         raise CalibrationError("the catalog needs two or more concepts to fit a calibration", code="empty_catalog")
     code = {concept: i for i, concept in enumerate(concepts.names)}
     truth = np.array([code.get(row.concept, -1) for row in queries])
     if not (truth >= 0).any():
-        raise CalibrationError(f"none of the concepts of {name}'s queries is in the catalog", code="bad_manifest")
+        raise CalibrationError(f"none of the concepts of the queries of {name} is in the catalog",
+                               code="bad_manifest" if method == MANIFEST else "no_matches")
     if live.head.query_views[0] > 0 and view_features is None:
         raise CalibrationError("the head embeds queries with query views: their features are needed",
                                code="query_views_missing")
@@ -94,15 +102,36 @@ def manifest_fit(catalog, live: LiveSpace, queries: list, features: np.ndarray, 
     if (truth >= 0).all():
         parts.append(ranked(left_out(scores, truth)))
     data = CalibrationData.concat(parts)
-    described = (f"manifest {name}: {len(queries)} queries, {int((truth >= 0).sum())} with their concept in the "
+    described = (f"{name}: {len(queries)} queries, {int((truth >= 0).sum())} with their concept in the "
                  f"catalog" + ("; each also with its concept left out" if len(parts) == 2 else ""))
-    return _with_data(fit(data, live.info.head_id, MANIFEST, described, len(catalog.features)), data)
+    return _with_data(fit(data, live.info.head_id, method, described, len(catalog.features)), data)
 
 
 def manifest_queries(rows: list, name: str) -> list:
     queries = [row for row in rows if row.role == "query"]
     if not queries:
         raise CalibrationError(f"{name} has no query rows to fit a calibration from", code="bad_manifest")
+    return queries
+
+
+@dataclass(frozen=True)
+class LabelledQuery:
+    path: Path
+    concept: str | None  # None: no catalog concept is its source
+
+
+def decision_queries(catalog) -> list[LabelledQuery]:
+    """The decided cases as labelled queries: a `match` is labelled with the first concept it
+    names that is still in the catalog (none if all were taken down since), a `no_match` with none.
+    Cases whose image is gone are skipped."""
+    names = set(catalog_concepts(catalog.sessions).names)
+    queries = [LabelledQuery(catalog.blobs.path(sha256), next((c for c in concepts if c in names), None))
+               for sha256, concepts in decided_queries(catalog.sessions)]
+    queries = [query for query in queries if query.path.is_file()]
+    if len(queries) < MIN_DECIDED:
+        raise CalibrationError(f"{len(queries)} decided case(s) with their image: a fit from decisions needs at "
+                               f"least {MIN_DECIDED} (match or no_match; escalated cases do not count)",
+                               code="too_few_decisions")
     return queries
 
 

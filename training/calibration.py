@@ -39,7 +39,7 @@ WINDOW = 20  # concept scores that describe a query (the list, and its backgroun
 SCORE_UNIT = 0.05  # scores are divided by this, so that parameters are of order 1
 RIDGE = 0.05  # the ridge term weighs as much as this many queries: it matters only for tiny fits
 PARAMS = ("a", "b", "w_mu", "w_sd", "c")
-CATALOG, MANIFEST, UNINFORMED = "catalog", "manifest", "uninformed"  # how a calibration was made
+CATALOG, MANIFEST, DECISIONS, UNINFORMED = "catalog", "manifest", "decisions", "uninformed"  # how a fit was made
 
 
 @dataclass
@@ -114,7 +114,7 @@ class Calibration:
     """A fitted calibration, stored per head id."""
 
     head_id: str
-    method: str  # "catalog" (self-fit), "manifest", or "uninformed"
+    method: str  # "catalog" (self-fit), "manifest", "decisions" (reviewers' verdicts) or "uninformed"
     fitted_on: str
     params: dict[str, float]
     background: tuple[float, float]  # (mu, sd) used when a query has fewer than 2 background scores

@@ -136,3 +136,54 @@ def test_calibrate_command_from_a_manifest_and_by_default(env, tmp_path, photos,
     (tmp_path / "empty.csv").write_text(f"path,role,concept\ncorpus/{photos[400].name},source,x\n")
     assert main(["calibrate", str(tmp_path / "empty.csv")]) == 1
     assert "no query rows" in capsys.readouterr().err
+
+
+def test_calibrate_from_the_reviewers_decisions(env, start_api, photos, capsys, edit):
+    """`attrib calibrate --from-decisions`: the decided cases' stored images, labelled by their
+    latest verdict (escalated cases left out), through the live head; the answers then say so."""
+    from index.keys import create_key
+
+    api = start_api(write_rate_per_minute=0)
+    indexed, off_catalog = photos[500:512], photos[520:531]
+    assert api.index(indexed).status_code == 200
+    reviewer = {"X-API-Key": create_key(api.app.state.catalog.sessions, "rita", "reviewer")[1]}
+
+    def case_for(data: bytes) -> int:
+        response = api.client.post("/cases", files={"file": ("q.jpg", data)}, params={"k": 3}, headers=reviewer)
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    def decide(case_id: int, **body) -> None:
+        response = api.client.post(f"/cases/{case_id}/decision", json=body, headers=reviewer)
+        assert response.status_code == 201, response.text
+
+    capsys.readouterr()
+    assert main(["calibrate", "--from-decisions"]) == 1
+    assert "0 decided case(s)" in capsys.readouterr().err
+    for path in indexed:
+        decide(case_for(edit(path)), decision="match", concepts=[path.stem], note="")
+    for path in off_catalog[:9]:
+        decide(case_for(edit(path)), decision="no_match", note="")
+    superseded = case_for(edit(off_catalog[9]))
+    decide(superseded, decision="match", concepts=[indexed[0].stem], note="first look")
+    decide(superseded, decision="no_match", note="on second look, no")  # the latest verdict counts
+    decide(case_for(edit(off_catalog[10])), decision="escalate", note="")  # not a verdict: left out
+    case_for(edit(indexed[1]))  # undecided: left out
+
+    assert main(["calibrate", "--from-decisions", "--space", "style"]) == 0
+    out, err = capsys.readouterr()
+    assert "method decisions" in out and "22 fit queries (10 without a source)" in out
+    assert "embedding queries" in err
+    answer = api.attribute(edit(indexed[3]), params={"space": "style"}).json()["spaces"]["style"]
+    check_probabilities(answer)
+    fit = answer["calibration"]
+    assert fit["method"] == "decisions" and "reviewers' decisions on 22 cases" in fit["fitted_on"]
+    stored = json.loads((api.app.state.catalog.home / "heads" / f"{fit['head_id']}.calibration.json").read_text())
+    assert abs(stored["none_rate"] - 10 / 22) < 1e-9  # the prior is the reviewers' share of no_match
+    assert answer["concepts"][0]["concept"] == indexed[3].stem
+    assert api.client.delete(f"/concepts/{indexed[11].stem}", headers=api.auth).status_code == 200
+    assert main(["calibrate", "--from-decisions", "--space", "style"]) == 0  # its match now has no source
+    assert "22 fit queries (11 without a source)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as both:  # a manifest and --from-decisions: an argument mistake
+        main(["calibrate", "manifest.csv", "--from-decisions"])
+    assert both.value.code == 2
