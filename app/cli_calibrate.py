@@ -29,7 +29,7 @@ def add_calibrate_parser(commands) -> None:
 def cmd_calibrate(args, _rest) -> int:
     from app.services import open_catalog
     from app.settings import Settings
-    from index.calibration import decision_queries, manifest_queries
+    from index.labelled_fit import decision_queries, manifest_queries
     from training.calibration import DECISIONS, MANIFEST
     from training.data import read_manifest
 
@@ -52,24 +52,13 @@ def cmd_calibrate(args, _rest) -> int:
 
 
 def _labelled_fits(catalog, spaces: dict, queries: list, name: str, method: str) -> dict:
-    """Embed labelled queries (with each head's query views, as /attribute does), fit every
-    space from them and save the fits beside their heads."""
     from tqdm import tqdm
 
-    from index.calibration import embed_queries, embed_query_views, manifest_fit
+    from index.labelled_fit import labelled_fits, labelled_work
 
-    paths = [row.path for row in queries]
-    with tqdm(total=len(queries), unit="img", desc="embedding queries", file=sys.stderr) as bar:
-        features = embed_queries(catalog, paths, bar.update)
-    fits, views = {}, {}
-    for space, live in spaces.items():
-        count = live.head.query_views[0]
-        with tqdm(total=len(queries) if count else 0, unit="img", desc=f"{space}: {count} query views each",
-                  file=sys.stderr, disable=not count) as bar:
-            view_features = embed_query_views(catalog, live.head, paths, views, bar.update)
-        fits[space] = manifest_fit(catalog, live, queries, features, name, view_features, method)
-        catalog.calibrations.save(fits[space])
-    return fits
+    with tqdm(total=labelled_work(spaces, queries), unit="img", desc="embedding queries and their views",
+              file=sys.stderr) as bar:
+        return labelled_fits(catalog, spaces, queries, name, method, bar.update)
 
 
 def _spaces(catalog, space: str) -> dict:

@@ -132,9 +132,20 @@ class TrainOut(BaseModel):
     space: str | None = Field(description="The space the head was put live in, if one was asked for.")
 
 
+class CalibrationJobOut(BaseModel):
+    space: str
+    head_id: str = Field(description="The head the fit belongs to (the space's live head when the job ran).")
+    method: Literal["catalog", "decisions", "uninformed"]
+    fitted_on: str
+    queries: int = Field(description="Labelled score lists the fit was made from.")
+    none_queries: int = Field(description="How many of them had no source.")
+    fit_none_auroc: float | None = Field(description="On the fit's own data: how well `none` separates.")
+    fit_top1_ece: float | None = Field(description="On the fit's own data: the top-1 calibration error.")
+
+
 class JobOut(BaseModel):
     id: str
-    kind: Literal["ingest", "space_build", "train"]
+    kind: Literal["ingest", "space_build", "train", "calibrate"]
     state: Literal["queued", "running", "succeeded", "failed", "interrupted"]
     total: int
     done: int
@@ -144,6 +155,7 @@ class JobOut(BaseModel):
     results: list[IngestResultOut] = Field(description="Per-file results of an ingestion job.")
     space: SpaceBuildOut | None = Field(None, description="What a finished space build put live.")
     train: TrainOut | None = Field(None, description="What a finished training run produced.")
+    calibration: CalibrationJobOut | None = Field(None, description="What a finished calibration fitted.")
     error: str | None
     created_at: datetime
     updated_at: datetime

@@ -1,5 +1,5 @@
 """Calibration of each head's answers, stored beside the head, fitted from the catalog itself or
-from a labelled manifest (the model is `training.calibration`).
+from labelled queries (`index.labelled_fit`; the model is `training.calibration`).
 
 Files: ATTRIB_HOME/heads/<head id>.calibration.json (the fit: method, parameters, what it was
 fitted on) and <head id>.calibration.npz (the labelled score lists it was fitted on). A space
@@ -20,7 +20,7 @@ Methods:
              out (the "no source" examples).
   decisions  `attrib calibrate --from-decisions`: the same, from the review desk's decided cases
              (their stored query images): a `match` names the query's concept, a `no_match` says
-             it has none. At least MIN_DECIDED cases.
+             it has none. At least MIN_DECIDED (index/labelled_fit.py) cases.
   uninformed fewer than two concepts: nothing to fit; none = 0.5.
 """
 
@@ -30,17 +30,14 @@ import io
 import json
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from index.concept_scores import CatalogConcepts, catalog_concepts, concept_scores
 from index.images import decode_image
 from index.spaces import LiveSpace
-from index.cases import decided_queries
-from training.calibration import CATALOG, MANIFEST, Calibration, CalibrationData, fit, left_out, ranked, uninformed
+from training.calibration import CATALOG, Calibration, CalibrationData, fit, uninformed
 from training.errors import AttribError
 from training.fileio import atomic_write, atomic_write_bytes
 from training.images import ImageError
@@ -48,7 +45,6 @@ from training.selffit import edited_copy, pick, self_fit_data
 
 log = logging.getLogger(__name__)
 REFIT_DRIFT = 0.25
-MIN_DECIDED = 20  # decided cases a `decisions` fit needs: fewer would replace the self-fit with noise
 
 
 class CalibrationError(AttribError):
@@ -76,63 +72,7 @@ def catalog_fit(catalog, live: LiveSpace, copies_seen: dict | None = None) -> Ca
     described = (f"catalog: {len(concepts.source_ids)} sources, {len(concepts)} concepts; {len(copy_ids)} edited "
                  f"copies and {len(pair_ids)} same-concept pairs, each also with its concept left out")
     calibration = fit(data, head_id, CATALOG, described, len(catalog.features))
-    return _with_data(calibration, data)
-
-
-def manifest_fit(catalog, live: LiveSpace, queries: list, features: np.ndarray, name: str = "manifest",
-                 view_features: np.ndarray | None = None, method: str = MANIFEST) -> Calibration:
-    """Fit from labelled queries (rows with `path` and `concept`: a manifest's query rows, or
-    `decision_queries`) and their backbone features (`embed_queries`) through the live head of a
-    space. A head with query views needs their features (`embed_query_views`), so the fit sees
-    the scores `/attribute` gives the same queries. `name` says where the queries came from."""
-    concepts = catalog_concepts(catalog.sessions)
-    if len(concepts) < 2:
-        raise CalibrationError("the catalog needs two or more concepts to fit a calibration", code="empty_catalog")
-    code = {concept: i for i, concept in enumerate(concepts.names)}
-    truth = np.array([code.get(row.concept, -1) for row in queries])
-    if not (truth >= 0).any():
-        raise CalibrationError(f"none of the concepts of the queries of {name} is in the catalog",
-                               code="bad_manifest" if method == MANIFEST else "no_matches")
-    if live.head.query_views[0] > 0 and view_features is None:
-        raise CalibrationError("the head embeds queries with query views: their features are needed",
-                               code="query_views_missing")
-    vectors = live.head.apply_query(features, view_features)
-    scores = concept_scores(catalog.features, live.head, concepts, vectors)
-    parts = [ranked(scores, truth)]
-    if (truth >= 0).all():
-        parts.append(ranked(left_out(scores, truth)))
-    data = CalibrationData.concat(parts)
-    described = (f"{name}: {len(queries)} queries, {int((truth >= 0).sum())} with their concept in the "
-                 f"catalog" + ("; each also with its concept left out" if len(parts) == 2 else ""))
-    return _with_data(fit(data, live.info.head_id, method, described, len(catalog.features)), data)
-
-
-def manifest_queries(rows: list, name: str) -> list:
-    queries = [row for row in rows if row.role == "query"]
-    if not queries:
-        raise CalibrationError(f"{name} has no query rows to fit a calibration from", code="bad_manifest")
-    return queries
-
-
-@dataclass(frozen=True)
-class LabelledQuery:
-    path: Path
-    concept: str | None  # None: no catalog concept is its source
-
-
-def decision_queries(catalog) -> list[LabelledQuery]:
-    """The decided cases as labelled queries: a `match` is labelled with the first concept it
-    names that is still in the catalog (none if all were taken down since), a `no_match` with none.
-    Cases whose image is gone are skipped."""
-    names = set(catalog_concepts(catalog.sessions).names)
-    queries = [LabelledQuery(catalog.blobs.path(sha256), next((c for c in concepts if c in names), None))
-               for sha256, concepts in decided_queries(catalog.sessions)]
-    queries = [query for query in queries if query.path.is_file()]
-    if len(queries) < MIN_DECIDED:
-        raise CalibrationError(f"{len(queries)} decided case(s) with their image: a fit from decisions needs at "
-                               f"least {MIN_DECIDED} (match or no_match; escalated cases do not count)",
-                               code="too_few_decisions")
-    return queries
+    return with_data(calibration, data)
 
 
 def _edited_copies(catalog, concepts: CatalogConcepts, picked: np.ndarray, seen: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -158,49 +98,7 @@ def _edited_copies(catalog, concepts: CatalogConcepts, picked: np.ndarray, seen:
     return concepts.source_ids[ids], features
 
 
-def _decode_query(catalog, path):
-    try:
-        return decode_image(Path(path).read_bytes(), catalog.config.max_pixels)
-    except (OSError, ImageError) as exc:
-        raise CalibrationError(f"cannot read query image {path}: {getattr(exc, 'message', exc)}",
-                               code="bad_path") from exc
-
-
-def embed_queries(catalog, paths: list[Path], progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Backbone features of query images, in batches (`progress(n)` after each)."""
-    parts, step = [], catalog.config.batch_size
-    for start in range(0, len(paths), step):
-        images = [_decode_query(catalog, path).image for path in paths[start:start + step]]
-        parts.append(catalog.encoder.embed_features(images, step))
-        if progress:
-            progress(len(images))
-    return np.concatenate(parts)
-
-
-def embed_query_views(catalog, head, paths: list[Path], seen: dict,
-                      progress: Callable[[int], None] | None = None) -> np.ndarray | None:
-    """(N, V, D) backbone features of the query views `head` asks for (None if it asks for none),
-    made exactly as `/attribute` makes them (`app.attribution.query_vector`); `seen` keeps them by
-    view recipe, so spaces whose heads ask for the same views share one pass."""
-    from training.query_views import query_view_features
-    from training.views import recipe_key
-
-    count, augment = head.query_views
-    if count <= 0:
-        return None
-    key = (count, recipe_key(augment))
-    if key not in seen:
-        rows = []
-        for path in paths:
-            decoded = _decode_query(catalog, path)
-            rows.append(query_view_features(catalog.encoder, decoded.image, decoded.sha256, count, augment))
-            if progress:
-                progress(1)
-        seen[key] = np.stack(rows)
-    return seen[key]
-
-
-def _with_data(calibration: Calibration, data: CalibrationData) -> Calibration:
+def with_data(calibration: Calibration, data: CalibrationData) -> Calibration:
     calibration.data = data  # saved beside the fit; not part of its JSON
     return calibration
 

@@ -1,11 +1,13 @@
-"""Search spaces: list them, put a new head live without downtime, roll back."""
+"""Search spaces: list them, put a new head live without downtime, roll back, calibrate."""
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
+from typing import Literal
 
-from fastapi import APIRouter, File, Request, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from app.deps import AdminWrite, CatalogDep, ReadAccess, SettingsDep
@@ -76,3 +78,53 @@ def _checked_head(catalog, upload: UploadFile | None, limit: int):
              responses=error_responses(401, 403, 404, 409), summary="Put a space's previous head back live (admin)")
 def rollback_space(name: str, catalog: CatalogDep) -> SpaceOut:
     return space_out(rollback(catalog, check_name(name)))
+
+
+@router.post(
+    "/spaces/{name}/calibration", status_code=202, response_model=JobAccepted, dependencies=[AdminWrite],
+    responses=error_responses(401, 403, 404, 422), summary="Fit a space's calibrated probabilities again (admin)",
+)
+def calibrate_space(
+    name: str, request: Request, catalog: CatalogDep,
+    source: Literal["decisions", "catalog"] = Query(
+        "decisions", alias="from", description="`decisions`: from the review desk's decided cases (at least 20); "
+        "`catalog`: the label-free self-fit, redone."),
+) -> JSONResponse:
+    """`attrib calibrate --from-decisions --space NAME` (or `attrib calibrate --space NAME`) in the
+    background, for the live head of the space: `GET /jobs/{id}` counts backbone forwards, then
+    gives the fit. Too few decided cases is refused at once (422 `too_few_decisions`), and the
+    space keeps its fit. Answers use the new fit as soon as it is stored."""
+    from index.labelled_fit import decision_queries, labelled_fits, labelled_work
+    from training.calibration import DECISIONS
+
+    spaces = {name: catalog.live_space(check_name(name))}
+    if source == "decisions":
+        queries = decision_queries(catalog)
+        total = labelled_work(spaces, queries)
+
+        def fit(progress):
+            return labelled_fits(catalog, spaces, queries, f"reviewers' decisions on {len(queries)} cases",
+                                 DECISIONS, progress)[name]
+    else:
+        total = 0
+
+        def fit(progress):
+            return catalog.calibrations.refit(catalog, spaces[name])
+    job_id = create_work_job(catalog, "calibrate", total)
+    request.app.state.executor.submit(run_work_job, catalog, job_id, lambda progress: _fitted(name, fit(progress)))
+    url = f"/jobs/{job_id}"
+    body = JobAccepted(job_id=job_id, state="queued", total=total, status_url=url)
+    return JSONResponse(body.model_dump(), status_code=202, headers={"Location": url})
+
+
+def _fitted(space: str, calibration) -> dict:
+    summary = calibration.summary or {}
+    return {"space": space, "head_id": calibration.head_id, "method": calibration.method,
+            "fitted_on": calibration.fitted_on, "queries": summary.get("queries", 0),
+            "none_queries": summary.get("none_queries", 0), "fit_none_auroc": _finite(summary.get("fit_none_auroc")),
+            "fit_top1_ece": _finite(summary.get("fit_top1_ece"))}
+
+
+def _finite(value) -> float | None:
+    """None for a figure that could not be computed (NaN), which JSON columns cannot hold."""
+    return value if value is not None and math.isfinite(value) else None

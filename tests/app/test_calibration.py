@@ -3,6 +3,7 @@
 fits keyed to the live head, refits after the catalog drifts."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -138,44 +139,60 @@ def test_calibrate_command_from_a_manifest_and_by_default(env, tmp_path, photos,
     assert "no query rows" in capsys.readouterr().err
 
 
-def test_calibrate_from_the_reviewers_decisions(env, start_api, photos, capsys, edit):
-    """`attrib calibrate --from-decisions`: the decided cases' stored images, labelled by their
-    latest verdict (escalated cases left out), through the live head; the answers then say so."""
-    from index.keys import create_key
+class Desk:
+    """A running app with 12 indexed photos and a reviewer who decides cases on edited copies."""
 
-    api = start_api(write_rate_per_minute=0)
-    indexed, off_catalog = photos[500:512], photos[520:531]
-    assert api.index(indexed).status_code == 200
-    reviewer = {"X-API-Key": create_key(api.app.state.catalog.sessions, "rita", "reviewer")[1]}
+    def __init__(self, api, photos, edit):
+        from index.keys import create_key
 
-    def case_for(data: bytes) -> int:
-        response = api.client.post("/cases", files={"file": ("q.jpg", data)}, params={"k": 3}, headers=reviewer)
+        self.api, self.edit = api, edit
+        self.indexed, self.off_catalog = photos[500:512], photos[520:531]
+        assert api.index(self.indexed).status_code == 200
+        self.reviewer = {"X-API-Key": create_key(api.app.state.catalog.sessions, "rita", "reviewer")[1]}
+
+    def case_for(self, path) -> int:
+        response = self.api.client.post("/cases", files={"file": ("q.jpg", self.edit(path))}, params={"k": 3},
+                                        headers=self.reviewer)
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
-    def decide(case_id: int, **body) -> None:
-        response = api.client.post(f"/cases/{case_id}/decision", json=body, headers=reviewer)
+    def decide(self, case_id: int, **body) -> None:
+        response = self.api.client.post(f"/cases/{case_id}/decision", json={"note": ""} | body, headers=self.reviewer)
         assert response.status_code == 201, response.text
 
+    def review(self) -> None:
+        """22 verdicts that count, 10 of them no_match; an escalated and an open case that do not."""
+        for path in self.indexed:
+            self.decide(self.case_for(path), decision="match", concepts=[path.stem])
+        for path in self.off_catalog[:9]:
+            self.decide(self.case_for(path), decision="no_match")
+        superseded = self.case_for(self.off_catalog[9])
+        self.decide(superseded, decision="match", concepts=[self.indexed[0].stem], note="first look")
+        self.decide(superseded, decision="no_match", note="on second look, no")  # the latest verdict counts
+        self.decide(self.case_for(self.off_catalog[10]), decision="escalate")  # not a verdict: left out
+        self.case_for(self.indexed[1])  # undecided: left out
+
+    def style_answer(self, path) -> dict:
+        answer = self.api.attribute(self.edit(path), params={"space": "style"}).json()["spaces"]["style"]
+        check_probabilities(answer)
+        return answer
+
+
+def test_calibrate_from_the_reviewers_decisions(env, start_api, photos, capsys, edit):
+    """`attrib calibrate --from-decisions`: the decided cases' stored images, labelled by their
+    latest verdict (escalated cases left out), through the live head; the answers then say so."""
+    desk = Desk(start_api(write_rate_per_minute=0), photos, edit)
+    api, indexed = desk.api, desk.indexed
     capsys.readouterr()
     assert main(["calibrate", "--from-decisions"]) == 1
     assert "0 decided case(s)" in capsys.readouterr().err
-    for path in indexed:
-        decide(case_for(edit(path)), decision="match", concepts=[path.stem], note="")
-    for path in off_catalog[:9]:
-        decide(case_for(edit(path)), decision="no_match", note="")
-    superseded = case_for(edit(off_catalog[9]))
-    decide(superseded, decision="match", concepts=[indexed[0].stem], note="first look")
-    decide(superseded, decision="no_match", note="on second look, no")  # the latest verdict counts
-    decide(case_for(edit(off_catalog[10])), decision="escalate", note="")  # not a verdict: left out
-    case_for(edit(indexed[1]))  # undecided: left out
+    desk.review()
 
     assert main(["calibrate", "--from-decisions", "--space", "style"]) == 0
     out, err = capsys.readouterr()
     assert "method decisions" in out and "22 fit queries (10 without a source)" in out
     assert "embedding queries" in err
-    answer = api.attribute(edit(indexed[3]), params={"space": "style"}).json()["spaces"]["style"]
-    check_probabilities(answer)
+    answer = desk.style_answer(indexed[3])
     fit = answer["calibration"]
     assert fit["method"] == "decisions" and "reviewers' decisions on 22 cases" in fit["fitted_on"]
     stored = json.loads((api.app.state.catalog.home / "heads" / f"{fit['head_id']}.calibration.json").read_text())
@@ -187,3 +204,44 @@ def test_calibrate_from_the_reviewers_decisions(env, start_api, photos, capsys, 
     with pytest.raises(SystemExit) as both:  # a manifest and --from-decisions: an argument mistake
         main(["calibrate", "manifest.csv", "--from-decisions"])
     assert both.value.code == 2
+
+
+def finished(api, response, seconds: float = 120) -> dict:
+    assert response.status_code == 202, response.text
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        job = api.client.get(response.headers["location"], headers=api.auth).json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError("the calibration job did not finish")
+
+
+def test_an_admin_recalibrates_a_space_over_http(start_api, photos, edit, monkeypatch):
+    import index.labelled_fit
+
+    desk = Desk(start_api(write_rate_per_minute=0), photos, edit)
+    api = desk.api
+    post = api.client.post
+    refused = post("/spaces/style/calibration", headers=api.auth)
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "too_few_decisions"
+    monkeypatch.setattr(index.labelled_fit, "MIN_DECIDED", 1)
+    desk.decide(desk.case_for(photos[540]), decision="no_match")
+    refused = post("/spaces/style/calibration", headers=api.auth)  # checked before anything is embedded
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "no_matches"
+    monkeypatch.undo()
+    assert post("/spaces/style/calibration", headers=desk.reviewer).json()["error"]["code"] == "forbidden_role"
+    assert post("/spaces/style/calibration").status_code == 401
+    assert post("/spaces/nowhere/calibration", headers=api.auth).json()["error"]["code"] == "space_not_found"
+    assert post("/spaces/style/calibration?from=guesses", headers=api.auth).status_code == 422
+    desk.review()
+
+    job = finished(api, post("/spaces/style/calibration?from=decisions", headers=api.auth))
+    assert job["state"] == "succeeded" and job["kind"] == "calibrate" and job["done"] == job["total"] == 23
+    fitted = job["calibration"]
+    assert fitted["space"] == "style" and fitted["method"] == "decisions"
+    assert (fitted["queries"], fitted["none_queries"]) == (23, 11) and 0 <= fitted["fit_top1_ece"] <= 1
+    assert desk.style_answer(desk.indexed[2])["calibration"]["method"] == "decisions"
+    job = finished(api, post("/spaces/style/calibration?from=catalog", headers=api.auth))
+    assert job["state"] == "succeeded" and job["calibration"]["method"] == "catalog"
+    assert desk.style_answer(desk.indexed[2])["calibration"]["method"] == "catalog"

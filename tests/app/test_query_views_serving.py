@@ -56,7 +56,8 @@ def test_a_manifest_fit_sees_the_scores_the_answers_give(make_catalog, photos, t
     import numpy as np
     import pytest
 
-    from index.calibration import CalibrationError, embed_queries, embed_query_views, manifest_fit
+    from index.calibration import CalibrationError
+    from index.labelled_fit import embed_queries, embed_query_views, manifest_fit
     from training.data import read_manifest
 
     catalog, live = catalog_with_view_head(make_catalog, photos, tmp_path, 2)
