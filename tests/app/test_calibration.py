@@ -3,7 +3,6 @@
 fits keyed to the live head, refits after the catalog drifts."""
 
 import json
-import time
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from app.cli import main
 from app.demo import demo_corpus
 from index.ingest import IngestItem, ingest
 from index.space_admin import rollback, set_head
+from tests.app.test_spaces_api import wait_for
 from training.encoders import create_encoder
 
 
@@ -206,17 +206,6 @@ def test_calibrate_from_the_reviewers_decisions(env, start_api, photos, capsys, 
     assert both.value.code == 2
 
 
-def finished(api, response, seconds: float = 120) -> dict:
-    assert response.status_code == 202, response.text
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        job = api.client.get(response.headers["location"], headers=api.auth).json()
-        if job["state"] not in ("queued", "running"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError("the calibration job did not finish")
-
-
 def test_an_admin_recalibrates_a_space_over_http(start_api, photos, edit, monkeypatch):
     import index.labelled_fit
 
@@ -236,12 +225,12 @@ def test_an_admin_recalibrates_a_space_over_http(start_api, photos, edit, monkey
     assert post("/spaces/style/calibration?from=guesses", headers=api.auth).status_code == 422
     desk.review()
 
-    job = finished(api, post("/spaces/style/calibration?from=decisions", headers=api.auth))
+    job = wait_for(api, post("/spaces/style/calibration?from=decisions", headers=api.auth), seconds=120)
     assert job["state"] == "succeeded" and job["kind"] == "calibrate" and job["done"] == job["total"] == 23
     fitted = job["calibration"]
     assert fitted["space"] == "style" and fitted["method"] == "decisions"
     assert (fitted["queries"], fitted["none_queries"]) == (23, 11) and 0 <= fitted["fit_top1_ece"] <= 1
     assert desk.style_answer(desk.indexed[2])["calibration"]["method"] == "decisions"
-    job = finished(api, post("/spaces/style/calibration?from=catalog", headers=api.auth))
+    job = wait_for(api, post("/spaces/style/calibration?from=catalog", headers=api.auth), seconds=120)
     assert job["state"] == "succeeded" and job["calibration"]["method"] == "catalog"
     assert desk.style_answer(desk.indexed[2])["calibration"]["method"] == "catalog"

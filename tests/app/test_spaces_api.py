@@ -25,14 +25,16 @@ def put_head(api, name, data, headers=None):
     return api.client.put(f"/spaces/{name}", files=files, headers=api.auth if headers is None else headers)
 
 
-def wait_for(api, response):
+def wait_for(api, response, seconds: float = 10):
+    """The finished job of a 202 answer."""
     assert response.status_code == 202, response.text
-    for _ in range(200):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         job = api.client.get(response.headers["location"], headers=api.auth).json()
         if job["state"] not in ("queued", "running"):
             return job
         time.sleep(0.05)
-    raise AssertionError("the space build did not finish")
+    raise AssertionError(f"the job did not finish in {seconds} s")
 
 
 def test_both_spaces_in_one_answer_and_a_head_put_live(api, corpus, edit, tmp_path):
