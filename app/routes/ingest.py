@@ -92,8 +92,8 @@ def tally(results: list[IngestResultOut]) -> dict[str, int]:
     }
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses=error_responses(401, 404),
-            dependencies=[KeyAccess], summary="State and progress of a background job (ingestion, a space build, training, a calibration)")
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=error_responses(401, 404), dependencies=[KeyAccess],
+            summary="State and progress of a background job (ingestion, a space build, training, a calibration)")
 def job_status(job_id: JobId, catalog: CatalogDep) -> JobOut:
     job = get_job(catalog, job_id)
     outcome = job.results[0] if job.kind != "ingest" and job.results else None
