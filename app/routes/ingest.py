@@ -10,8 +10,8 @@ from app.errors import ApiError
 from app.manifest import parse_manifest
 from app.params import JobId
 from app.routes.uploads import filename_problem, read_limited, shown_filename, too_large_message
-from app.schemas import (CalibrationJobOut, IndexResponse, IngestResultOut, JobAccepted, JobOut, SpaceBuildOut, TrainOut,
-                         error_responses)
+from app.schemas import (CalibrationJobOut, IndexResponse, IngestResultOut, JobAccepted, JobOut, SpaceBuildOut,
+                         TrainOut, error_responses)
 from index.ingest import IngestItem, ingest
 from index.jobs import create_job, get_job
 
