@@ -139,16 +139,18 @@ def latest_decisions(sessions: sessionmaker[Session], case_ids: list[int]) -> di
     return {row.case_id: row for row in rows}
 
 
-def decided_queries(sessions: sessionmaker[Session]) -> list[tuple[str, list[str]]]:
-    """(query image sha256, concepts) of each case whose latest decision is a verdict, oldest case
-    first: the concepts named by a `match`, none for a `no_match`. Escalated cases are left out."""
+def decided_queries(sessions: sessionmaker[Session], limit: int) -> list[tuple[str, list[str]]]:
+    """(query image sha256, concepts) of the `limit` newest cases whose latest decision is a
+    verdict, oldest first: the concepts named by a `match`, none for a `no_match`. Escalated
+    cases are left out."""
     newest = select(func.max(CaseDecision.id)).group_by(CaseDecision.case_id)
     with sessions() as session:
         rows = session.execute(select(Case.sha256, CaseDecision.decision, CaseDecision.concepts)
                                .join(Case, Case.id == CaseDecision.case_id)
                                .where(CaseDecision.id.in_(newest), CaseDecision.decision.in_(("match", "no_match")))
-                               .order_by(Case.id)).all()
-    return [(sha256, list(concepts or []) if decision == "match" else []) for sha256, decision, concepts in rows]
+                               .order_by(Case.id.desc()).limit(limit)).all()
+    return [(sha256, list(concepts or []) if decision == "match" else [])
+            for sha256, decision, concepts in reversed(rows)]
 
 
 def add_decision(sessions: sessionmaker[Session], actor: Actor, case_id: int, decision: str,

@@ -22,6 +22,7 @@ from training.calibration import MANIFEST, Calibration, CalibrationData, fit, le
 from training.images import ImageError
 
 MIN_DECIDED = 20  # decided cases a `decisions` fit needs: fewer would replace the self-fit with noise
+MAX_DECIDED = 2000  # the newest decided cases a fit uses: each costs a backbone forward per query view
 
 
 def labelled_fits(catalog, spaces: dict[str, LiveSpace], queries: list, name: str, method: str = MANIFEST,
@@ -93,15 +94,15 @@ class LabelledQuery:
 
 
 def decision_queries(catalog) -> list[LabelledQuery]:
-    """The decided cases as labelled queries: a `match` is labelled with the first concept it
-    names that is still in the catalog (none if all were taken down since), a `no_match` with none.
-    Cases whose image is gone are skipped. Too few cases, no match, or fewer than two concepts
-    are refused here, before any image is embedded."""
+    """The newest MAX_DECIDED decided cases as labelled queries: a `match` is labelled with the
+    first concept it names that is still in the catalog (none if all were taken down since), a
+    `no_match` with none. Cases whose image is gone are skipped. Too few cases, no match, or fewer
+    than two concepts are refused here, before any image is embedded."""
     names = set(catalog_concepts(catalog.sessions).names)
     if len(names) < 2:
         raise CalibrationError("the catalog needs two or more concepts to fit a calibration", code="empty_catalog")
     queries = [LabelledQuery(catalog.blobs.path(sha256), next((c for c in concepts if c in names), None))
-               for sha256, concepts in decided_queries(catalog.sessions)]
+               for sha256, concepts in decided_queries(catalog.sessions, MAX_DECIDED)]
     queries = [query for query in queries if query.path.is_file()]
     if len(queries) < MIN_DECIDED:
         raise CalibrationError(f"{len(queries)} decided case(s) with their image: a fit from decisions needs at "

@@ -231,6 +231,10 @@ def test_an_admin_recalibrates_a_space_over_http(start_api, photos, edit, monkey
     assert fitted["space"] == "style" and fitted["method"] == "decisions"
     assert (fitted["queries"], fitted["none_queries"]) == (23, 11) and 0 <= fitted["fit_top1_ece"] <= 1
     assert desk.style_answer(desk.indexed[2])["calibration"]["method"] == "decisions"
+    monkeypatch.setattr(index.labelled_fit, "MAX_DECIDED", 20)  # the newest 20: the three oldest verdicts drop
+    job = wait_for(api, post("/spaces/style/calibration", headers=api.auth), seconds=120)
+    assert (job["calibration"]["queries"], job["calibration"]["none_queries"]) == (20, 10)
+    monkeypatch.undo()
     job = wait_for(api, post("/spaces/style/calibration?from=catalog", headers=api.auth), seconds=120)
     assert job["state"] == "succeeded" and job["calibration"]["method"] == "catalog"
     assert desk.style_answer(desk.indexed[2])["calibration"]["method"] == "catalog"
