@@ -6,6 +6,8 @@ pymilvus; one process per file) or `http(s)://host:port` (a Milvus server or clu
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,8 +15,10 @@ from pathlib import Path
 from index.errors import StoreError
 from index.stores.names import check_uri
 
+log = logging.getLogger(__name__)
 INFO_PROPERTY = "attrib.info"
 CONNECT_TIMEOUT_S = 10.0
+CONNECT_ATTEMPTS = 3  # for a server that refuses fast; an unreachable one fails after one timeout
 
 
 def connect(uri: str, timeout: float = CONNECT_TIMEOUT_S):
@@ -28,11 +32,21 @@ def connect(uri: str, timeout: float = CONNECT_TIMEOUT_S):
                          f"pip install 'attrib[milvus]' ({exc})", code="milvus_not_installed", status=500) from exc
     if "://" not in uri:
         Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return MilvusClient(uri=uri, timeout=timeout)
-    except (MilvusException, OSError, RuntimeError) as exc:
-        raise StoreError(f"cannot reach Milvus at {uri}: {getattr(exc, 'message', exc)}",
-                         code="milvus_unreachable") from exc
+    for attempt in range(CONNECT_ATTEMPTS):
+        started = time.monotonic()
+        try:
+            return MilvusClient(uri=uri, timeout=timeout)
+        except (MilvusException, OSError, RuntimeError) as exc:
+            # A server that answers and turns the connection away (gRPC GOAWAY "too_many_pings" from
+            # Milvus Lite under load) fails fast and is tried again; one that never answers used up
+            # the whole timeout and is not.
+            refused_fast = time.monotonic() - started < timeout / 2
+            if not refused_fast or attempt == CONNECT_ATTEMPTS - 1:
+                raise StoreError(f"cannot reach Milvus at {uri}: {getattr(exc, 'message', exc)}",
+                                 code="milvus_unreachable") from exc
+            log.warning("Milvus at %s turned the connection away (%s); trying again", uri, getattr(exc, "message", exc))
+            time.sleep(0.25 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 @contextmanager

@@ -154,3 +154,30 @@ def test_a_takedown_is_not_acknowledged_until_milvus_confirms_the_delete(make_ca
 
     assert sweep(catalog, min_age=60)["takedowns_finished"] == 1
     assert victim not in make_catalog().live_space("style").index.ids()
+
+
+def test_a_connection_turned_away_fast_is_tried_again(monkeypatch):
+    """Milvus Lite under load can answer a new connection with GOAWAY ("too_many_pings"): a
+    refusal that comes fast is tried again, up to CONNECT_ATTEMPTS times in all."""
+    import pymilvus
+    from pymilvus.exceptions import MilvusException
+
+    from index.stores import milvus_client
+
+    calls = []
+
+    def turned_away(times):
+        def client(**kwargs):
+            calls.append(kwargs)
+            if len(calls) <= times:
+                raise MilvusException(message="Fail connecting to server: GOAWAY too_many_pings")
+            return "client"
+        return client
+
+    monkeypatch.setattr(pymilvus, "MilvusClient", turned_away(2))
+    assert milvus_client.connect("http://127.0.0.1:19530", timeout=5) == "client" and len(calls) == 3
+    calls.clear()
+    monkeypatch.setattr(pymilvus, "MilvusClient", turned_away(3))
+    with pytest.raises(StoreError) as caught:
+        milvus_client.connect("http://127.0.0.1:19530", timeout=5)
+    assert caught.value.code == "milvus_unreachable" and "GOAWAY" in caught.value.message and len(calls) == 3
