@@ -29,6 +29,8 @@ def add_calibrate_parser(commands) -> None:
 def cmd_calibrate(args, _rest) -> int:
     from app.services import open_catalog
     from app.settings import Settings
+    from index.audit import CLI
+    from index.calibration import record_fit
     from index.labelled_fit import decision_queries, manifest_queries
     from training.calibration import DECISIONS, MANIFEST
     from training.data import read_manifest
@@ -45,6 +47,7 @@ def cmd_calibrate(args, _rest) -> int:
         else:
             fits = {name: catalog.calibrations.refit(catalog, live) for name, live in spaces.items()}
         for name, calibration in fits.items():
+            record_fit(catalog, CLI, name, calibration)
             print(describe(name, calibration, catalog.calibrations.path(calibration.head_id)))
     finally:
         catalog.close()

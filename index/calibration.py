@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index.audit import Actor, record
 from index.concept_scores import CatalogConcepts, catalog_concepts, concept_scores
 from index.images import decode_image
 from index.spaces import LiveSpace
@@ -165,6 +166,16 @@ class CalibrationStore:
         if calibration.method == CATALOG:
             self.save(calibration)
         return calibration
+
+
+def record_fit(catalog, actor: Actor, space: str, calibration: Calibration) -> None:
+    """The audit entry of a fit someone asked for (`attrib calibrate`, `POST /spaces/{name}/calibration`):
+    the answers' probabilities change with it. Automatic self-fits are not entered."""
+    summary = calibration.summary or {}
+    with catalog.sessions.begin() as session:
+        record(session, actor, "calibration.fit", "space", space, after={
+            "head_id": calibration.head_id, "method": calibration.method, "fitted_on": calibration.fitted_on,
+            "queries": summary.get("queries", 0), "none_queries": summary.get("none_queries", 0)})
 
 
 def _drifted(calibration: Calibration, sources: int) -> bool:

@@ -10,7 +10,7 @@ from typing import Literal
 from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from app.deps import AdminWrite, CatalogDep, ReadAccess, SettingsDep
+from app.deps import AdminWrite, AdminWriter, CatalogDep, ReadAccess, SettingsDep
 from app.routes.uploads import read_single_upload
 from app.schemas import JobAccepted, SpaceOut, error_responses
 from index.jobs import create_work_job, run_work_job
@@ -81,11 +81,11 @@ def rollback_space(name: str, catalog: CatalogDep) -> SpaceOut:
 
 
 @router.post(
-    "/spaces/{name}/calibration", status_code=202, response_model=JobAccepted, dependencies=[AdminWrite],
+    "/spaces/{name}/calibration", status_code=202, response_model=JobAccepted,
     responses=error_responses(401, 403, 404, 422), summary="Fit a space's calibrated probabilities again (admin)",
 )
 def calibrate_space(
-    name: str, request: Request, catalog: CatalogDep,
+    name: str, request: Request, catalog: CatalogDep, actor: AdminWriter,
     source: Literal["decisions", "catalog"] = Query(
         "decisions", alias="from", description="`decisions`: from the review desk's decided cases (at least 20); "
         "`catalog`: the label-free self-fit, redone."),
@@ -93,7 +93,9 @@ def calibrate_space(
     """`attrib calibrate --from-decisions --space NAME` (or `attrib calibrate --space NAME`) in the
     background, for the live head of the space: `GET /jobs/{id}` counts backbone forwards, then
     gives the fit. Too few decided cases is refused at once (422 `too_few_decisions`), and the
-    space keeps its fit. Answers use the new fit as soon as it is stored."""
+    space keeps its fit. Answers use the new fit as soon as it is stored; the audit log records it
+    (`calibration.fit`)."""
+    from index.calibration import record_fit
     from index.labelled_fit import decision_queries, labelled_fits, labelled_work
     from training.calibration import DECISIONS
 
@@ -110,8 +112,13 @@ def calibrate_space(
 
         def fit(progress):
             return catalog.calibrations.refit(catalog, spaces[name])
+    def work(progress) -> dict:
+        calibration = fit(progress)
+        record_fit(catalog, actor, name, calibration)
+        return _fitted(name, calibration)
+
     job_id = create_work_job(catalog, "calibrate", total)
-    request.app.state.executor.submit(run_work_job, catalog, job_id, lambda progress: _fitted(name, fit(progress)))
+    request.app.state.executor.submit(run_work_job, catalog, job_id, work)
     url = f"/jobs/{job_id}"
     body = JobAccepted(job_id=job_id, state="queued", total=total, status_url=url)
     return JSONResponse(body.model_dump(), status_code=202, headers={"Location": url})

@@ -201,6 +201,8 @@ def test_calibrate_from_the_reviewers_decisions(env, start_api, photos, capsys, 
     assert api.client.delete(f"/concepts/{indexed[11].stem}", headers=api.auth).status_code == 200
     assert main(["calibrate", "--from-decisions", "--space", "style"]) == 0  # its match now has no source
     assert "22 fit queries (11 without a source)" in capsys.readouterr().out
+    audit = api.client.get("/audit?action=calibration.fit&actor=cli", headers=api.auth).json()["items"]
+    assert len(audit) == 2 and audit[0]["after"]["none_queries"] == 11 and audit[0]["target_id"] == "style"
     with pytest.raises(SystemExit) as both:  # a manifest and --from-decisions: an argument mistake
         main(["calibrate", "manifest.csv", "--from-decisions"])
     assert both.value.code == 2
@@ -238,3 +240,6 @@ def test_an_admin_recalibrates_a_space_over_http(start_api, photos, edit, monkey
     job = wait_for(api, post("/spaces/style/calibration?from=catalog", headers=api.auth), seconds=120)
     assert job["state"] == "succeeded" and job["calibration"]["method"] == "catalog"
     assert desk.style_answer(desk.indexed[2])["calibration"]["method"] == "catalog"
+    entries = api.client.get("/audit?action=calibration.fit", headers=api.auth).json()["items"]
+    assert [(e["key_name"], e["target_id"], e["after"]["method"]) for e in entries] == [
+        ("tests", "style", "catalog"), ("tests", "style", "decisions"), ("tests", "style", "decisions")]
