@@ -171,11 +171,15 @@ class CalibrationStore:
 def record_fit(catalog, actor: Actor, space: str, calibration: Calibration) -> None:
     """The audit entry of a fit someone asked for (`attrib calibrate`, `POST /spaces/{name}/calibration`):
     the answers' probabilities change with it. Automatic self-fits are not entered."""
-    summary = calibration.summary or {}
     with catalog.sessions.begin() as session:
-        record(session, actor, "calibration.fit", "space", space, after={
-            "head_id": calibration.head_id, "method": calibration.method, "fitted_on": calibration.fitted_on,
-            "queries": summary.get("queries", 0), "none_queries": summary.get("none_queries", 0)})
+        record(session, actor, "calibration.fit", "space", space, after=fit_summary(calibration))
+
+
+def fit_summary(calibration: Calibration) -> dict:
+    """What a fit is, for a person: its head, method, source and how many score lists it used."""
+    summary = calibration.summary or {}
+    return {"head_id": calibration.head_id, "method": calibration.method, "fitted_on": calibration.fitted_on,
+            "queries": summary.get("queries", 0), "none_queries": summary.get("none_queries", 0)}
 
 
 def _drifted(calibration: Calibration, sources: int) -> bool:

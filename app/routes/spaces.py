@@ -13,9 +13,12 @@ from fastapi.responses import JSONResponse
 from app.deps import AdminWrite, AdminWriter, CatalogDep, ReadAccess, SettingsDep
 from app.routes.uploads import read_single_upload
 from app.schemas import JobAccepted, SpaceOut, error_responses
+from index.calibration import fit_summary, record_fit
 from index.jobs import create_work_job, run_work_job
+from index.labelled_fit import decision_queries, labelled_fits, labelled_work
 from index.space_admin import prepare_head, put_live, rollback
 from index.spaces import SpaceInfo, check_name
+from training.calibration import DECISIONS
 
 router = APIRouter(tags=["spaces"])
 
@@ -95,10 +98,6 @@ def calibrate_space(
     gives the fit. Too few decided cases is refused at once (422 `too_few_decisions`), and the
     space keeps its fit. Answers use the new fit as soon as it is stored; the audit log records it
     (`calibration.fit`)."""
-    from index.calibration import record_fit
-    from index.labelled_fit import decision_queries, labelled_fits, labelled_work
-    from training.calibration import DECISIONS
-
     spaces = {name: catalog.live_space(check_name(name))}
     if source == "decisions":
         queries = decision_queries(catalog)
@@ -126,9 +125,7 @@ def calibrate_space(
 
 def _fitted(space: str, calibration) -> dict:
     summary = calibration.summary or {}
-    return {"space": space, "head_id": calibration.head_id, "method": calibration.method,
-            "fitted_on": calibration.fitted_on, "queries": summary.get("queries", 0),
-            "none_queries": summary.get("none_queries", 0), "fit_none_auroc": _finite(summary.get("fit_none_auroc")),
+    return {"space": space, **fit_summary(calibration), "fit_none_auroc": _finite(summary.get("fit_none_auroc")),
             "fit_top1_ece": _finite(summary.get("fit_top1_ece"))}
 
 
