@@ -49,6 +49,12 @@ def concept_count(sessions: sessionmaker[Session]) -> int:
         return session.scalar(select(func.count(func.distinct(Source.concept_id)))) or 0
 
 
+def concept_names(sessions: sessionmaker[Session]) -> set[str]:
+    """The names of the concepts that have at least one source (those of `catalog_concepts`)."""
+    with sessions() as session:
+        return set(session.scalars(select(Concept.name).join(Source.concept).distinct()))
+
+
 def catalog_concepts(sessions: sessionmaker[Session]) -> CatalogConcepts:
     with sessions() as session:
         rows = session.execute(select(Source.id, Source.sha256, Concept.name).join(Source.concept)

@@ -15,7 +15,7 @@ import numpy as np
 
 from index.calibration import CalibrationError, with_data
 from index.cases import decided_queries
-from index.concept_scores import catalog_concepts, concept_scores
+from index.concept_scores import catalog_concepts, concept_names, concept_scores
 from index.images import decode_image
 from index.spaces import LiveSpace
 from training.calibration import MANIFEST, Calibration, CalibrationData, fit, left_out, ranked
@@ -98,7 +98,7 @@ def decision_queries(catalog) -> list[LabelledQuery]:
     first concept it names that is still in the catalog (none if all were taken down since), a
     `no_match` with none. Cases whose image is gone are skipped. Too few cases, no match, or fewer
     than two concepts are refused here, before any image is embedded."""
-    names = set(catalog_concepts(catalog.sessions).names)
+    names = concept_names(catalog.sessions)
     if len(names) < 2:
         raise CalibrationError("the catalog needs two or more concepts to fit a calibration", code="empty_catalog")
     queries = [LabelledQuery(catalog.blobs.path(sha256), next((c for c in concepts if c in names), None))
