@@ -12,6 +12,7 @@ from app.cli import main
 from app.demo import demo_corpus
 from index.ingest import IngestItem, ingest
 from index.space_admin import rollback, set_head
+from tests.app.test_cases import decide, open_case
 from tests.app.test_spaces_api import wait_for
 from training.encoders import create_encoder
 
@@ -148,16 +149,14 @@ class Desk:
         self.api, self.edit = api, edit
         self.indexed, self.off_catalog = photos[500:512], photos[520:531]
         assert api.index(self.indexed).status_code == 200
-        self.reviewer = {"X-API-Key": create_key(api.app.state.catalog.sessions, "rita", "reviewer")[1]}
+        api.reviewer = {"X-API-Key": create_key(api.app.state.catalog.sessions, "rita", "reviewer")[1]}
+        self.reviewer = api.reviewer
 
     def case_for(self, path) -> int:
-        response = self.api.client.post("/cases", files={"file": ("q.jpg", self.edit(path))}, params={"k": 3},
-                                        headers=self.reviewer)
-        assert response.status_code == 201, response.text
-        return response.json()["id"]
+        return open_case(self.api, self.edit(path), filename="q.jpg", k=3)["id"]
 
     def decide(self, case_id: int, **body) -> None:
-        response = self.api.client.post(f"/cases/{case_id}/decision", json={"note": ""} | body, headers=self.reviewer)
+        response = decide(self.api, case_id, **({"note": ""} | body))
         assert response.status_code == 201, response.text
 
     def review(self) -> None:
