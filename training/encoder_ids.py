@@ -12,34 +12,36 @@ import json
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 if TYPE_CHECKING:
     from training.backbones import BackboneSpec
-    from training.encoders import Encoder
 
 
-def compute_backbone_id(encoder: Encoder) -> str:
+def compute_backbone_id(spec: BackboneSpec, backbone: nn.Module, feature_dim: int) -> str:
     """The encoder_id the same backbone has with no head and a zero centre."""
-    tensors = {f"backbone.{k}": v for k, v in encoder.backbone.state_dict().items()}
-    tensors["center"] = torch.zeros(encoder.feature_dim)
-    config = {"backbone": encoder.spec.to_dict(), "head": None}
-    return f"{_label(encoder.spec)}-{content_hash(config, tensors)}"
+    tensors = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+    tensors["center"] = torch.zeros(feature_dim)
+    config = {"backbone": spec.to_dict(), "head": None}
+    return f"{_label(spec)}-{content_hash(config, tensors)}"
 
 
 def _label(spec: BackboneSpec) -> str:
     return spec.name.replace(":", "-").replace("/", "-")
 
 
-def compute_encoder_id(encoder: Encoder) -> str:
-    """Content hash of the config and every tensor (backbone, head, centre), in key order."""
-    tensors = {f"backbone.{k}": v for k, v in encoder.backbone.state_dict().items()}
-    if encoder.head is not None:
-        tensors |= {f"head.{k}": v for k, v in encoder.head.state_dict().items()}
-    tensors["center"] = encoder.center
-    label = _label(encoder.spec)
-    if encoder.head_config:
-        label += f"+{encoder.head_config['type']}"
-    return f"{label}-{content_hash(encoder.config, tensors)}"
+def compute_encoder_id(spec: BackboneSpec, backbone: nn.Module, head: nn.Module | None, head_config: dict | None,
+                       center: torch.Tensor) -> str:
+    """Content hash of the config (backbone spec and head config) and every tensor (backbone,
+    head, centre), in key order."""
+    tensors = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+    if head is not None:
+        tensors |= {f"head.{k}": v for k, v in head.state_dict().items()}
+    tensors["center"] = center
+    label = _label(spec)
+    if head_config:
+        label += f"+{head_config['type']}"
+    return f"{label}-{content_hash({'backbone': spec.to_dict(), 'head': head_config}, tensors)}"
 
 
 def content_hash(config: dict, tensors: dict[str, torch.Tensor]) -> str:

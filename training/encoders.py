@@ -166,7 +166,7 @@ class Encoder(nn.Module):
     @property
     def encoder_id(self) -> str:
         if self._encoder_id is None:
-            self._encoder_id = compute_encoder_id(self)
+            self._encoder_id = compute_encoder_id(self.spec, self.backbone, self.head, self.head_config, self.center)
         return self._encoder_id
 
     @property
@@ -174,7 +174,7 @@ class Encoder(nn.Module):
         """Content hash of the backbone alone: equal to the encoder_id of the same backbone
         without a head, so a head trained on a frozen backbone matches the raw encoder's id."""
         if self._backbone_id is None:
-            self._backbone_id = compute_backbone_id(self)
+            self._backbone_id = compute_backbone_id(self.spec, self.backbone, self.feature_dim)
         return self._backbone_id
 
     def invalidate_id(self) -> None:
