@@ -7,9 +7,9 @@ falls back to `share` (and no none-probability) when it does not.
 
 from __future__ import annotations
 
-from index.audit import Actor
 from index.cases import Headline, create_case
 from index.catalog import Catalog
+from index.db import Actor
 from index.images import DecodedImage
 from index.spaces import CONTENT
 

@@ -29,8 +29,8 @@ def add_calibrate_parser(commands) -> None:
 def cmd_calibrate(args, _rest) -> int:
     from app.services import open_catalog
     from app.settings import Settings
-    from index.audit import CLI
     from index.calibration import record_fit
+    from index.db import CLI
     from index.labelled_fit import decision_queries, manifest_queries
     from training.calibration import DECISIONS, MANIFEST
     from training.data import read_manifest

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from index.catalog import Catalog, CatalogConfig  # noqa: E402
-from index.models import Concept, Source  # noqa: E402
+from index.db import Concept, Source  # noqa: E402
 from training.encoders import load_encoder  # noqa: E402
 
 CHUNK = 10_000

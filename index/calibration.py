@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index.audit import Actor, record
 from index.concept_scores import CatalogConcepts, catalog_concepts, concept_scores
+from index.db import Actor, record
 from index.images import decode_image
 from index.spaces import LiveSpace
 from training.calibration import CATALOG, Calibration, CalibrationData, fit, uninformed

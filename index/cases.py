@@ -14,12 +14,10 @@ from typing import Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from index.audit import Actor, record
 from index.blobs import BlobStore
+from index.db import Actor, Case, CaseDecision, CaseRescore, Concept, Source, record
 from index.errors import NotFoundError
 from index.images import DecodedImage
-from index.models import Concept, Source
-from index.models_desk import Case, CaseDecision, CaseRescore
 from training.errors import AttribError
 
 STATUSES = ("open", "match", "no_match", "escalated")

@@ -32,13 +32,11 @@ from sqlalchemy import func, select
 
 from index.blobs import BlobStore
 from index.calibration import CalibrationStore
+from index.db import Case, Source, make_engine, session_factory, upgrade_database
 from index.errors import CatalogError, NotFoundError  # noqa: F401 - re-exported
-from index.db import make_engine, session_factory, upgrade_database
 from index.features import FeatureStore
 from index.images import DEFAULT_MAX_PIXELS
 from index.reconcile import reconcile_features, reconcile_vectors
-from index.models import Source
-from index.models_desk import Case
 from index.spaces import LiveSpace, SpaceError, space_rows, update_count
 from index.stores import FAISS, open_stores
 from index.vectors import DEFAULT_FACTORY

@@ -22,8 +22,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from index.audit import CLI, Actor
 from index.catalog import Catalog
+from index.db import CLI, Actor
 from index.ingest_rows import commit_chunk
 from index.prepare import Prepared, PreparePool
 from index.repository import existing_sources

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from index.audit import Actor, record, record_many
 from index.crashpoints import crash_point
-from index.models import Concept, Source
+from index.db import Actor, Concept, Source, record, record_many
 from index.repository import existing_sources
 
 if TYPE_CHECKING:

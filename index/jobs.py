@@ -19,10 +19,9 @@ from typing import Callable
 
 from sqlalchemy import select
 
-from index.audit import CLI, Actor
 from index.catalog import Catalog, NotFoundError
+from index.db import CLI, Actor, Job
 from index.ingest import IngestItem, IngestResult, ingest
-from index.models import Job
 from index.processes import is_alive, this_process
 from training.errors import AttribError
 

@@ -10,9 +10,8 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from index.audit import CLI, Actor, record
+from index.db import CLI, Actor, ApiKey, record, utcnow
 from index.errors import NotFoundError
-from index.models import ApiKey, utcnow
 from training.errors import AttribError
 
 KEY_PREFIX = "attrib_"

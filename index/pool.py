@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from index.blobs import BlobStore
 from index.catalog import NotFoundError
+from index.db import Query, utcnow
 from index.images import DecodedImage
-from index.models import Query, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import logging
 import shutil
-
 from datetime import timedelta
 
 from sqlalchemy import select, update
 
 from index.catalog import Catalog
+from index.db import Job, utcnow
 from index.jobs import spool_dir
-from index.models import Job, utcnow
 from index.processes import is_alive, on_this_host
 
 log = logging.getLogger(__name__)

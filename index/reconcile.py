@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from sqlalchemy import select
 
+from index.db import Source
 from index.features import FeatureStore
 from index.images import ImageError, decode_image
-from index.models import Source
 
 if TYPE_CHECKING:
     from index.catalog import Catalog

@@ -8,7 +8,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from index.catalog import NotFoundError
-from index.models import Concept, Job, Source
+from index.db import Concept, Job, Source
 
 
 @dataclass

@@ -23,8 +23,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from index.db import Space, utcnow
 from index.features import FeatureStore
-from index.models import Space, utcnow
 from index.stores import SpaceStores, VectorStore
 from index.tuning import DEFAULT_TARGET_RECALL
 from training.errors import AttribError

@@ -23,9 +23,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from index.catalog import Catalog
+from index.db import Case, Job, Source
 from index.jobs import UNFINISHED
-from index.models import Job, Source
-from index.models_desk import Case
 from index.pool import QueryPool
 from index.takedowns import finish_pending
 

@@ -16,11 +16,10 @@ from datetime import datetime
 
 from sqlalchemy import delete, select
 
-from index.audit import CLI, Actor
-from index.audit import record as audit_record
 from index.catalog import Catalog, NotFoundError
 from index.crashpoints import crash_point
-from index.models import Concept, Source, Takedown, utcnow
+from index.db import CLI, Actor, Concept, Source, Takedown, utcnow
+from index.db import record as audit_record
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from index.models import Base
+from index.db import Base
 
 config = context.config
 target_metadata = Base.metadata

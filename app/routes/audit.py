@@ -11,7 +11,7 @@ from app.params import MAX_NAME_LENGTH, NO_CONTROL_CHARACTERS, Limit, Offset
 from app.routes.cases import as_utc
 from app.schemas import Page, error_responses
 from app.schemas_desk import AuditOut
-from index.audit import AuditFilter, list_audit
+from index.db import AuditFilter, list_audit
 
 router = APIRouter(tags=["review desk"])
 

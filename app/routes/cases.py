@@ -19,7 +19,7 @@ from app.routes.uploads import shown_filename
 from app.schemas import Page, error_responses
 from app.schemas_desk import CaseOut, CaseSummary, DecisionIn, DecisionOut, RescoreOut, Status
 from index.cases import CaseFilter, CaseRecord, add_decision, add_rescore, case_image, get_case, list_cases
-from index.models_desk import Case, CaseDecision, CaseRescore
+from index.db import Case, CaseDecision, CaseRescore
 
 router = APIRouter(tags=["review desk"])
 

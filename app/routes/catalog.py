@@ -6,7 +6,7 @@ from fastapi.responses import FileResponse
 from app.deps import AdminRead, AdminWriter, CatalogDep, ReadAccess
 from app.params import ConceptName, Limit, Offset, SourceId, TakedownId
 from app.schemas import ConceptOut, DeleteResponse, Page, SourceOut, TakedownReceipt, error_responses
-from index.models import Source
+from index.db import Source
 from index.repository import get_source, list_concept_sources, list_concepts
 from index.takedowns import get_receipt, take_down_concept, take_down_source
 

@@ -231,7 +231,7 @@ def test_restart_keeps_catalog_and_jobs(start_api, corpus, edit):
         if first.client.get(job_url, headers=first.auth).json()["state"] == "succeeded":
             break
         time.sleep(0.1)
-    from index.models import Job
+    from index.db import Job
 
     with first.app.state.catalog.sessions.begin() as session:
         session.add(Job(id="crashed-job", state="running", total=10, done=4, results=[]))

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from app.cli import main
 from app.settings import Settings
-from index.models import Source
+from index.db import Source
 from tests.conftest import free_port, start_milvus_lite
 
 REPO = Path(__file__).resolve().parents[2]

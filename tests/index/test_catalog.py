@@ -76,7 +76,7 @@ def test_same_image_in_two_concepts_shares_one_blob(make_catalog, photos):
     second = ingest(catalog, items_for(photos[:1], "artist b"))[0]
     assert first.status == second.status == "indexed" and first.source_id != second.source_id
     with catalog.sessions() as session:
-        from index.models import Source
+        from index.db import Source
 
         sha = session.get(Source, first.source_id).sha256
     blob = catalog.blobs.path(sha)

@@ -11,17 +11,15 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, select, text
 
-from index.audit import Actor, AuditFilter, list_audit
 from index.blobs import BlobStore
 from index.cases import (CaseError, CaseFilter, Headline, add_decision, add_rescore, create_case, get_case,
                          latest_decisions, list_cases)
 from index.catalog import NotFoundError
-from index.db import downgrade_database, make_engine, session_factory, upgrade_database
+from index.db import (Actor, AuditFilter, Case, Source, downgrade_database, list_audit, make_engine, session_factory,
+                      upgrade_database)
 from index.images import decode_image
 from index.ingest import IngestItem, ingest
 from index.keys import authenticate, create_key, revoke_key, set_role
-from index.models import Source
-from index.models_desk import Case
 from index.sweep import sweep
 from index.takedowns import take_down_concept, take_down_source
 

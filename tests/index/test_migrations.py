@@ -2,8 +2,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from index.db import downgrade_database, upgrade_database
-from index.models import Base
+from index.db import Base, downgrade_database, upgrade_database
 
 TABLES = {"concepts", "sources", "index_builds", "jobs", "api_keys", "spaces", "takedowns", "queries",
           "cases", "case_decisions", "case_rescores", "audit_log"}

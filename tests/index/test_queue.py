@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from index.db import Job, Source
 from index.ingest import IngestItem
 from index.jobs import create_job, get_job, mark_interrupted, run_job, spool_dir
-from index.models import Job, Source
 from index.processes import this_process
 from index.queue import MAX_ORPHANED, QUEUED_KIND, claim_next_job, release_job, requeue_orphans
 
@@ -137,7 +137,7 @@ def test_a_server_start_leaves_queued_ingestion_to_the_workers(make_catalog):
 def set_beat(catalog, job_id: str, seconds_ago: float) -> None:
     from datetime import timedelta
 
-    from index.models import utcnow
+    from index.db import utcnow
 
     with catalog.sessions.begin() as session:
         session.get(Job, job_id).updated_at = utcnow() - timedelta(seconds=seconds_ago)
@@ -170,6 +170,6 @@ def test_a_running_worker_beats_for_its_job_only(make_catalog):
         import time
 
         time.sleep(0.5)
-    from index.models import utcnow
+    from index.db import utcnow
 
     assert (utcnow() - get_job(catalog, job_id).updated_at).total_seconds() < 5

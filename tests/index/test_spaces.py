@@ -9,11 +9,11 @@ import pytest
 import torch
 from sqlalchemy import delete
 
+from index.db import Space
 from index.ingest import IngestItem, ingest
-from index.takedowns import take_down_source
-from index.models import Space
 from index.space_admin import reindex, rollback, set_head
 from index.spaces import SpaceError
+from index.takedowns import take_down_source
 from index.vectors import build_index, sidecar_path
 from training.encoders import create_encoder, load_checkpoint
 from training.heads import HeadError

@@ -135,8 +135,8 @@ def test_an_unreachable_server_is_a_clear_error(milvus_lite_uri):
 def test_a_takedown_is_not_acknowledged_until_milvus_confirms_the_delete(make_catalog, photos, monkeypatch):
     from sqlalchemy import select
 
+    from index.db import Takedown
     from index.ingest import IngestItem, ingest
-    from index.models import Takedown
     from index.sweep import sweep
     from index.takedowns import take_down_source
 

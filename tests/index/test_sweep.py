@@ -5,9 +5,9 @@ import time
 
 import pytest
 
+from index.db import Takedown
 from index.ingest import IngestItem, ingest
 from index.jobs import create_job
-from index.models import Takedown
 from index.sweep import sweep
 from index.takedowns import take_down_source
 
@@ -70,7 +70,7 @@ def test_an_interrupted_takedown_is_finished(make_catalog, photos, monkeypatch):
 
 
 def _shas(catalog, results):
-    from index.models import Source
+    from index.db import Source
 
     with catalog.sessions() as session:
         return [session.get(Source, r.source_id).sha256 for r in results]

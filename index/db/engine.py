@@ -11,7 +11,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
-
 from training.errors import AttribError
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent

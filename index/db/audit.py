@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from index.models_desk import AuditEntry
+from index.db.models_desk import AuditEntry
 
 
 @dataclass(frozen=True)

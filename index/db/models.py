@@ -1,40 +1,14 @@
-"""SQLAlchemy 2.0 models of the catalog. The schema itself is made only by Alembic migrations."""
+"""SQLAlchemy 2.0 models of the catalog. The schema itself is made only by Alembic migrations;
+`index.db` imports this module and the review desk's (`models_desk`), so `Base.metadata` holds every table."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text, TypeDecorator, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class UTCDateTime(TypeDecorator):
-    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime}
+from index.db.base import Base, UTCDateTime, utcnow
 
 
 class Concept(Base):
@@ -176,8 +150,3 @@ class ApiKey(Base):
     role: Mapped[str | None] = mapped_column(String(16))  # admin | reviewer | ingest; None: refused (403)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-# The review desk's tables live in their own module; importing it here puts them in Base.metadata
-# wherever the models are loaded (Alembic's env.py, the migration check, the catalog).
-from index import models_desk  # noqa: E402,F401  (models_desk needs Base, defined above)

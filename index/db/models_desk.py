@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from index.models import Base, UTCDateTime, utcnow
+from index.db.base import Base, UTCDateTime, utcnow
 
 
 class Case(Base):
