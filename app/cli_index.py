@@ -129,7 +129,7 @@ def add_advice_parser(commands) -> None:
 
 
 def cmd_index_advice(args, _rest) -> int:
-    from index.advice import advise, format_advice
+    from index.stores import advise, format_advice
 
     if not 0 <= args.n <= 10**13 or not 1 <= args.dim <= 65_536:
         raise AttribError("N must be between 0 and 10^13 and --dim between 1 and 65536", code="bad_argument")

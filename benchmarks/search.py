@@ -7,7 +7,7 @@ fresh process, read into memory and memory-mapped), single-query p50/p95 latency
 against exact search (the overlap of the top 10 with the exact top 10, and the share of queries
 whose exact nearest neighbour is in the top 10).
 
-Compressed (PQ) indexes re-rank their candidates against float16 vectors on disk (index/refine.py);
+Compressed (PQ) indexes re-rank their candidates against float16 vectors on disk (index/stores/refine.py);
 their row gives the size of those files too, and the resident memory is the process's.
 
 Data: a Gaussian mixture with a decaying spectrum, like real embeddings (most variance in a few
@@ -15,7 +15,7 @@ dozen directions, a cluster per near-duplicate family), normalised to unit lengt
 chunks from fixed seeds, so 10M vectors never sit in memory at once. Exact ground truth comes from
 chunked brute force for 300 evaluation queries, and separately for 200 tuning queries (the
 tuning never sees the evaluation queries). Search parameters are tuned to --target recall with
-index/tuning.py, as `attrib` does when it builds a space.
+index/stores/tuning.py, as `attrib` does when it builds a space.
 """
 
 from __future__ import annotations
@@ -33,10 +33,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from index.advice import advise, compressed  # noqa: E402
-from index.refine import remove_files  # noqa: E402
-from index.vectors import VectorIndex, sidecar_path  # noqa: E402
-from index.tuning import sample_queries, tune_with_truth  # noqa: E402
+from index.stores import (
+    advise,  # noqa: E402
+    sidecar_path,
+)
+from index.stores.advice import compressed
+from index.stores.refine import remove_files  # noqa: E402
+from index.stores.tuning import sample_queries, tune_with_truth  # noqa: E402
+from index.stores.vectors import VectorIndex  # noqa: E402
 
 CHUNK = 1 << 18
 
@@ -97,8 +101,8 @@ def measure_loaded(path: Path, queries_path: Path, truth_path: Path, mmap: bool,
     code = f"""
 import json, os, time, numpy as np, faiss, sys
 sys.path.insert(0, {str(REPO)!r})
-from index.tuning import recall_at_k
-from index.vectors import VectorIndex
+from index.stores.tuning import recall_at_k
+from index.stores.vectors import VectorIndex
 def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096
 queries, truth = np.load({str(queries_path)!r}), np.load({str(truth_path)!r})
 faiss.omp_set_num_threads(1)

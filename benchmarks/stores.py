@@ -4,7 +4,7 @@
 
 N clustered 512-d unit vectors (benchmarks/search.py's mixture, same seeds) go into a space's
 store in chunks of 10,000 as the catalog adds them (FAISS in memory; Milvus Lite through
-pymilvus upserts), then the store is tuned to --target recall@10 (index/tuning.py's walk, on
+pymilvus upserts), then the store is tuned to --target recall@10 (index/stores/tuning.py's walk, on
 noisy copies of stored vectors) and put live (FAISS: the atomic file save; Milvus: flush and
 the alias switch). Reported per store and index type: insert rate (vectors/s over the adds),
 the tune and put-live times, single-query search p50/p95 (one query a call, as /attribute
@@ -33,7 +33,7 @@ import faiss
 from search import Mixture, exact_truth
 
 from index.stores import open_stores
-from index.tuning import recall_at_k
+from index.stores.tuning import recall_at_k
 
 CONFIGS = [("faiss", "Flat"), ("faiss", "HNSW32"), ("milvus", "FLAT"), ("milvus", "HNSW"), ("milvus", "IVF_FLAT")]
 ADD_CHUNK = 10_000

@@ -38,8 +38,7 @@ from index.features import FeatureStore
 from index.images import DEFAULT_MAX_PIXELS
 from index.reconcile import reconcile_features, reconcile_vectors
 from index.spaces import LiveSpace, SpaceError, space_rows, update_count
-from index.stores import FAISS, open_stores
-from index.vectors import DEFAULT_FACTORY
+from index.stores import DEFAULT_FACTORY, FAISS, open_stores
 from training.encoders import Encoder
 from training.fileio import atomic_write_bytes
 

@@ -21,8 +21,7 @@ from index.features import FeatureStore
 from index.reconcile import embed_stored
 from index.spaces import (CONTENT, STYLE, HeadFiles, LiveSpace, SpaceError, SpaceInfo, build_index, check_name,
                           delete_rows, record_build, space_rows)
-from index.stores import VectorStore
-from index.vectors import sidecar_path
+from index.stores import VectorStore, sidecar_path
 from training.errors import AttribError
 from training.heads import Head, load_head
 

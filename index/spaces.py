@@ -25,8 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from index.db import Space, utcnow
 from index.features import FeatureStore
-from index.stores import SpaceStores, VectorStore
-from index.tuning import DEFAULT_TARGET_RECALL
+from index.stores import DEFAULT_TARGET_RECALL, SpaceStores, VectorStore
 from training.errors import AttribError
 from training.fileio import atomic_write
 from training.heads import Head, load_head

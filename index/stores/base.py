@@ -17,7 +17,7 @@ from index.errors import StoreError  # noqa: F401 - re-exported
 from index.stores.names import FAISS, MILVUS, STORE_KINDS  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
-    from index.vectors import IndexInfo
+    from index.stores.vectors import IndexInfo
 
 
 class VectorStore(Protocol):

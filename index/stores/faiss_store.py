@@ -1,14 +1,15 @@
 """FAISS stores: one index file per space, ATTRIB_HOME/index/spaces/<name>.faiss, with its
-JSON sidecar (index/vectors.py). The default store."""
+JSON sidecar (index/stores/vectors.py). The default store."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from index.refine import remove_files
-from index.tuning import DEFAULT_TARGET_RECALL
-from index.vectors import VectorIndex, VectorIndexError, sidecar_path
+from index.stores.factories import VectorIndexError
+from index.stores.refine import remove_files
+from index.stores.tuning import DEFAULT_TARGET_RECALL
+from index.stores.vectors import VectorIndex, sidecar_path
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from index.errors import StoreError
 from index.stores.milvus_client import INFO_PROPERTY, connect, milvus_errors
 from index.stores.milvus_store import STRONG, MilvusStore
 from index.stores.names import MILVUS_INDEX_TYPES, safe_name
-from index.vectors import IndexInfo
+from index.stores.vectors import IndexInfo
 
 log = logging.getLogger(__name__)
 HNSW_BUILD = {"M": 32, "efConstruction": 128}

@@ -23,8 +23,8 @@ import numpy as np
 
 from index.errors import StoreError
 from index.stores.milvus_client import INFO_PROPERTY, milvus_errors
-from index.tuning import exact_top_k, sample_queries, walk_knob
-from index.vectors import IndexInfo
+from index.stores.tuning import exact_top_k, sample_queries, walk_knob
+from index.stores.vectors import IndexInfo
 
 log = logging.getLogger(__name__)
 STRONG = "Strong"
@@ -131,7 +131,7 @@ class MilvusStore:
 
     def tune(self, vectors, ids, target: float) -> None:
         """Walk ef (HNSW) or nprobe (IVF_FLAT) up to the cheapest value reaching `target`
-        recall@10 on noisy copies of stored vectors, as index/tuning.py does for FAISS."""
+        recall@10 on noisy copies of stored vectors, as index/stores/tuning.py does for FAISS."""
         knobs = {"milvus:HNSW": ("ef", EF_VALUES), "milvus:IVF_FLAT": ("nprobe", NPROBE_VALUES)}
         name, values = knobs.get(self.info.factory, (None, None))
         if name is None or self.info.count == 0:

@@ -1,12 +1,14 @@
-"""Re-ranking of product-quantised indexes against float16 vectors on disk (index/refine.py)."""
+"""Re-ranking of product-quantised indexes against float16 vectors on disk (index/stores/refine.py)."""
 
 import numpy as np
 import pytest
 
-from index.refine import RefineStore
+from index.stores import sidecar_path
+from index.stores.factories import VectorIndexError
 from index.stores.faiss_store import FaissSpaces
-from index.tuning import exact_top_k, recall_at_k
-from index.vectors import VectorIndex, VectorIndexError, build_index, sidecar_path
+from index.stores.refine import RefineStore
+from index.stores.tuning import exact_top_k, recall_at_k
+from index.stores.vectors import VectorIndex, build_index
 
 FACTORY = "IVF16,PQ8"
 

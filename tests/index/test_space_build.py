@@ -6,7 +6,7 @@ import index.spaces as spaces_module
 from index.features import FeatureStore
 from index.spaces import build_index
 from index.stores.faiss_store import FaissSpaces
-from index.tuning import exact_top_k, recall_at_k
+from index.stores.tuning import exact_top_k, recall_at_k
 from training.heads import Head
 
 

@@ -13,8 +13,9 @@ from index.db import Space
 from index.ingest import IngestItem, ingest
 from index.space_admin import reindex, rollback, set_head
 from index.spaces import SpaceError
+from index.stores import sidecar_path
+from index.stores.vectors import build_index
 from index.takedowns import take_down_source
-from index.vectors import build_index, sidecar_path
 from training.encoders import create_encoder, load_checkpoint
 from training.heads import HeadError
 

@@ -10,7 +10,7 @@ import pytest
 from index.errors import StoreError
 from index.stores import open_stores
 from index.stores.names import check_store_settings, safe_name
-from index.tuning import exact_top_k, recall_at_k
+from index.stores.tuning import exact_top_k, recall_at_k
 
 
 def clustered(n: int, dim: int = 32, clusters: int = 50, seed: int = 0) -> np.ndarray:

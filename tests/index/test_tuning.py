@@ -4,9 +4,9 @@ import faiss
 import numpy as np
 import pytest
 
-from index.advice import advise
-from index.tuning import exact_top_k, recall_at_k, walk_knob
-from index.vectors import VectorIndex, build_index
+from index.stores import advise
+from index.stores.tuning import exact_top_k, recall_at_k, walk_knob
+from index.stores.vectors import VectorIndex, build_index
 
 
 def clustered(n: int, dim: int = 32, clusters: int = 50, seed: int = 0) -> np.ndarray:
@@ -85,7 +85,7 @@ def test_a_mapped_index_searches_from_disk_and_loads_into_memory_to_change(tmp_p
     assert mapped.mapped_from == path
     in_memory = VectorIndex.load(path)
     assert np.array_equal(mapped.search(vectors[:20], 5)[1], in_memory.search(vectors[:20], 5)[1])
-    if "IVF" not in factory:  # IVF keeps no map from id to vector (index/factories.py)
+    if "IVF" not in factory:  # IVF keeps no map from id to vector (index/stores/factories.py)
         assert np.array_equal(mapped.vectors_of([100, 200]), in_memory.vectors_of([100, 200]))
 
     assert mapped.remove([100, 101]) == 2  # the first write loads it; the file is untouched

@@ -2,7 +2,9 @@ import faiss
 import numpy as np
 import pytest
 
-from index.vectors import VectorIndex, VectorIndexError, build_index, sidecar_path
+from index.stores import sidecar_path
+from index.stores.factories import VectorIndexError
+from index.stores.vectors import VectorIndex, build_index
 
 
 def unit_vectors(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:

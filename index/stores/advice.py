@@ -6,7 +6,7 @@ file with product-quantised codes and an HNSW coarse quantiser, so that memory i
 bytes per vector, re-ranked against full vectors on disk. `nlist` grows with sqrt(N) (4-16
 sqrt(N) per the guidelines; the compressed recipe takes the low end, so that training its
 quantiser stays minutes on a small machine).
-Search parameters are tuned to the recall target when the index is built (index/tuning.py).
+Search parameters are tuned to the recall target when the index is built (index/stores/tuning.py).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def advise(n: int, dim: int = 512, code_bytes: int = 64) -> Advice:
 
 def compressed(n: int, dim: int = 512, code_bytes: int = 64) -> Advice:
     """A random rotation, an HNSW coarse quantiser over about 4 sqrt(N) lists, `code_bytes`-byte
-    PQ codes, and re-ranking against float16 vectors on disk (index/refine.py).
+    PQ codes, and re-ranking against float16 vectors on disk (index/stores/refine.py).
 
     Embeddings keep most of their variance in a few dozen directions, so plain PQ spends most of
     its sub-quantisers on dimensions that carry little. A random rotation spreads the variance

@@ -48,7 +48,7 @@ def candidates(index, name: str) -> list[int]:
 def apply_params(index, params: dict[str, int]) -> None:
     space = faiss.ParameterSpace()
     for name, value in params.items():
-        if name != "k_factor":  # the re-ranking's, not FAISS's (index/refine.py)
+        if name != "k_factor":  # the re-ranking's, not FAISS's (index/stores/refine.py)
             space.set_index_parameter(index, name, int(value))
 
 

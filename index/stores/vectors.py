@@ -2,14 +2,14 @@
 
 The index type comes from a FAISS factory string ("Flat" exact inner product by default;
 "HNSW32", "IVF4096,PQ64", "OPQ64_256,IVF4096_HNSW32,PQ64", ... go through the same code; see
-index/advice.py for which to choose). Vectors are unit-length, so inner product is cosine
+index/stores/advice.py for which to choose). Vectors are unit-length, so inner product is cosine
 similarity. Saves are atomic (temp file + rename) and write a JSON sidecar with the encoder id,
-factory, dimension, count and the tuned search parameters (index/tuning.py).
+factory, dimension, count and the tuned search parameters (index/stores/tuning.py).
 
 A product-quantised index ("...,PQ32") re-ranks its candidates against float16 copies of the
-vectors kept on disk beside it (index/refine.py): `k_factor` x k candidates, tuned with `nprobe`.
+vectors kept on disk beside it (index/stores/refine.py): `k_factor` x k candidates, tuned with `nprobe`.
 
-Any index can be loaded memory-mapped (`mmap=True`, index/factories.py: mmap_flags): an IVF
+Any index can be loaded memory-mapped (`mmap=True`, index/stores/factories.py: mmap_flags): an IVF
 index's lists, or another index's vectors, stay in the file, only the pages a search touches are
 resident, and processes that map the same file share them. A mapped index is read-only, so the
 first write loads it into memory.
@@ -28,10 +28,10 @@ from typing import Iterator
 import faiss
 import numpy as np
 
-from index.factories import (VectorIndexError, exact_index, mmap_flags, needs_refine, new_faiss_index,
-                             set_search_defaults, try_train)
-from index.refine import DEFAULT_K_FACTOR, RefineStore, remove_files
-from index.tuning import DEFAULT_TARGET_RECALL, apply_params, tune_search
+from index.stores.factories import (VectorIndexError, exact_index, mmap_flags, needs_refine, new_faiss_index,
+                                    set_search_defaults, try_train)
+from index.stores.refine import DEFAULT_K_FACTOR, RefineStore, remove_files
+from index.stores.tuning import DEFAULT_TARGET_RECALL, apply_params, tune_search
 from training.fileio import atomic_write, atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class IndexInfo:
     count: int
     search_params: dict[str, int] = field(default_factory=dict)  # e.g. {"nprobe": 24}, from tuning
     recall: float | None = None  # the recall@10 the tuning reached
-    refine: str | None = None  # the token of the re-ranking vectors' files (index/refine.py)
+    refine: str | None = None  # the token of the re-ranking vectors' files (index/stores/refine.py)
     target_recall: float = DEFAULT_TARGET_RECALL  # what tuning aims at, now and when a staged index trains
     staged: bool = False  # too few vectors yet to train the factory: held in an exact index
 

@@ -1,7 +1,7 @@
 """What a FAISS factory string asks of the index built from it.
 
 Building the empty index, FAISS's search defaults raised for recall, and which factories need
-training, re-ranking (index/refine.py) or an IVF file layout (memory-mappable). Until a factory
+training, re-ranking (index/stores/refine.py) or an IVF file layout (memory-mappable). Until a factory
 that trains has enough vectors to train on, its vectors wait in an exact index (`exact_index`):
 see `VectorIndex.add`.
 """
