@@ -22,14 +22,13 @@ from datetime import datetime
 
 import numpy as np
 
-from index.catalog import Catalog, CatalogError, Hit
+from index.catalog import CONTENT, Catalog, Hit, LiveSpace, source_rows
 from index.concept_scores import concept_count
+from index.errors import CatalogError
 from index.images import DecodedImage, decode_image
-from index.repository import source_rows
-from index.spaces import CONTENT, LiveSpace
+from training.calibration import WINDOW, Calibration, predict
 from training.query_views import query_view_features
 from training.views import recipe_key
-from training.calibration import WINDOW, Calibration, predict
 
 SOURCES_PER_CONCEPT = 3
 

@@ -8,10 +8,9 @@ falls back to `share` (and no none-probability) when it does not.
 from __future__ import annotations
 
 from index.cases import Headline, create_case
-from index.catalog import Catalog
+from index.catalog import CONTENT, Catalog
 from index.db import Actor
 from index.images import DecodedImage
-from index.spaces import CONTENT
 
 
 def main_space(answer: dict) -> dict | None:

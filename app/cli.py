@@ -23,6 +23,7 @@ from app.cli_spaces import add_spaces_parser, attribution_json, format_attributi
 from app.settings import MAX_POLL_SECONDS, MAX_WORKERS, Settings
 from training.errors import AttribError
 
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -166,7 +167,7 @@ def cmd_reindex(_args, _rest) -> int:
     from tqdm import tqdm
 
     from app.services import open_catalog
-    from index.space_admin import reindex
+    from index.catalog import reindex
 
     catalog = open_catalog(Settings())
     try:
@@ -234,8 +235,7 @@ def cmd_train(args, rest) -> int:
 
 def catalog_image_paths(settings: Settings) -> list[Path]:
     from app.services import open_database
-    from index.blobs import BlobStore
-    from index.repository import source_image_paths
+    from index.catalog import BlobStore, source_image_paths
 
     engine, sessions = open_database(settings)
     try:

@@ -65,7 +65,7 @@ def _labelled_fits(catalog, spaces: dict, queries: list, name: str, method: str)
 
 
 def _spaces(catalog, space: str) -> dict:
-    from index.spaces import CONTENT
+    from index.catalog import CONTENT
     from training.errors import AttribError
 
     live = catalog.spaces()

@@ -24,8 +24,7 @@ def cmd_spaces(args, _rest) -> int:
 
     from app.services import open_catalog
     from app.settings import Settings
-    from index.space_admin import prepare_head, put_live, rollback
-    from index.spaces import check_name
+    from index.catalog import check_name, prepare_head, put_live, rollback
 
     catalog = open_catalog(Settings())
     try:

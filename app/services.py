@@ -11,8 +11,7 @@ from app.settings import Settings
 from index.db import make_engine, session_factory, upgrade_database
 
 if TYPE_CHECKING:  # imported where used: `attrib keys` must start without torch
-    from index.catalog import Catalog
-    from index.pool import QueryPool
+    from index.catalog import Catalog, QueryPool
     from training.encoders import Encoder
 
 
@@ -42,6 +41,6 @@ def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
 
 
 def open_pool(settings: Settings, sessions: sessionmaker[Session]) -> QueryPool:
-    from index.pool import QueryPool
+    from index.catalog import QueryPool
 
     return QueryPool(settings.home, sessions, settings.retention())

@@ -17,8 +17,7 @@ MAX_WORKERS = 256  # `attrib serve` worker processes, from ATTRIB_WORKERS or --w
 MAX_POLL_SECONDS = 3600.0  # an idle `attrib worker`'s wait, from ATTRIB_WORKER_POLL_SECONDS or --poll-seconds
 
 if TYPE_CHECKING:  # imported lazily: the CLI must start without torch
-    from index.catalog import CatalogConfig
-    from index.pool import Retention
+    from index.catalog import CatalogConfig, Retention
 
 
 
@@ -226,6 +225,6 @@ class Settings(BaseSettings):
         )
 
     def retention(self) -> Retention:
-        from index.pool import Retention
+        from index.catalog import Retention
 
         return Retention(self.pool_max_queries, self.pool_max_age_days)

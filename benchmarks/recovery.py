@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO))
 
 from app.services import load_configured_encoder, open_catalog  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from index.features import FeatureStore  # noqa: E402
-from index.reconcile import embed_stored  # noqa: E402
+from index.catalog import FeatureStore  # noqa: E402
+from index.catalog.reconcile import embed_stored  # noqa: E402
 
 SHARED = Path(os.environ.get("ATTRIB_SHARED_DATA", REPO.parent / "shared" / "data"))
 BATCH = 32

@@ -27,9 +27,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from index.features import MERGE_BELOW_ROWS, FeatureStore  # noqa: E402
+from index.catalog.features import MERGE_BELOW_ROWS, FeatureStore  # noqa: E402
+from index.catalog.spaces import build_index  # noqa: E402
 from index.images import decode_image  # noqa: E402
-from index.spaces import build_index  # noqa: E402
 from training.encoders import create_encoder  # noqa: E402
 from training.heads import Head  # noqa: E402
 

@@ -4,7 +4,7 @@
 
 With several worker processes (`attrib serve --workers N`), every write (an ingest batch, a
 takedown, a head switch) makes each other worker reload the stored features and every space
-index on its next request (index/catalog.py). For each size: a SQLite catalog of N synthetic
+index on its next request (index/catalog/core.py). For each size: a SQLite catalog of N synthetic
 sources (rows, random backbone features, the served spaces' FAISS indexes) and two `Catalog`s on
 the same home, a writer and a reader, with the index read into memory and with it mapped
 (ATTRIB_INDEX_MMAP). The writer adds one source; the reader's next `spaces()` call, the one a

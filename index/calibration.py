@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from index.catalog.spaces import LiveSpace
 from index.concept_scores import CatalogConcepts, catalog_concepts, concept_scores
 from index.db import Actor, record
 from index.images import decode_image
-from index.spaces import LiveSpace
 from training.calibration import CATALOG, Calibration, CalibrationData, fit, uninformed
 from training.errors import AttribError
 from training.fileio import atomic_write, atomic_write_bytes

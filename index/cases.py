@@ -14,7 +14,7 @@ from typing import Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from index.blobs import BlobStore
+from index.catalog import BlobStore
 from index.db import Actor, Case, CaseDecision, CaseRescore, Concept, Source, record
 from index.errors import NotFoundError
 from index.images import DecodedImage

@@ -22,11 +22,10 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from index.catalog import Catalog
+from index.catalog import Catalog, existing_sources
 from index.db import CLI, Actor
 from index.ingest_rows import commit_chunk
 from index.prepare import Prepared, PreparePool
-from index.repository import existing_sources
 
 log = logging.getLogger(__name__)
 MAX_CONCEPT_LENGTH = 255

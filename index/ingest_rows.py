@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from index.crashpoints import crash_point
+from index.catalog import crash_point, existing_sources
 from index.db import Actor, Concept, Source, record, record_many
-from index.repository import existing_sources
 
 if TYPE_CHECKING:
     from index.catalog import Catalog

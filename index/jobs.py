@@ -19,8 +19,9 @@ from typing import Callable
 
 from sqlalchemy import select
 
-from index.catalog import Catalog, NotFoundError
+from index.catalog import Catalog
 from index.db import CLI, Actor, Job
+from index.errors import NotFoundError
 from index.ingest import IngestItem, IngestResult, ingest
 from index.processes import is_alive, this_process
 from training.errors import AttribError

@@ -15,9 +15,9 @@ import numpy as np
 
 from index.calibration import CalibrationError, with_data
 from index.cases import decided_queries
+from index.catalog import LiveSpace
 from index.concept_scores import catalog_concepts, concept_names, concept_scores
 from index.images import decode_image
-from index.spaces import LiveSpace
 from training.calibration import MANIFEST, Calibration, CalibrationData, fit, left_out, ranked
 from training.images import ImageError
 

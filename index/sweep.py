@@ -22,11 +22,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from index.catalog import Catalog
+from index.catalog import Catalog, QueryPool, finish_pending
 from index.db import Case, Job, Source
 from index.jobs import UNFINISHED
-from index.pool import QueryPool
-from index.takedowns import finish_pending
 
 log = logging.getLogger(__name__)
 TMP_GLOB = ".*.tmp"

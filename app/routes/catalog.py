@@ -6,9 +6,9 @@ from fastapi.responses import FileResponse
 from app.deps import AdminRead, AdminWriter, CatalogDep, ReadAccess
 from app.params import ConceptName, Limit, Offset, SourceId, TakedownId
 from app.schemas import ConceptOut, DeleteResponse, Page, SourceOut, TakedownReceipt, error_responses
+from index.catalog import (get_receipt, get_source, list_concept_sources, list_concepts, take_down_concept,
+                           take_down_source)
 from index.db import Source
-from index.repository import get_source, list_concept_sources, list_concepts
-from index.takedowns import get_receipt, take_down_concept, take_down_source
 
 router = APIRouter(tags=["catalog"])
 # Stored formats served under their own image type; anything else is a download, never rendered.

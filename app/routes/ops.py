@@ -10,7 +10,7 @@ from sqlalchemy import text
 from app.deps import MetricsDep
 from app.schemas import ReadyResponse, SpaceStatus
 from index.cases import case_counts, decision_counts
-from index.repository import catalog_counts, job_counts
+from index.catalog import catalog_counts, job_counts
 from training.errors import AttribError
 
 log = logging.getLogger(__name__)

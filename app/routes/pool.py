@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from app.deps import AdminRead, AdminWrite
 from app.params import Limit, Offset, QueryId
 from app.schemas import Page, error_responses
-from index.pool import QueryPool
+from index.catalog import QueryPool
 
 router = APIRouter(tags=["query pool"])
 

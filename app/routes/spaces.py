@@ -14,10 +14,9 @@ from app.deps import AdminWrite, AdminWriter, CatalogDep, ReadAccess, SettingsDe
 from app.routes.uploads import read_single_upload
 from app.schemas import JobAccepted, SpaceOut, error_responses
 from index.calibration import fit_summary, record_fit
+from index.catalog import SpaceInfo, check_name, prepare_head, put_live, rollback
 from index.jobs import create_work_job, run_work_job
 from index.labelled_fit import decision_queries, labelled_fits, labelled_work
-from index.space_admin import prepare_head, put_live, rollback
-from index.spaces import SpaceInfo, check_name
 from training.calibration import DECISIONS
 
 router = APIRouter(tags=["spaces"])

@@ -11,10 +11,8 @@ from fastapi.responses import JSONResponse
 from app.deps import AdminWrite, CatalogDep
 from app.errors import ApiError
 from app.schemas import JobAccepted, error_responses
+from index.catalog import check_name, prepare_head, put_live, source_image_paths
 from index.jobs import create_work_job, run_work_job
-from index.repository import source_image_paths
-from index.space_admin import prepare_head, put_live
-from index.spaces import check_name
 
 router = APIRouter(tags=["training"])
 

@@ -10,8 +10,8 @@ import torch
 from app.attribution import attribute_bytes
 from app.cli import main
 from app.demo import demo_corpus
+from index.catalog import rollback, set_head
 from index.ingest import IngestItem, ingest
-from index.space_admin import rollback, set_head
 from tests.app.test_cases import decide, open_case
 from tests.app.test_spaces_api import wait_for
 from training.encoders import create_encoder

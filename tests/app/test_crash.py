@@ -1,5 +1,5 @@
 """Crash tests: a real `attrib serve` or `attrib index` process is killed with SIGKILL at a chosen
-point (ATTRIB_CRASH_AT, see index/crashpoints.py). After a restart nothing acknowledged is lost,
+point (ATTRIB_CRASH_AT, see index/catalog/crashpoints.py). After a restart nothing acknowledged is lost,
 no orphan remains, and every taken-down image is gone. Both databases; both vector stores (Milvus
 Lite as a server here, since the test and the killed processes share the store)."""
 

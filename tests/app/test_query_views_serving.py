@@ -5,9 +5,9 @@ import torch
 
 from app.attribution import attribute_bytes
 from app.batcher import ForwardBatcher
+from index.catalog import set_head
 from index.images import decode_image
 from index.ingest import IngestItem, ingest
-from index.space_admin import set_head
 from training.config import AugmentConfig
 from training.encoders import create_encoder
 from training.query_views import query_view_features, with_view_settings

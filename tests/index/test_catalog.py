@@ -4,9 +4,9 @@ with the real encoder and real photos."""
 import numpy as np
 import pytest
 
-from index.catalog import CatalogError, NotFoundError
+from index.catalog import take_down_concept, take_down_source
+from index.errors import CatalogError, NotFoundError
 from index.ingest import IngestItem, ingest
-from index.takedowns import take_down_concept, take_down_source
 from training.encoders import create_encoder
 
 pytestmark = pytest.mark.both_stores
@@ -129,7 +129,7 @@ def test_another_backbone_is_refused_until_reindex(make_catalog, photos):
         mismatched.spaces()
     assert caught.value.code == "encoder_mismatch"
 
-    from index.space_admin import reindex
+    from index.catalog import reindex
 
     spaces = reindex(mismatched)
     assert spaces["style"].head_id == other.backbone_id and spaces["style"].count == 3

@@ -11,17 +11,16 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, select, text
 
-from index.blobs import BlobStore
 from index.cases import (CaseError, CaseFilter, Headline, add_decision, add_rescore, create_case, get_case,
                          latest_decisions, list_cases)
-from index.catalog import NotFoundError
+from index.catalog import BlobStore, take_down_concept, take_down_source
 from index.db import (Actor, AuditFilter, Case, Source, downgrade_database, list_audit, make_engine, session_factory,
                       upgrade_database)
+from index.errors import NotFoundError
 from index.images import decode_image
 from index.ingest import IngestItem, ingest
 from index.keys import authenticate, create_key, revoke_key, set_role
 from index.sweep import sweep
-from index.takedowns import take_down_concept, take_down_source
 
 ALICE, BOB = Actor(7, "alice", "reviewer"), Actor(8, "bob", "reviewer")
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from index import features as features_module
-from index.features import FeatureStore
+from index.catalog import FeatureStore
+from index.catalog import features as features_module
 
 
 def rows(n, dim=8, seed=0):

@@ -119,8 +119,8 @@ def test_the_faiss_store_spools_beside_the_space_and_cleans_up(tmp_path):
 
 
 def test_a_catalog_space_on_a_compressed_index(make_catalog, photos):
+    from index.catalog import take_down_source
     from index.ingest import IngestItem, ingest
-    from index.takedowns import take_down_source
 
     catalog = make_catalog(factory="IVF2,PQ8x2")
     results = ingest(catalog, [IngestItem(p.name, p.stem, path=p) for p in photos[:10]])

@@ -3,8 +3,8 @@ a reader reloads after every write of the other, and only then. Both databases."
 
 import os
 
+from index.catalog import take_down_source
 from index.ingest import IngestItem, ingest
-from index.takedowns import take_down_source
 
 
 def style_ids(catalog) -> set[int]:

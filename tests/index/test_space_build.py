@@ -1,10 +1,10 @@
-"""A space is built in a stream: memory does not grow with the catalog (index/spaces.py)."""
+"""A space is built in a stream: memory does not grow with the catalog (index/catalog/spaces.py)."""
 
 import numpy as np
 
-import index.spaces as spaces_module
-from index.features import FeatureStore
-from index.spaces import build_index
+import index.catalog.spaces as spaces_module
+from index.catalog import FeatureStore
+from index.catalog.spaces import build_index
 from index.stores.faiss_store import FaissSpaces
 from index.stores.tuning import exact_top_k, recall_at_k
 from training.heads import Head

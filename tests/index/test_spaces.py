@@ -9,13 +9,11 @@ import pytest
 import torch
 from sqlalchemy import delete
 
+from index.catalog import SpaceError, reindex, rollback, set_head, take_down_source
 from index.db import Space
 from index.ingest import IngestItem, ingest
-from index.space_admin import reindex, rollback, set_head
-from index.spaces import SpaceError
 from index.stores import sidecar_path
 from index.stores.vectors import build_index
-from index.takedowns import take_down_source
 from training.encoders import create_encoder, load_checkpoint
 from training.heads import HeadError
 

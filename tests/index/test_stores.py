@@ -135,10 +135,10 @@ def test_an_unreachable_server_is_a_clear_error(milvus_lite_uri):
 def test_a_takedown_is_not_acknowledged_until_milvus_confirms_the_delete(make_catalog, photos, monkeypatch):
     from sqlalchemy import select
 
+    from index.catalog import take_down_source
     from index.db import Takedown
     from index.ingest import IngestItem, ingest
     from index.sweep import sweep
-    from index.takedowns import take_down_source
 
     catalog = make_catalog()
     results = ingest(catalog, [IngestItem(p.name, p.stem, path=p) for p in photos[:3]])

@@ -5,11 +5,11 @@ import time
 
 import pytest
 
+from index.catalog import take_down_source
 from index.db import Takedown
 from index.ingest import IngestItem, ingest
 from index.jobs import create_job
 from index.sweep import sweep
-from index.takedowns import take_down_source
 
 pytestmark = pytest.mark.both_stores
 

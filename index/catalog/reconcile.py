@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from sqlalchemy import select
 
+from index.catalog.features import FeatureStore
 from index.db import Source
-from index.features import FeatureStore
 from index.images import ImageError, decode_image
 
 if TYPE_CHECKING:
-    from index.catalog import Catalog
+    from index.catalog.core import CatalogCore
 
 log = logging.getLogger(__name__)
 
 
-def reconcile_features(catalog: "Catalog") -> None:
+def reconcile_features(catalog: "CatalogCore") -> None:
     orphans, missing = differences(catalog.features.ids(), catalog.row_ids())
     if len(orphans):
         catalog.features.remove(orphans)
@@ -34,7 +34,7 @@ def reconcile_features(catalog: "Catalog") -> None:
         embed_stored(catalog, missing.tolist(), catalog.features)
 
 
-def reconcile_vectors(catalog: "Catalog") -> None:
+def reconcile_vectors(catalog: "CatalogCore") -> None:
     stored = catalog.features.ids()
     for name, space in catalog.spaces().items():
         orphans, missing = differences(space.index.ids(), stored)
@@ -55,7 +55,7 @@ def differences(ids: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.setdiff1d(ids, others), np.setdiff1d(others, ids)
 
 
-def embed_stored(catalog: "Catalog", source_ids: list[int], store: FeatureStore,
+def embed_stored(catalog: "CatalogCore", source_ids: list[int], store: FeatureStore,
                  progress: Callable[[int], None] | None = None) -> int:
     """Run the backbone over sources' stored images, in batches, into `store`. Unreadable images
     are logged and skipped. Returns how many were embedded."""

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
-from index.catalog import NotFoundError
 from index.db import Concept, Job, Source
+from index.errors import NotFoundError
 
 
 @dataclass

@@ -16,10 +16,11 @@ from datetime import datetime
 
 from sqlalchemy import delete, select
 
-from index.catalog import Catalog, NotFoundError
-from index.crashpoints import crash_point
+from index.catalog.catalog import Catalog
+from index.catalog.crashpoints import crash_point
 from index.db import CLI, Actor, Concept, Source, Takedown, utcnow
 from index.db import record as audit_record
+from index.errors import NotFoundError
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ import logging
 import shutil
 from pathlib import Path
 
-from index.catalog import Catalog, Progress
-from index.features import FeatureStore
-from index.reconcile import embed_stored
-from index.spaces import (CONTENT, STYLE, HeadFiles, LiveSpace, SpaceError, SpaceInfo, build_index, check_name,
-                          delete_rows, record_build, space_rows)
+from index.catalog.core import CatalogCore
+from index.catalog.features import FeatureStore
+from index.catalog.reconcile import embed_stored
+from index.catalog.spaces import (CONTENT, STYLE, HeadFiles, LiveSpace, Progress, SpaceError, SpaceInfo, build_index,
+                                  check_name, delete_rows, record_build, space_rows)
 from index.stores import VectorStore, sidecar_path
 from training.errors import AttribError
 from training.heads import Head, load_head
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 LEGACY_INDEX = Path("index") / "vectors.faiss"
 
 
-def open_spaces(catalog: Catalog) -> dict[str, LiveSpace]:
+def open_spaces(catalog: CatalogCore) -> dict[str, LiveSpace]:
     """Load every space's head and index (rebuilding an index that is missing or stale)."""
     _seed_spaces(catalog, {info.name for info in space_rows(catalog.sessions)})
     heads = HeadFiles(catalog.home)
@@ -40,7 +40,7 @@ def open_spaces(catalog: Catalog) -> dict[str, LiveSpace]:
     return spaces
 
 
-def _load_index(catalog: Catalog, info: SpaceInfo, head: Head) -> VectorStore:
+def _load_index(catalog: CatalogCore, info: SpaceInfo, head: Head) -> VectorStore:
     """The space's live store; one that is missing, unreadable or of another head is rebuilt."""
     index = catalog.stores.open(info.name, head.head_id, head.dim)
     if index is not None:
@@ -51,7 +51,7 @@ def _load_index(catalog: Catalog, info: SpaceInfo, head: Head) -> VectorStore:
     return index
 
 
-def _seed_spaces(catalog: Catalog, existing: set[str]) -> None:
+def _seed_spaces(catalog: CatalogCore, existing: set[str]) -> None:
     """A catalog always has `style` (the raw backbone); `content` comes from ATTRIB_ENCODER's
     head when that is a trained checkpoint and the catalog has no content space yet."""
     legacy = _legacy_encoder_id(catalog.home)
@@ -80,7 +80,7 @@ def _legacy_encoder_id(home: Path) -> str | None:
         return None
 
 
-def _build(catalog: Catalog, name: str, head: Head, head_path: str | None,
+def _build(catalog: CatalogCore, name: str, head: Head, head_path: str | None,
            progress: Progress | None = None, keep_previous: bool = True) -> SpaceInfo:
     index = build_index(catalog.features, head, catalog.stores, name, progress, catalog.config.target_recall)
     catalog.stores.install(name, index)
@@ -89,7 +89,7 @@ def _build(catalog: Catalog, name: str, head: Head, head_path: str | None,
     return info
 
 
-def prepare_head(catalog: Catalog, checkpoint: str | Path | None) -> tuple[Head, str | None]:
+def prepare_head(catalog: CatalogCore, checkpoint: str | Path | None) -> tuple[Head, str | None]:
     """Load and check a head (None: the identity head) and keep a copy of its checkpoint.
 
     A bad head (unreadable, another backbone, another feature width) is refused here, before
@@ -101,7 +101,7 @@ def prepare_head(catalog: Catalog, checkpoint: str | Path | None) -> tuple[Head,
     return head, None if head.is_identity else HeadFiles(catalog.home).keep(checkpoint, head.head_id)
 
 
-def put_live(catalog: Catalog, name: str, head: Head, kept: str | None,
+def put_live(catalog: CatalogCore, name: str, head: Head, kept: str | None,
              progress: Progress | None = None) -> SpaceInfo:
     """Build the space's index from the stored features, then swap it in (space made if new)."""
     check_name(name)
@@ -112,13 +112,13 @@ def put_live(catalog: Catalog, name: str, head: Head, kept: str | None,
     return info
 
 
-def set_head(catalog: Catalog, name: str, checkpoint: str | Path | None,
+def set_head(catalog: CatalogCore, name: str, checkpoint: str | Path | None,
              progress: Progress | None = None) -> SpaceInfo:
     check_name(name)
     return put_live(catalog, name, *prepare_head(catalog, checkpoint), progress)
 
 
-def rollback(catalog: Catalog, name: str, progress: Progress | None = None) -> SpaceInfo:
+def rollback(catalog: CatalogCore, name: str, progress: Progress | None = None) -> SpaceInfo:
     """Put the previous head of a space back live (rolling back twice rolls forward again)."""
     with catalog.write_lock():
         info = catalog.live_space(name).info
@@ -131,7 +131,7 @@ def rollback(catalog: Catalog, name: str, progress: Progress | None = None) -> S
     return info
 
 
-def _calibrate(catalog: Catalog, name: str) -> None:
+def _calibrate(catalog: CatalogCore, name: str) -> None:
     """Make sure the head now live has a calibration (its own, found by head id), so the first
     answer does not wait for the fit. A failure here only postpones the fit to that answer."""
     try:
@@ -140,7 +140,7 @@ def _calibrate(catalog: Catalog, name: str) -> None:
         log.exception("space %s: fitting the calibration of its new head failed", name)
 
 
-def reindex(catalog: Catalog, progress: Progress | None = None) -> dict[str, SpaceInfo]:
+def reindex(catalog: CatalogCore, progress: Progress | None = None) -> dict[str, SpaceInfo]:
     """Re-embed every stored source with the configured backbone, then rebuild every space.
 
     Spaces whose head was trained on another backbone cannot follow and are dropped (logged);
@@ -160,7 +160,7 @@ def reindex(catalog: Catalog, progress: Progress | None = None) -> dict[str, Spa
     return {name: space.info for name, space in catalog.spaces().items()}
 
 
-def _rebuild_rows(catalog: Catalog) -> None:
+def _rebuild_rows(catalog: CatalogCore) -> None:
     heads = HeadFiles(catalog.home)
     dropped = []
     for info in space_rows(catalog.sessions):

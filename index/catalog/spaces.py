@@ -23,8 +23,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from index.catalog.features import FeatureStore
 from index.db import Space, utcnow
-from index.features import FeatureStore
 from index.stores import DEFAULT_TARGET_RECALL, SpaceStores, VectorStore
 from training.errors import AttribError
 from training.fileio import atomic_write

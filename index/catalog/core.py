@@ -1,4 +1,4 @@
-"""The catalog: SQL rows, stored backbone features, per-space vectors and blobs, in step.
+"""The catalog's core: SQL rows, stored backbone features, per-space vectors and blobs, in step.
 
 Vectors live in a vector store (index/stores: FAISS files by default, or Milvus); this module
 and those above it only use the store's interface.
@@ -6,7 +6,9 @@ and those above it only use the store's interface.
 Write order: rows and blobs are committed first, then the backbone features are written (a
 durable segment per chunk), then every space's head maps them to vectors, and the space
 stores are flushed (at most once a minute during a long ingest, and at its end).
-`index.reconcile` (run whenever the catalog loads) repairs a crash at any point.
+`Catalog` (catalog.py) loads the core: `reconcile.py` (run whenever the catalog loads) repairs
+a crash at any point, and `space_admin.open_spaces` opens every space. Both work on this core,
+which is why the load is not here.
 
 Writers take an exclusive file lock. Readers never wait for a head build: a new space index
 is built aside and swapped in whole. A process notices another's writes through the
@@ -25,25 +27,22 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 from sqlalchemy import func, select
 
-from index.blobs import BlobStore
 from index.calibration import CalibrationStore
+from index.catalog.blobs import BlobStore
+from index.catalog.features import FeatureStore
+from index.catalog.spaces import LiveSpace, SpaceError, update_count
 from index.db import Case, Source, make_engine, session_factory, upgrade_database
-from index.errors import CatalogError, NotFoundError  # noqa: F401 - re-exported
-from index.features import FeatureStore
 from index.images import DEFAULT_MAX_PIXELS
-from index.reconcile import reconcile_features, reconcile_vectors
-from index.spaces import LiveSpace, SpaceError, space_rows, update_count
 from index.stores import DEFAULT_FACTORY, FAISS, open_stores
 from training.encoders import Encoder
 from training.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int], None]
 
 
 @dataclass
@@ -69,7 +68,9 @@ class Hit:
     score: float
 
 
-class Catalog:
+class CatalogCore:
+    """What the catalog holds and how it writes; `Catalog` (catalog.py) adds how it loads."""
+
     def __init__(self, config: CatalogConfig, encoder: Encoder, *, migrate: bool = True):
         self.config = config
         self.encoder = encoder
@@ -175,28 +176,8 @@ class Catalog:
         self._features = store
 
     def _load(self) -> None:
-        from index.space_admin import open_spaces  # space_admin builds on this module
-
-        self.check_backbone()
-        stamp, before = self._stamp(), self._stored_files()
-        self._features = FeatureStore(self.home / "features", self.backbone_id, self.feature_dim)
-        reconcile_features(self)
-        self._spaces = open_spaces(self)
-        reconcile_vectors(self)
-        if stamp is None or self._stored_files() != before:  # repaired or built: the others reload
-            self._touch()
-        else:  # a plain load changes nothing, so the other processes need not reload after it
-            self._loaded_stamp = stamp
-
-    def check_backbone(self) -> None:
-        foreign = [info for info in space_rows(self.sessions) if info.backbone_id != self.backbone_id]
-        if foreign:
-            raise CatalogError(
-                f"the catalog in {self.home} was built with backbone {foreign[0].backbone_id}, but the "
-                f"configured encoder's backbone is {self.backbone_id}. Run `attrib reindex` to re-embed "
-                "every stored source with the configured backbone, or set ATTRIB_ENCODER back.",
-                code="encoder_mismatch",
-            )
+        """Load the stored features and every space, repairing what a crash left: `Catalog._load`."""
+        raise NotImplementedError
 
     # -- reconcile ----------------------------------------------------------------------------
 

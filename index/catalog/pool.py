@@ -19,9 +19,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from index.blobs import BlobStore
-from index.catalog import NotFoundError
+from index.catalog.blobs import BlobStore
 from index.db import Query, utcnow
+from index.errors import NotFoundError
 from index.images import DecodedImage
 
 log = logging.getLogger(__name__)
