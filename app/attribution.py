@@ -22,8 +22,8 @@ from datetime import datetime
 
 import numpy as np
 
+from index.calibration import calibration_for, concept_count
 from index.catalog import CONTENT, Catalog, Hit, LiveSpace, source_rows
-from index.concept_scores import concept_count
 from index.errors import CatalogError
 from index.images import DecodedImage, decode_image
 from training.calibration import WINDOW, Calibration, predict
@@ -161,7 +161,7 @@ def rank_space(catalog: Catalog, name: str, space: LiveSpace, vector, k: int, co
                temperature: float = 0.05, per_concept: int = SOURCES_PER_CONCEPT) -> SpaceAnswer:
     """The space's top-k concepts with calibrated probabilities, `share`, and the none mass.
     `concepts` is how many concepts the catalog holds (for the mass below the list)."""
-    calibration = catalog.calibrations.for_space(catalog, space)
+    calibration = calibration_for(catalog, space)
     ranked = top_concepts(catalog, space, vector, max(k, WINDOW), per_concept)
     scores = [matches[0].score for _, matches in ranked]
     if scores:

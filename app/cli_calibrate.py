@@ -29,9 +29,8 @@ def add_calibrate_parser(commands) -> None:
 def cmd_calibrate(args, _rest) -> int:
     from app.services import open_catalog
     from app.settings import Settings
-    from index.calibration import record_fit
+    from index.calibration import decision_queries, manifest_queries, record_fit, refit
     from index.db import CLI
-    from index.labelled_fit import decision_queries, manifest_queries
     from training.calibration import DECISIONS, MANIFEST
     from training.data import read_manifest
 
@@ -45,7 +44,7 @@ def cmd_calibrate(args, _rest) -> int:
             queries = manifest_queries(read_manifest(args.manifest), args.manifest.name)
             fits = _labelled_fits(catalog, spaces, queries, f"manifest {args.manifest.name}", MANIFEST)
         else:
-            fits = {name: catalog.calibrations.refit(catalog, live) for name, live in spaces.items()}
+            fits = {name: refit(catalog, live) for name, live in spaces.items()}
         for name, calibration in fits.items():
             record_fit(catalog, CLI, name, calibration)
             print(describe(name, calibration, catalog.calibrations.path(calibration.head_id)))
@@ -57,7 +56,7 @@ def cmd_calibrate(args, _rest) -> int:
 def _labelled_fits(catalog, spaces: dict, queries: list, name: str, method: str) -> dict:
     from tqdm import tqdm
 
-    from index.labelled_fit import labelled_fits, labelled_work
+    from index.calibration import labelled_fits, labelled_work
 
     with tqdm(total=labelled_work(spaces, queries), unit="img", desc="embedding queries and their views",
               file=sys.stderr) as bar:

@@ -47,11 +47,13 @@ def run_ingest(settings: Settings, items: list) -> list:
 def refresh_calibrations(catalog) -> None:
     """Fit (or refit, past the size drift) each space's label-free calibration now, so that the
     first /attribute after indexing does not pay for it."""
+    from index.calibration import calibration_for
+
     spaces = catalog.spaces()
     if spaces and len(catalog.features):
         print("calibrating " + ", ".join(sorted(spaces)) + " …", file=sys.stderr, flush=True)
         for live in spaces.values():
-            catalog.calibrations.for_space(catalog, live)
+            calibration_for(catalog, live)
 
 
 def collect_image_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:

@@ -24,7 +24,8 @@ def cmd_spaces(args, _rest) -> int:
 
     from app.services import open_catalog
     from app.settings import Settings
-    from index.catalog import check_name, prepare_head, put_live, rollback
+    from index.calibration import put_live, rollback
+    from index.catalog import check_name, prepare_head
 
     catalog = open_catalog(Settings())
     try:

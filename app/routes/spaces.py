@@ -13,10 +13,10 @@ from fastapi.responses import JSONResponse
 from app.deps import AdminWrite, AdminWriter, CatalogDep, ReadAccess, SettingsDep
 from app.routes.uploads import read_single_upload
 from app.schemas import JobAccepted, SpaceOut, error_responses
-from index.calibration import fit_summary, record_fit
-from index.catalog import SpaceInfo, check_name, prepare_head, put_live, rollback
+from index.calibration import (decision_queries, fit_summary, labelled_fits, labelled_work, put_live, record_fit, refit,
+                               rollback)
+from index.catalog import SpaceInfo, check_name, prepare_head
 from index.jobs import create_work_job, run_work_job
-from index.labelled_fit import decision_queries, labelled_fits, labelled_work
 from training.calibration import DECISIONS
 
 router = APIRouter(tags=["spaces"])
@@ -109,7 +109,7 @@ def calibrate_space(
         total = 0
 
         def fit(progress):
-            return catalog.calibrations.refit(catalog, spaces[name])
+            return refit(catalog, spaces[name])
     def work(progress) -> dict:
         calibration = fit(progress)
         record_fit(catalog, actor, name, calibration)

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from app.deps import AdminWrite, CatalogDep
 from app.errors import ApiError
 from app.schemas import JobAccepted, error_responses
-from index.catalog import check_name, prepare_head, put_live, source_image_paths
+from index.calibration import put_live
+from index.catalog import check_name, prepare_head, source_image_paths
 from index.jobs import create_work_job, run_work_job
 
 router = APIRouter(tags=["training"])

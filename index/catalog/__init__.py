@@ -5,6 +5,7 @@
 """
 
 from index.catalog.blobs import BlobStore
+from index.catalog.calibration_store import CalibrationStore
 from index.catalog.catalog import Catalog
 from index.catalog.core import CatalogConfig, CatalogCore, Hit
 from index.catalog.crashpoints import crash_point
@@ -12,12 +13,13 @@ from index.catalog.features import FeatureStore
 from index.catalog.pool import QueryPool, Retention
 from index.catalog.repository import (catalog_counts, existing_sources, get_source, job_counts, list_concept_sources,
                                       list_concepts, source_image_paths, source_rows)
-from index.catalog.space_admin import prepare_head, put_live, reindex, rollback, set_head
-from index.catalog.spaces import CONTENT, STYLE, LiveSpace, SpaceError, SpaceInfo, check_name, space_rows
+from index.catalog.space_admin import build_live, build_previous, prepare_head, reindex
+from index.catalog.spaces import CONTENT, STYLE, LiveSpace, Progress, SpaceError, SpaceInfo, check_name, space_rows
 from index.catalog.takedowns import finish_pending, get_receipt, take_down_concept, take_down_source
 
-__all__ = ["CONTENT", "STYLE", "BlobStore", "Catalog", "CatalogConfig", "CatalogCore", "FeatureStore", "Hit",
-           "LiveSpace", "QueryPool", "Retention", "SpaceError", "SpaceInfo", "catalog_counts", "check_name",
-           "crash_point", "existing_sources", "finish_pending", "get_receipt", "get_source", "job_counts",
-           "list_concept_sources", "list_concepts", "prepare_head", "put_live", "reindex", "rollback",
-           "set_head", "source_image_paths", "source_rows", "space_rows", "take_down_concept", "take_down_source"]
+__all__ = ["CONTENT", "STYLE", "BlobStore", "CalibrationStore", "Catalog", "CatalogConfig", "CatalogCore",
+           "FeatureStore", "Hit", "LiveSpace", "Progress", "QueryPool", "Retention", "SpaceError", "SpaceInfo",
+           "build_live", "build_previous", "catalog_counts", "check_name", "crash_point", "existing_sources",
+           "finish_pending", "get_receipt", "get_source", "job_counts", "list_concept_sources", "list_concepts",
+           "prepare_head", "reindex", "source_image_paths", "source_rows", "space_rows", "take_down_concept",
+           "take_down_source"]

@@ -32,8 +32,8 @@ from typing import Iterator
 import numpy as np
 from sqlalchemy import func, select
 
-from index.calibration import CalibrationStore
 from index.catalog.blobs import BlobStore
+from index.catalog.calibration_store import CalibrationStore
 from index.catalog.features import FeatureStore
 from index.catalog.spaces import LiveSpace, SpaceError, update_count
 from index.db import Case, Source, make_engine, session_factory, upgrade_database

@@ -4,9 +4,9 @@ backbone change, and carry a pre-spaces catalog over.
 Putting a head live builds its vectors from the stored features (a matrix product, no backbone
 forward) into a new store beside the live one, puts that live in the store (index/stores),
 records it, and then swaps it in whole, so requests never wait for the build and never see
-half an index. The head it replaced is kept for
-`rollback`. Each head's calibration is found by its head id (`index.calibration`): a head put
-live or rolled back gets its own (fitted then if it has none), never the previous head's.
+half an index. The head it replaced is kept for a roll-back. The head put live or rolled back
+then gets its own calibration: `index.calibration` (rollout.py: put_live, set_head, rollback)
+runs the builds here and then the fit.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from index.catalog.reconcile import embed_stored
 from index.catalog.spaces import (CONTENT, STYLE, HeadFiles, LiveSpace, Progress, SpaceError, SpaceInfo, build_index,
                                   check_name, delete_rows, record_build, space_rows)
 from index.stores import VectorStore, sidecar_path
-from training.errors import AttribError
 from training.heads import Head, load_head
 
 log = logging.getLogger(__name__)
@@ -101,43 +100,26 @@ def prepare_head(catalog: CatalogCore, checkpoint: str | Path | None) -> tuple[H
     return head, None if head.is_identity else HeadFiles(catalog.home).keep(checkpoint, head.head_id)
 
 
-def put_live(catalog: CatalogCore, name: str, head: Head, kept: str | None,
-             progress: Progress | None = None) -> SpaceInfo:
-    """Build the space's index from the stored features, then swap it in (space made if new)."""
+def build_live(catalog: CatalogCore, name: str, head: Head, kept: str | None,
+               progress: Progress | None = None) -> SpaceInfo:
+    """Build the space's index from the stored features, then swap it in (space made if new).
+    `index.calibration.put_live` runs this, then fits the new head's calibration."""
     check_name(name)
     with catalog.write_lock():
         catalog.spaces()
-        info = _build(catalog, name, head, kept, progress)
-    _calibrate(catalog, name)
-    return info
+        return _build(catalog, name, head, kept, progress)
 
 
-def set_head(catalog: CatalogCore, name: str, checkpoint: str | Path | None,
-             progress: Progress | None = None) -> SpaceInfo:
-    check_name(name)
-    return put_live(catalog, name, *prepare_head(catalog, checkpoint), progress)
-
-
-def rollback(catalog: CatalogCore, name: str, progress: Progress | None = None) -> SpaceInfo:
-    """Put the previous head of a space back live (rolling back twice rolls forward again)."""
+def build_previous(catalog: CatalogCore, name: str, progress: Progress | None = None) -> SpaceInfo:
+    """Build the previous head of a space and swap it in (rolling back twice rolls forward
+    again). `index.calibration.rollback` runs this, then fits that head's calibration."""
     with catalog.write_lock():
         info = catalog.live_space(name).info
         if info.previous_head_id is None:
             raise SpaceError(f"space {name!r} has no previous head to roll back to", code="no_previous_head")
         head = HeadFiles(catalog.home).load(info.previous_head_id, info.previous_head_path,
                                             catalog.backbone_id, catalog.feature_dim)
-        info = _build(catalog, name, head, info.previous_head_path, progress)
-    _calibrate(catalog, name)
-    return info
-
-
-def _calibrate(catalog: CatalogCore, name: str) -> None:
-    """Make sure the head now live has a calibration (its own, found by head id), so the first
-    answer does not wait for the fit. A failure here only postpones the fit to that answer."""
-    try:
-        catalog.calibrations.for_space(catalog, catalog.live_space(name))
-    except (AttribError, ValueError, OSError, RuntimeError):  # the head is live either way
-        log.exception("space %s: fitting the calibration of its new head failed", name)
+        return _build(catalog, name, head, info.previous_head_path, progress)
 
 
 def reindex(catalog: CatalogCore, progress: Progress | None = None) -> dict[str, SpaceInfo]:

@@ -10,7 +10,7 @@ import torch
 from app.attribution import attribute_bytes
 from app.cli import main
 from app.demo import demo_corpus
-from index.catalog import rollback, set_head
+from index.calibration import rollback, set_head
 from index.ingest import IngestItem, ingest
 from tests.app.test_cases import decide, open_case
 from tests.app.test_spaces_api import wait_for
@@ -208,14 +208,14 @@ def test_calibrate_from_the_reviewers_decisions(env, start_api, photos, capsys, 
 
 
 def test_an_admin_recalibrates_a_space_over_http(start_api, photos, edit, monkeypatch):
-    import index.labelled_fit
+    import index.calibration.labelled_fit
 
     desk = Desk(start_api(write_rate_per_minute=0), photos, edit)
     api = desk.api
     post = api.client.post
     refused = post("/spaces/style/calibration", headers=api.auth)
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "too_few_decisions"
-    monkeypatch.setattr(index.labelled_fit, "MIN_DECIDED", 1)
+    monkeypatch.setattr(index.calibration.labelled_fit, "MIN_DECIDED", 1)
     desk.decide(desk.case_for(photos[540]), decision="no_match")
     refused = post("/spaces/style/calibration", headers=api.auth)  # checked before anything is embedded
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "no_matches"
@@ -232,7 +232,8 @@ def test_an_admin_recalibrates_a_space_over_http(start_api, photos, edit, monkey
     assert fitted["space"] == "style" and fitted["method"] == "decisions"
     assert (fitted["queries"], fitted["none_queries"]) == (23, 11) and 0 <= fitted["fit_top1_ece"] <= 1
     assert desk.style_answer(desk.indexed[2])["calibration"]["method"] == "decisions"
-    monkeypatch.setattr(index.labelled_fit, "MAX_DECIDED", 20)  # the newest 20: the three oldest verdicts drop
+    # the newest 20: the three oldest verdicts drop
+    monkeypatch.setattr(index.calibration.labelled_fit, "MAX_DECIDED", 20)
     job = wait_for(api, post("/spaces/style/calibration", headers=api.auth), seconds=120)
     assert (job["calibration"]["queries"], job["calibration"]["none_queries"]) == (20, 10)
     monkeypatch.undo()

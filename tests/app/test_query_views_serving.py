@@ -5,7 +5,7 @@ import torch
 
 from app.attribution import attribute_bytes
 from app.batcher import ForwardBatcher
-from index.catalog import set_head
+from index.calibration import set_head
 from index.images import decode_image
 from index.ingest import IngestItem, ingest
 from training.config import AugmentConfig
@@ -57,7 +57,7 @@ def test_a_manifest_fit_sees_the_scores_the_answers_give(make_catalog, photos, t
     import pytest
 
     from index.calibration import CalibrationError
-    from index.labelled_fit import embed_queries, embed_query_views, manifest_fit
+    from index.calibration.labelled_fit import embed_queries, embed_query_views, manifest_fit
     from training.data import read_manifest
 
     catalog, live = catalog_with_view_head(make_catalog, photos, tmp_path, 2)

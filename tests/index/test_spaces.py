@@ -9,7 +9,8 @@ import pytest
 import torch
 from sqlalchemy import delete
 
-from index.catalog import SpaceError, reindex, rollback, set_head, take_down_source
+from index.calibration import rollback, set_head
+from index.catalog import SpaceError, reindex, take_down_source
 from index.db import Space
 from index.ingest import IngestItem, ingest
 from index.stores import sidecar_path

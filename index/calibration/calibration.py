@@ -1,5 +1,6 @@
-"""Calibration of each head's answers, stored beside the head, fitted from the catalog itself or
-from labelled queries (`index.labelled_fit`; the model is `training.calibration`).
+"""Calibration of each head's answers, fitted from the catalog itself (here) or from labelled
+queries (labelled_fit.py; the model is `training.calibration`), and stored beside the head by the
+catalog (`catalog.calibrations`, index/catalog/calibration_store.py).
 
 Files: ATTRIB_HOME/heads/<head id>.calibration.json (the fit: method, parameters, what it was
 fitted on) and <head id>.calibration.npz (the labelled score lists it was fitted on). A space
@@ -20,31 +21,23 @@ Methods:
              out (the "no source" examples).
   decisions  `attrib calibrate --from-decisions`: the same, from the review desk's decided cases
              (their stored query images): a `match` names the query's concept, a `no_match` says
-             it has none. At least MIN_DECIDED (index/labelled_fit.py) cases.
+             it has none. At least MIN_DECIDED (labelled_fit.py) cases.
   uninformed fewer than two concepts: nothing to fit; none = 0.5.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import logging
-import threading
-from pathlib import Path
-
 import numpy as np
 
-from index.catalog.spaces import LiveSpace
-from index.concept_scores import CatalogConcepts, catalog_concepts, concept_scores
+from index.calibration.concept_scores import CatalogConcepts, catalog_concepts, concept_scores
+from index.catalog import LiveSpace
 from index.db import Actor, record
 from index.images import decode_image
 from training.calibration import CATALOG, Calibration, CalibrationData, fit, uninformed
 from training.errors import AttribError
-from training.fileio import atomic_write, atomic_write_bytes
 from training.images import ImageError
 from training.selffit import edited_copy, pick, self_fit_data
 
-log = logging.getLogger(__name__)
 REFIT_DRIFT = 0.25
 
 
@@ -104,68 +97,33 @@ def with_data(calibration: Calibration, data: CalibrationData) -> Calibration:
     return calibration
 
 
-# -- storage and lookup ------------------------------------------------------------------------
+# -- lookup ----------------------------------------------------------------------------------
 
 
-class CalibrationStore:
-    """The calibrations of a catalog's heads, by head id, with a per-process cache."""
+def calibration_for(catalog, live: LiveSpace) -> Calibration:
+    """The live head's calibration; fitted from the catalog when it has none (or its catalog
+    fit has drifted: then requests keep the old fit while one of them refits)."""
+    store = catalog.calibrations
+    current = store.load(live.info.head_id)
+    if current is not None and not _drifted(current, len(catalog.features)):
+        return current
+    if not store.fitting.acquire(blocking=current is None):
+        return current
+    try:
+        again = store.load(live.info.head_id)
+        if again is not None and not _drifted(again, len(catalog.features)):
+            return again
+        return refit(catalog, live)
+    finally:
+        store.fitting.release()
 
-    def __init__(self, home: Path):
-        self.root = Path(home) / "heads"
-        self._cache: dict[str, tuple[int, Calibration]] = {}
-        self._copies: dict = {}  # edited copies' backbone features, shared by every head's self-fit
-        self._lock = threading.Lock()
 
-    def path(self, head_id: str) -> Path:
-        return self.root / f"{head_id}.calibration.json"
-
-    def load(self, head_id: str) -> Calibration | None:
-        path = self.path(head_id)
-        try:
-            stamp = path.stat().st_mtime_ns
-        except FileNotFoundError:
-            return None
-        cached = self._cache.get(head_id)
-        if cached and cached[0] == stamp:
-            return cached[1]
-        try:
-            calibration = Calibration.from_json(json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            log.warning("calibration file %s is unreadable (%s); fitting a new one", path, exc)
-            return None
-        self._cache[head_id] = (stamp, calibration)
-        return calibration
-
-    def save(self, calibration: Calibration) -> Path:
-        data = getattr(calibration, "data", None)
-        if data is not None:
-            buffer = io.BytesIO()
-            np.savez_compressed(buffer, **data.arrays())
-            atomic_write_bytes(self.path(calibration.head_id).with_suffix(".npz"), buffer.getvalue())
-        text = json.dumps(calibration.to_json(), indent=2) + "\n"
-        return atomic_write(self.path(calibration.head_id), lambda tmp: Path(tmp).write_text(text))
-
-    def for_space(self, catalog, live: LiveSpace) -> Calibration:
-        """The live head's calibration; fitted from the catalog when it has none (or its catalog
-        fit has drifted: then requests keep the old fit while one of them refits)."""
-        current = self.load(live.info.head_id)
-        if current is not None and not _drifted(current, len(catalog.features)):
-            return current
-        if not self._lock.acquire(blocking=current is None):
-            return current
-        try:
-            again = self.load(live.info.head_id)
-            if again is not None and not _drifted(again, len(catalog.features)):
-                return again
-            return self.refit(catalog, live)
-        finally:
-            self._lock.release()
-
-    def refit(self, catalog, live: LiveSpace) -> Calibration:
-        calibration = catalog_fit(catalog, live, self._copies)
-        if calibration.method == CATALOG:
-            self.save(calibration)
-        return calibration
+def refit(catalog, live: LiveSpace) -> Calibration:
+    """Fit the live head from the catalog now; a catalog fit is saved beside the head."""
+    calibration = catalog_fit(catalog, live, catalog.calibrations.copies)
+    if calibration.method == CATALOG:
+        catalog.calibrations.save(calibration)
+    return calibration
 
 
 def record_fit(catalog, actor: Actor, space: str, calibration: Calibration) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from index.catalog.features import FeatureStore
+from index.catalog import FeatureStore
 from index.db import Concept, Source
 from training.calibration import group_max
 from training.heads import Head

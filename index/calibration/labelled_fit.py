@@ -2,7 +2,7 @@
 MANIFEST`) or the review desk's decided cases (`attrib calibrate --from-decisions`,
 `POST /spaces/{name}/calibration`). The queries are embedded as `/attribute` embeds them (with
 each live head's query views) and fitted with `training.calibration`; the fits are stored beside
-their heads by `index.calibration.CalibrationStore`.
+their heads by the catalog (`catalog.calibrations`, `index.catalog.CalibrationStore`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Callable
 
 import numpy as np
 
-from index.calibration import CalibrationError, with_data
+from index.calibration.calibration import CalibrationError, with_data
+from index.calibration.concept_scores import catalog_concepts, concept_names, concept_scores
 from index.cases import decided_queries
 from index.catalog import LiveSpace
-from index.concept_scores import catalog_concepts, concept_names, concept_scores
 from index.images import decode_image
 from training.calibration import MANIFEST, Calibration, CalibrationData, fit, left_out, ranked
 from training.images import ImageError

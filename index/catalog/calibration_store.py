@@ -1,0 +1,59 @@
+"""Where each head's calibration is kept: ATTRIB_HOME/heads/<head id>.calibration.json (the fit)
+and <head id>.calibration.npz (the labelled score lists it was fitted on), beside the head's own
+checkpoint, with a per-process cache. Fitting is the calibration room's (index/calibration);
+this store also holds what its self-fits share within a process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from training.calibration import Calibration
+from training.fileio import atomic_write, atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+
+class CalibrationStore:
+    """The calibrations of a catalog's heads, by head id, with a per-process cache."""
+
+    def __init__(self, home: Path):
+        self.root = Path(home) / "heads"
+        self._cache: dict[str, tuple[int, Calibration]] = {}
+        self.copies: dict = {}  # edited copies' backbone features, shared by every head's self-fit
+        self.fitting = threading.Lock()  # one self-fit at a time (index.calibration.calibration_for)
+
+    def path(self, head_id: str) -> Path:
+        return self.root / f"{head_id}.calibration.json"
+
+    def load(self, head_id: str) -> Calibration | None:
+        path = self.path(head_id)
+        try:
+            stamp = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        cached = self._cache.get(head_id)
+        if cached and cached[0] == stamp:
+            return cached[1]
+        try:
+            calibration = Calibration.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("calibration file %s is unreadable (%s); fitting a new one", path, exc)
+            return None
+        self._cache[head_id] = (stamp, calibration)
+        return calibration
+
+    def save(self, calibration: Calibration) -> Path:
+        data = getattr(calibration, "data", None)
+        if data is not None:
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, **data.arrays())
+            atomic_write_bytes(self.path(calibration.head_id).with_suffix(".npz"), buffer.getvalue())
+        text = json.dumps(calibration.to_json(), indent=2) + "\n"
+        return atomic_write(self.path(calibration.head_id), lambda tmp: Path(tmp).write_text(text))
