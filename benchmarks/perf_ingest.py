@@ -88,7 +88,7 @@ def _encoder(name: str, device: str, engine_cache: Path):
 def _pixels(encoder, paths):
     import numpy as np
 
-    from index.prepare import prepare_file
+    from index.ingest.prepare import prepare_file
 
     crops = [prepare_file(path, encoder.preprocess, 10**9).pixels for path in paths]
     return encoder.preprocess.normalize_batch(np.stack(crops))
@@ -153,7 +153,7 @@ def _cpu_costs(encoder, paths, pixels, batch: int) -> dict:
     """CPU milliseconds per image, this process alone: decode + crop, and the forward."""
     import torch
 
-    from index.prepare import prepare_file
+    from index.ingest.prepare import prepare_file
 
     started = _cpu()
     for path in paths:

@@ -138,7 +138,7 @@ class Encoder(nn.Module):
     @torch.inference_mode()
     def features_of_pixels(self, pixels: list[np.ndarray] | torch.Tensor) -> np.ndarray:
         """Raw features of cropped uint8 RGB images (size x size x 3) in one forward, as the
-        ingestion decoders (index/prepare.py, training/device_decode.py) hand them over."""
+        ingestion decoders (index/ingest/prepare.py, training/device_decode.py) hand them over."""
         batch = pixels if isinstance(pixels, torch.Tensor) else np.stack(pixels)
         return self._forward_batch(self.features, self.preprocess.normalize_batch(batch))
 

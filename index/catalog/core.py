@@ -52,7 +52,7 @@ class CatalogConfig:
     factory: str = DEFAULT_FACTORY
     max_pixels: int = DEFAULT_MAX_PIXELS
     batch_size: int = 32
-    decode_workers: int = 0  # ingestion decodes in this many threads (index/prepare.py)
+    decode_workers: int = 0  # ingestion decodes in this many threads (index/ingest/prepare.py)
     device_decode: str = "auto"  # JPEGs decoded on the device: on | off | auto (on with CUDA)
     target_recall: float = 0.95  # approximate indexes are tuned to this recall@10 when built
     mmap_index: bool = False  # map IVF indexes' lists from disk instead of reading them into memory

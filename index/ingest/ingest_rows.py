@@ -18,7 +18,7 @@ from index.db import Actor, Concept, Source, record, record_many
 
 if TYPE_CHECKING:
     from index.catalog import Catalog
-    from index.ingest import Pending
+    from index.ingest.items import Pending
 
 log = logging.getLogger(__name__)
 

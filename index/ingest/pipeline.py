@@ -1,9 +1,9 @@
 """Ingestion, as a pipeline of three stages that overlap:
 
-1. read, decode, validate and crop each file in a pool of threads (`index.prepare`);
+1. read, decode, validate and crop each file in a pool of threads (`prepare.py`);
 2. in the calling thread: skip duplicates, normalise and run the backbone on a batch;
 3. in a writer thread: insert the batch's rows and blobs and store its features and vectors
-   (`index.ingest_rows`), while stage 2 embeds the next batch.
+   (`ingest_rows.py`), while stage 2 embeds the next batch.
 
 One bad file never spoils a batch: it becomes a `rejected` result with a code and a reason.
 A batch's rows are committed before its results are reported, so nothing acknowledged is lost.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -24,44 +24,15 @@ import numpy as np
 
 from index.catalog import Catalog, existing_sources
 from index.db import CLI, Actor
-from index.ingest_rows import commit_chunk
-from index.prepare import Prepared, PreparePool
+from index.ingest.ingest_rows import commit_chunk
+from index.ingest.items import IngestItem, IngestResult, Pending
+from index.ingest.prepare import Prepared, PreparePool
 
 log = logging.getLogger(__name__)
 MAX_CONCEPT_LENGTH = 255
 # Rows are committed per batch; the index file is rewritten at most this often during a long
 # ingest (and at its end). A crash in between loses no work: reconcile re-embeds from the blobs.
 SAVE_EVERY_SECONDS = 60.0
-
-
-@dataclass
-class IngestItem:
-    filename: str
-    concept: str | None
-    data: bytes | None = None
-    path: Path | None = None
-    meta: dict = field(default_factory=dict)
-    rejection: tuple[str, str] | None = None  # (code, reason) found before ingestion, e.g. too large
-
-    def read(self) -> bytes:
-        return self.data if self.data is not None else Path(self.path).read_bytes()
-
-
-@dataclass
-class IngestResult:
-    filename: str
-    status: str  # indexed | duplicate | rejected
-    concept: str | None = None
-    source_id: int | None = None
-    code: str | None = None
-    reason: str | None = None
-
-
-@dataclass
-class Pending:
-    item: IngestItem
-    concept: str
-    prepared: Prepared
 
 
 def ingest(
