@@ -7,9 +7,9 @@ falls back to `share` (and no none-probability) when it does not.
 
 from __future__ import annotations
 
-from index.cases import Headline, create_case
 from index.catalog import CONTENT, Catalog
 from index.db import Actor
+from index.desk import Headline, create_case
 from index.images import DecodedImage
 
 

@@ -12,7 +12,7 @@ import base64
 from datetime import datetime
 from html import escape
 
-from index.cases import CaseRecord
+from index.desk import CaseRecord
 
 CANDIDATES_PER_SPACE = 5
 STYLE = """

@@ -18,8 +18,8 @@ from app.report import CANDIDATES_PER_SPACE, CONTENT_SECURITY_POLICY, render_rep
 from app.routes.cases import CaseFilterDep
 from app.schemas import error_responses
 from app.schemas_desk import CaseExport
-from index.cases import CaseFilter, get_case, latest_decisions, list_cases, source_shas
 from index.catalog import Catalog
+from index.desk import CaseFilter, get_case, latest_decisions, list_cases, source_shas
 from index.images import ImageError, decode_image
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from app.routes.catalog import IMAGE_RESPONSE, IMAGE_TYPES, image_file
 from app.routes.uploads import shown_filename
 from app.schemas import Page, error_responses
 from app.schemas_desk import CaseOut, CaseSummary, DecisionIn, DecisionOut, RescoreOut, Status
-from index.cases import CaseFilter, CaseRecord, add_decision, add_rescore, case_image, get_case, list_cases
 from index.db import Case, CaseDecision, CaseRescore
+from index.desk import CaseFilter, CaseRecord, add_decision, add_rescore, case_image, get_case, list_cases
 
 router = APIRouter(tags=["review desk"])
 

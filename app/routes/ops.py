@@ -9,8 +9,8 @@ from sqlalchemy import text
 
 from app.deps import MetricsDep
 from app.schemas import ReadyResponse, SpaceStatus
-from index.cases import case_counts, decision_counts
 from index.catalog import catalog_counts, job_counts
+from index.desk import case_counts, decision_counts
 from training.errors import AttribError
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ import numpy as np
 
 from index.calibration.calibration import CalibrationError, with_data
 from index.calibration.concept_scores import catalog_concepts, concept_names, concept_scores
-from index.cases import decided_queries
 from index.catalog import LiveSpace
+from index.desk import decided_queries
 from index.images import decode_image
 from training.calibration import MANIFEST, Calibration, CalibrationData, fit, left_out, ranked
 from training.images import ImageError

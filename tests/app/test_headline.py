@@ -1,7 +1,7 @@
 """What a case's list row shows, read from an answer with or without calibrated probabilities."""
 
 from app.cases import compare, head_ids, headline
-from index.cases import Headline
+from index.desk import Headline
 
 
 def space(name, concepts, available=True, **extra):

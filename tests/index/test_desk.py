@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, select, text
 
-from index.cases import (CaseError, CaseFilter, Headline, add_decision, add_rescore, create_case, get_case,
-                         latest_decisions, list_cases)
 from index.catalog import BlobStore, take_down_concept, take_down_source
 from index.db import (Actor, AuditFilter, Case, Source, downgrade_database, list_audit, make_engine, session_factory,
                       upgrade_database)
+from index.desk import (CaseError, CaseFilter, Headline, add_decision, add_rescore, create_case, get_case,
+                        latest_decisions, list_cases)
 from index.errors import NotFoundError
 from index.images import decode_image
 from index.ingest import IngestItem, ingest
