@@ -208,7 +208,7 @@ def cmd_worker(args, _rest) -> int:
         raise AttribError(f"--poll-seconds must be positive and at most {MAX_POLL_SECONDS:g}, not {poll}",
                           code="bad_argument")
     logging.getLogger("app.worker").setLevel(logging.INFO)
-    logging.getLogger("index.jobs").setLevel(logging.INFO)
+    logging.getLogger("index.jobs.jobs").setLevel(logging.INFO)
     stop = stop_on_signals()
     catalog = open_catalog(settings)
     try:

@@ -18,9 +18,7 @@ from app.routes import attribute, audit, case_reports, cases, catalog, ingest, k
 from app.services import open_catalog, open_pool
 from app.settings import Settings
 from app.timeouts import BodyTimeoutMiddleware
-from index.jobs import mark_interrupted, run_job
-from index.queue import QUEUED_KIND, requeue_orphans
-from index.sweep import sweep
+from index.jobs import QUEUED_KIND, mark_interrupted, requeue_orphans, run_job, sweep
 from training.errors import AttribError
 
 log = logging.getLogger(__name__)

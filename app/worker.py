@@ -1,11 +1,11 @@
 """`attrib worker`: runs ingestion jobs that the API server queued (ATTRIB_INGEST_QUEUE=external).
 
 Several workers, on one machine or several, share the database and ATTRIB_HOME: each claims the
-oldest free job (index/queue.py), runs it (index/jobs.py `run_job`) and looks for the next,
+oldest free job (index/jobs/queue.py), runs it (index/jobs/jobs.py `run_job`) and looks for the next,
 waiting `poll_seconds` when the queue is empty. SIGTERM or SIGINT stops the worker after the
 current batch is committed and recorded; the job goes back to the queue and resumes from there.
 A second signal stops it at once: the job stays `running` until a worker finds its owner gone
-and requeues it. While it runs a job, a thread beats for it (index/queue.py `beat`), so that
+and requeues it. While it runs a job, a thread beats for it (index/jobs/queue.py `beat`), so that
 workers on other hosts can tell a live worker from a lost one.
 """
 
@@ -16,10 +16,8 @@ import signal
 import threading
 
 from index.catalog import Catalog
-from index.jobs import TransientFailure, get_job, is_transient, run_job
-from index.processes import this_process
-from index.queue import (DEFAULT_STALE_AFTER, HEARTBEAT_SECONDS, beat, claim_next_job, release_job,
-                         requeue_orphans)
+from index.jobs import (DEFAULT_STALE_AFTER, HEARTBEAT_SECONDS, TransientFailure, beat, claim_next_job, get_job,
+                        is_transient, release_job, requeue_orphans, run_job, this_process)
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 60.0

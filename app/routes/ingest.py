@@ -47,7 +47,7 @@ def index_files(
     items = [upload_item(upload, name, meta, settings.max_upload_bytes) for upload, (name, meta) in zip(files, names)]
     if len(items) > settings.async_batch_files:
         job_id = create_job(catalog, items, actor)
-        if settings.ingest_queue == "inline":  # else an `attrib worker` claims it (index/queue.py)
+        if settings.ingest_queue == "inline":  # else an `attrib worker` claims it (index/jobs/queue.py)
             request.app.state.executor.submit(request.app.state.run_job, catalog, job_id, actor)
         url = f"/jobs/{job_id}"
         body = JobAccepted(job_id=job_id, state="queued", total=len(items), status_url=url)

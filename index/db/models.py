@@ -93,7 +93,7 @@ class Job(Base):
     done: Mapped[int] = mapped_column(Integer, default=0)
     results: Mapped[list] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text)
-    owner: Mapped[str | None] = mapped_column(String(255))  # the process running it (index/processes.py)
+    owner: Mapped[str | None] = mapped_column(String(255))  # the process running it (index/jobs/processes.py)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

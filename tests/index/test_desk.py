@@ -19,8 +19,8 @@ from index.desk import (CaseError, CaseFilter, Headline, add_decision, add_resco
 from index.errors import NotFoundError
 from index.images import decode_image
 from index.ingest import IngestItem, ingest
+from index.jobs import sweep
 from index.keys import authenticate, create_key, revoke_key, set_role
-from index.sweep import sweep
 
 ALICE, BOB = Actor(7, "alice", "reviewer"), Actor(8, "bob", "reviewer")
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from index.db import Job
-from index.jobs import create_work_job, get_job, mark_interrupted, spool_dir
-from index.processes import boot_id, is_alive, start_time, this_process
+from index.jobs.jobs import create_work_job, get_job, mark_interrupted, spool_dir
+from index.jobs.processes import boot_id, is_alive, start_time, this_process
 
 
 def owner_of(pid: int) -> str:

@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from index.db import Job, Source
 from index.ingest import IngestItem
-from index.jobs import create_job, get_job, mark_interrupted, run_job, spool_dir
-from index.processes import this_process
-from index.queue import MAX_ORPHANED, QUEUED_KIND, claim_next_job, release_job, requeue_orphans
+from index.jobs import this_process
+from index.jobs.jobs import create_job, get_job, mark_interrupted, run_job, spool_dir
+from index.jobs.queue import MAX_ORPHANED, QUEUED_KIND, claim_next_job, release_job, requeue_orphans
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -30,7 +30,7 @@ def add_jobs(catalog, count: int, state: str = "queued", owner: str | None = Non
 
 def gone_owner() -> str:
     """The owner name of a process that has exited."""
-    probe = "from index.processes import this_process; print(this_process())"
+    probe = "from index.jobs import this_process; print(this_process())"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     return done.stdout.strip()
@@ -159,7 +159,7 @@ def test_a_worker_on_another_host_is_lost_when_it_stops_beating(make_catalog):
 
 def test_a_running_worker_beats_for_its_job_only(make_catalog):
     from app.worker import Heartbeat
-    from index.queue import beat
+    from index.jobs import beat
 
     catalog = make_catalog()
     (job_id,) = add_jobs(catalog, 1, state="running", owner=this_process())

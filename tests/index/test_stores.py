@@ -138,7 +138,7 @@ def test_a_takedown_is_not_acknowledged_until_milvus_confirms_the_delete(make_ca
     from index.catalog import take_down_source
     from index.db import Takedown
     from index.ingest import IngestItem, ingest
-    from index.sweep import sweep
+    from index.jobs import sweep
 
     catalog = make_catalog()
     results = ingest(catalog, [IngestItem(p.name, p.stem, path=p) for p in photos[:3]])

@@ -8,8 +8,7 @@ import pytest
 from index.catalog import take_down_source
 from index.db import Takedown
 from index.ingest import IngestItem, ingest
-from index.jobs import create_job
-from index.sweep import sweep
+from index.jobs import create_job, sweep
 
 pytestmark = pytest.mark.both_stores
 

@@ -1,12 +1,12 @@
 """The ingestion queue for external workers (ATTRIB_INGEST_QUEUE=external, PostgreSQL only).
 
-The server records a `queued` ingestion job and spools its files (index/jobs.py); an `attrib
+The server records a `queued` ingestion job and spools its files (index/jobs/jobs.py); an `attrib
 worker` claims the oldest with `SELECT ... FOR UPDATE SKIP LOCKED`, setting it `running` under
 its own owner name in the same transaction, so two workers never claim the same job.
 
-Recovery: a `running` job whose owner is certainly gone (same host, index/processes.py) goes
+Recovery: a `running` job whose owner is certainly gone (same host, index/jobs/processes.py) goes
 back to `queued`, keeping its spool files and its recorded results; the next run resumes after
-the files already recorded (index/jobs.py `run_job`), and files committed after the last recorded
+the files already recorded (index/jobs/jobs.py `run_job`), and files committed after the last recorded
 batch come out as duplicates, as ingestion skips (concept, sha256) pairs already indexed. A job
 orphaned MAX_ORPHANED times (one that kills its workers) is marked interrupted instead.
 
@@ -26,8 +26,8 @@ from sqlalchemy import select, update
 
 from index.catalog import Catalog
 from index.db import Job, utcnow
-from index.jobs import spool_dir
-from index.processes import is_alive, on_this_host
+from index.jobs.jobs import spool_dir
+from index.jobs.processes import is_alive, on_this_host
 
 log = logging.getLogger(__name__)
 QUEUED_KIND = "ingest"  # space builds and training still run in the server that accepted them

@@ -4,7 +4,7 @@ Uploaded files are spooled under ATTRIB_HOME/spool/<job id>/ before the job is a
 A job runs in the process that created it, which is recorded as its `owner`: with several worker
 processes, one that starts marks only the unfinished jobs of processes that are gone as interrupted.
 With ATTRIB_INGEST_QUEUE=external, ingestion jobs are run by `attrib worker` processes instead,
-which claim them (index/queue.py); a job run again resumes after the results it recorded.
+which claim them (index/jobs/queue.py); a job run again resumes after the results it recorded.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from index.catalog import Catalog
 from index.db import CLI, Actor, Job
 from index.errors import NotFoundError
 from index.ingest import IngestItem, IngestResult, ingest
-from index.processes import is_alive, this_process
+from index.jobs.processes import is_alive, this_process
 from training.errors import AttribError
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def run_job(catalog: Catalog, job_id: str, actor: Actor | None = None,
     """Ingest a spooled job, recording progress after each batch (the audit log names `actor`, by
     default the one that submitted it). A job run again skips the files whose results it recorded.
     When `should_stop()` turns true, the job stops after a batch is recorded and is left
-    `running`: the caller puts it back in the queue (index/queue.py). With `retry_transient`, an
+    `running`: the caller puts it back in the queue (index/jobs/queue.py). With `retry_transient`, an
     outage of the database or the vector store (`is_transient`) leaves it `running` too and
     raises `TransientFailure`; otherwise it raises no Exception."""
     folder = spool_dir(catalog, job_id)
@@ -181,7 +181,7 @@ def get_job(catalog: Catalog, job_id: str) -> Job:
 def mark_interrupted(catalog: Catalog, external_kinds: tuple[str, ...] = ()) -> int:
     """At start-up: jobs left queued or running by a process that is gone (or by one that recorded
     no owner) will not finish. Jobs of live processes, and of other hosts, are left alone, and so
-    are jobs of `external_kinds` (run by `attrib worker`s, which recover them: index/queue.py)."""
+    are jobs of `external_kinds` (run by `attrib worker`s, which recover them: index/jobs/queue.py)."""
     with catalog.sessions.begin() as session:
         unfinished = session.scalars(
             select(Job).where(Job.state.in_(UNFINISHED), Job.kind.not_in(external_kinds)))

@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from index.catalog import Catalog, QueryPool, finish_pending
 from index.db import Case, Job, Source
-from index.jobs import UNFINISHED
+from index.jobs.jobs import UNFINISHED
 
 log = logging.getLogger(__name__)
 TMP_GLOB = ".*.tmp"

@@ -1,0 +1,16 @@
+"""Background work: ingestion jobs and work jobs (space builds, calibrations, training) recorded
+in the database (jobs.py), the queue that `attrib worker` processes claim them from (queue.py),
+which process owns a job (processes.py), and the sweep that finishes what a crash left half done
+(sweeper.py).
+"""
+
+from index.jobs.jobs import (TransientFailure, create_job, create_work_job, get_job, is_transient, mark_interrupted,
+                             run_job, run_work_job)
+from index.jobs.processes import this_process
+from index.jobs.queue import (DEFAULT_STALE_AFTER, HEARTBEAT_SECONDS, QUEUED_KIND, beat, claim_next_job, release_job,
+                              requeue_orphans)
+from index.jobs.sweeper import sweep
+
+__all__ = ["DEFAULT_STALE_AFTER", "HEARTBEAT_SECONDS", "QUEUED_KIND", "TransientFailure", "beat", "claim_next_job",
+           "create_job", "create_work_job", "get_job", "is_transient", "mark_interrupted", "release_job",
+           "requeue_orphans", "run_job", "run_work_job", "sweep", "this_process"]
