@@ -30,7 +30,7 @@ def add_keys_parser(commands) -> None:
 
 def cmd_keys(args, _rest) -> int:
     from app.services import open_database
-    from index.keys import create_key, list_keys, revoke_key, set_role
+    from index.auth import create_key, list_keys, revoke_key, set_role
 
     engine, sessions = open_database(Settings())
     try:

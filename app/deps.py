@@ -11,9 +11,9 @@ from app.errors import ApiError
 from app.metrics import Metrics
 from app.ratelimit import RateLimits, retry_after
 from app.settings import Settings
+from index.auth import allows, authenticate
 from index.catalog import Catalog
 from index.db import Actor
-from index.keys import allows, authenticate
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Created with `attrib keys create`.")
 

@@ -36,7 +36,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from app.main import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from index.keys import create_key  # noqa: E402
+from index.auth import create_key  # noqa: E402
 from training import evaluate, train  # noqa: E402
 from training.data import read_manifest  # noqa: E402
 

@@ -10,7 +10,7 @@ from app.deps import CatalogDep, LimitsDep, MetricsDep, ReadAccess, SettingsDep,
 from app.routes.uploads import read_single_upload, shown_filename
 from app.schemas import (AttributeResponse, CalibrationOut, ConceptScore, SourceRef, SpaceAnswer, StageTimings,
                          error_responses)
-from index.keys import key_id_of
+from index.auth import key_id_of
 
 router = APIRouter(tags=["attribution"])
 

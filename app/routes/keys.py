@@ -11,8 +11,8 @@ from app.deps import AdminRead, AdminWriter, CatalogDep, require_key
 from app.params import KeyId
 from app.schemas import error_responses
 from app.schemas_desk import KeyCreated, KeyIn, KeyOut, RoleIn, WhoAmI
+from index.auth import create_key, list_keys, revoke_key, set_role
 from index.db import Actor
-from index.keys import create_key, list_keys, revoke_key, set_role
 
 router = APIRouter(tags=["keys"])
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from app.main import create_app
 from app.settings import Settings
-from index.keys import create_key
+from index.auth import create_key
 
 
 @pytest.fixture

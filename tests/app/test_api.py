@@ -192,7 +192,7 @@ def test_concept_listings_are_paginated(api, corpus):
 
 
 def test_api_keys_guard_writes_without_leaking_why(api, corpus):
-    from index.keys import create_key, revoke_key
+    from index.auth import create_key, revoke_key
 
     sessions = api.app.state.catalog.sessions
     row, revoked = create_key(sessions, "old")

@@ -144,7 +144,7 @@ class Desk:
     """A running app with 12 indexed photos and a reviewer who decides cases on edited copies."""
 
     def __init__(self, api, photos, edit):
-        from index.keys import create_key
+        from index.auth import create_key
 
         self.api, self.edit = api, edit
         self.indexed, self.off_catalog = photos[500:512], photos[520:531]

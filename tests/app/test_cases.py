@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from index.keys import create_key
+from index.auth import create_key
 from tests.app.test_spaces_api import head_bytes, put_head, wait_for
 
 

@@ -180,7 +180,7 @@ def test_reindex_rebuilds_features_and_spaces(env, tmp_path, capsys, photos):
 def test_api_keys_are_created_listed_and_revoked(env, capsys):
     from app.services import open_database
     from app.settings import Settings
-    from index.keys import verify_key
+    from index.auth import verify_key
 
     assert main(["keys", "create", "--name", "ingest bot"]) == 0
     key = capsys.readouterr().out.strip().splitlines()[-1]

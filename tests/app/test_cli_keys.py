@@ -9,8 +9,8 @@ from tests.app.test_cli import env  # noqa: F401 - the fixture
 def test_keys_get_roles_and_every_change_is_audited(env, capsys):  # noqa: F811
     from app.services import open_database
     from app.settings import Settings
+    from index.auth import authenticate
     from index.db import AuditFilter, list_audit
-    from index.keys import authenticate
 
     assert main(["keys", "create", "night desk", "--role", "reviewer"]) == 0
     out = capsys.readouterr().out

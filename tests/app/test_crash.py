@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from app.services import open_catalog
 from app.settings import Settings
+from index.auth import create_key
 from index.db import Source, Takedown
-from index.keys import create_key
 
 ATTRIB = str(Path(sys.executable).parent / "attrib")
 pytestmark = [pytest.mark.both_stores, pytest.mark.store_server]

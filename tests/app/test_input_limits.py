@@ -12,7 +12,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from app.settings import Settings
-from index.keys import create_key
+from index.auth import create_key
 
 BIG = (2**31, 2**63, 2**64)
 

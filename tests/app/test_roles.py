@@ -4,8 +4,8 @@ and the admin key endpoints."""
 import pytest
 from sqlalchemy import update
 
+from index.auth import GRANTS, create_key
 from index.db import ApiKey
-from index.keys import GRANTS, create_key
 
 PNG_FILE = {"file": ("q.png", b"\x89PNG\r\n\x1a\n")}
 # (method, path, request keyword arguments, the role it needs). The catalog is empty, so the

@@ -102,7 +102,7 @@ def served(tmp_path, shared_data):
     """`attrib serve` on a free port with a catalog of six photos under three concepts; yields
     (base URL, reviewer key)."""
     from app.services import open_database
-    from index.keys import create_key
+    from index.auth import create_key
 
     env = {**os.environ, "ATTRIB_HOME": str(tmp_path / "home"), "ATTRIB_DATABASE_URL": f"sqlite:///{tmp_path}/a.db",
            "ATTRIB_DEVICE": "cpu", "PYTHONPATH": str(REPO)}

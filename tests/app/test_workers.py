@@ -20,7 +20,7 @@ import pytest
 
 from app.services import open_database
 from app.settings import Settings
-from index.keys import create_key
+from index.auth import create_key
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER_TIMEOUT_S = 1.5

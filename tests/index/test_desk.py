@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, select, text
 
+from index.auth import authenticate, create_key, revoke_key, set_role
 from index.catalog import BlobStore, take_down_concept, take_down_source
 from index.db import (Actor, AuditFilter, Case, Source, downgrade_database, list_audit, make_engine, session_factory,
                       upgrade_database)
@@ -20,7 +21,6 @@ from index.errors import NotFoundError
 from index.images import decode_image
 from index.ingest import IngestItem, ingest
 from index.jobs import sweep
-from index.keys import authenticate, create_key, revoke_key, set_role
 
 ALICE, BOB = Actor(7, "alice", "reviewer"), Actor(8, "bob", "reviewer")
 
