@@ -15,11 +15,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.cli_calibrate import add_calibrate_parser
-from app.cli_index import add_advice_parser, cmd_demo, cmd_index
-from app.cli_keys import add_keys_parser
-from app.cli_pool import add_pool_parser
-from app.cli_spaces import add_spaces_parser, attribution_json, format_attribution
+from app.cli.calibrate import add_calibrate_parser
+from app.cli.index import add_advice_parser, cmd_demo, cmd_index
+from app.cli.keys import add_keys_parser
+from app.cli.pool import add_pool_parser
+from app.cli.spaces import add_spaces_parser, attribution_json, format_attribution
 from app.settings import MAX_POLL_SECONDS, MAX_WORKERS, Settings
 from training.errors import AttribError
 

@@ -56,7 +56,7 @@ def cmd_pool(args, _rest) -> int:
 def import_images(pool, paths: list[Path], max_pixels: int) -> int:
     from tqdm import tqdm
 
-    from app.cli_index import collect_image_files
+    from app.cli.index import collect_image_files
     from index.images import ImageError, decode_image
     from training.data import read_manifest
 
