@@ -1,5 +1,6 @@
 """`attrib index` and `attrib demo`: add source images to the catalog, with a progress bar and
-one line per rejected file."""
+one line per rejected file; `attrib reindex` re-embeds it after a backbone change; `attrib
+index-advice` says which FAISS index suits N vectors."""
 
 from __future__ import annotations
 
@@ -11,6 +12,31 @@ from app.settings import Settings
 from training.errors import AttribError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def add_index_parser(commands) -> None:
+    index = commands.add_parser("index", help="add source images to the catalog")
+    index.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
+    naming = index.add_mutually_exclusive_group()
+    naming.add_argument("--concept", help="one concept name for every image")
+    naming.add_argument(
+        "--concept-from", default="dir", metavar="dir|stem|csv:FILE",
+        help="name concepts by parent folder (default), file stem, or a CSV with path,concept columns",
+    )
+    index.add_argument("--batch-size", type=int, help="images embedded per batch")
+    index.set_defaults(handler=cmd_index)
+
+
+def add_reindex_parser(commands) -> None:
+    commands.add_parser(
+        "reindex", help="re-run the backbone over every stored source (after changing ATTRIB_ENCODER's backbone)"
+    ).set_defaults(handler=cmd_reindex)
+
+
+def add_demo_parser(commands) -> None:
+    commands.add_parser("demo", help="index the demo corpus (photos shipped with dependencies)").set_defaults(
+        handler=cmd_demo
+    )
 
 
 def cmd_index(args, _rest) -> int:
@@ -121,6 +147,24 @@ def cmd_demo(_args, _rest) -> int:
         raise AttribError("no demo photos found: is scikit-image installed?", code="bad_path")
     items = [IngestItem(path.name, concept, path=path, meta={"demo": True}) for path, concept in corpus]
     return print_ingest_summary(run_ingest(Settings(), items), [])
+
+
+def cmd_reindex(_args, _rest) -> int:
+    from tqdm import tqdm
+
+    from app.services import open_catalog
+    from index.catalog import reindex
+
+    catalog = open_catalog(Settings())
+    try:
+        with tqdm(total=catalog.count(), unit="img", desc="re-embedding", file=sys.stderr) as bar:
+            spaces = reindex(catalog, progress=bar.update)
+    finally:
+        catalog.close()
+    for name, info in sorted(spaces.items()):
+        print(f"space {name}: {info.count} vectors, head {info.head_id}")
+    print(f"reindexed {catalog.count()} sources with backbone {catalog.backbone_id}")
+    return 0
 
 
 def add_advice_parser(commands) -> None:

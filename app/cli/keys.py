@@ -7,7 +7,7 @@ import argparse
 
 from app.settings import Settings
 
-ROLES = ("admin", "reviewer", "ingest")  # index.keys.ROLES, without importing the catalog at start-up
+ROLES = ("admin", "reviewer", "ingest")  # index.auth.ROLES, without importing the database at start-up
 
 
 def add_keys_parser(commands) -> None:

@@ -1,4 +1,4 @@
-"""`attrib spaces` (list, set, rollback) and how attribution answers are printed."""
+"""`attrib spaces`: list the search spaces, put a new head live, roll one back."""
 
 from __future__ import annotations
 
@@ -51,29 +51,4 @@ def format_spaces(spaces: dict) -> str:
         info = space.info
         lines.append(f"{name:<10} {info.head_id:<44} {len(space.index):>8}  {info.dim:>5}  "
                      f"{info.built_at:%Y-%m-%d %H:%M:%S}  {info.previous_head_id or '-'}")
-    return "\n".join(lines)
-
-
-def attribution_json(result, k: int) -> dict:
-    """The same object as POST /attribute returns."""
-    from app.routes.attribute import attribute_response
-
-    return attribute_response(result, k).model_dump(mode="json")
-
-
-def format_attribution(result) -> str:
-    lines = [f"backbone {result.backbone_id}"]
-    for name, answer in result.spaces.items():
-        lines.append("")
-        if not answer.available:
-            lines.append(f"[{name}] not available: {answer.message}")
-            continue
-        lines.append(f"[{name}] head {answer.head_id}")
-        lines.append(f"     no plausible source: {answer.none_probability:6.1%}   "
-                     f"(calibration: {answer.calibration.method}; {answer.calibration.fitted_on})")
-        for rank, match in enumerate(answer.concepts, 1):
-            lines.append(f"{rank:>3}. {match.concept:<32} probability {match.probability:6.1%}   "
-                         f"score {match.score:+.4f}  share {match.share:6.1%} (uncalibrated)")
-            for source in match.sources:
-                lines.append(f"       source #{source.id:<8} {source.score:+.4f}  {source.filename}")
     return "\n".join(lines)
