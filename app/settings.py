@@ -161,7 +161,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_store(self) -> Settings:
-        from index.stores.names import check_store_settings  # no pymilvus import here
+        from index.stores import check_store_settings  # no FAISS or pymilvus import here
         from training.errors import AttribError
 
         try:
