@@ -9,6 +9,7 @@ itself back, however far round. Imports inside functions and under TYPE_CHECKING
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,13 @@ def cycles(root: Path) -> list[list[str]]:
 def test_every_room_is_a_package():
     for room in ALLOWED:
         assert (REPO / Path(*room.split(".")) / "__init__.py").is_file(), room
+
+
+def test_every_package_is_installed():
+    """A package missing from pyproject's list works in the editable install, not in `pip install .`."""
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {name for name, path in find_modules(REPO).items() if path.name == "__init__.py"}
+    assert packages - listed == set()
 
 
 def test_imports_follow_the_layers_and_the_rooms():
