@@ -1,5 +1,6 @@
-"""Attribution: run the backbone once on the query, then in every space apply its head,
-search, group hits by concept, and score.
+"""Attribution: run each backbone the selected spaces need once on the query (the encoder for
+`style` and `content`, the copy backbone for `copy`), then in every space apply its head, search,
+group hits by concept, and score.
 
 A concept's score is the highest cosine similarity between the query and any of its sources,
 in [-1, 1]. Its `probability` is the calibrated probability that the query derives from it, and
@@ -23,7 +24,7 @@ from datetime import datetime
 import numpy as np
 
 from index.calibration import calibration_for, concept_count
-from index.catalog import CONTENT, Catalog, Hit, LiveSpace, source_rows
+from index.catalog import CONTENT, COPY, Catalog, Hit, LiveSpace, source_rows
 from index.errors import CatalogError
 from index.images import DecodedImage, decode_image
 from training.calibration import WINDOW, Calibration, predict
@@ -74,14 +75,16 @@ class SpaceAnswer:
     available: bool
     concepts: list[ConceptMatch]
     message: str | None = None
+    backbone: str | None = None  # the name of the backbone whose features the space maps
     none_probability: float | None = None
     calibration: CalibrationNote | None = None
 
 
 @dataclass
 class Attribution:
-    backbone_id: str
+    backbone_id: str  # the encoder's
     spaces: dict[str, SpaceAnswer]
+    backbones: dict[str, str] = field(default_factory=dict)  # name -> id of each backbone that ran
     timings_ms: dict = field(default_factory=dict)
     query: DecodedImage | None = field(default=None, repr=False)  # what the query pool keeps
 
@@ -95,34 +98,66 @@ NO_CONTENT_HEAD = (
 )
 
 
+def unavailable_reason(catalog: Catalog, name: str) -> str:
+    """Why a space the answer lists is not live: no content head, or the copy backbone is
+    missing or still being embedded."""
+    if name != COPY:
+        return NO_CONTENT_HEAD
+    if catalog.copy is None:
+        return f"the copy space is unavailable: {catalog.copy_problem or 'no copy backbone is configured'}"
+    waiting = catalog.pending.get(catalog.copy.backbone_id)
+    return (f"the copy space is being built: {waiting} source(s) still to embed with {catalog.copy.name} "
+            "(`attrib reindex --backbone`, or the server's catch-up job: GET /jobs)")
+
+
 def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 0.05,
                     space: str = "all", per_concept: int = SOURCES_PER_CONCEPT, forward=None) -> Attribution:
-    """Decode the image, run the backbone once, and rank concepts in each selected space.
-    `forward` (pixels -> features array) runs the backbone, e.g. in the server's shared batches
-    (app/batcher.py); by default the encoder runs it here."""
+    """Decode the image, run each needed backbone once, and rank concepts in each selected space.
+    `forward` (pixels -> features array) runs the encoder, e.g. in the server's shared batches
+    (app/batcher.py), or is a dict of such forwards by backbone id; by default each backbone runs
+    here."""
     timings: dict = {}
     started = time.perf_counter()
     decoded = decode_image(data, catalog.config.max_pixels)
     image = decoded.image
     timings["decode"] = _ms_since(started)
     selected = select_spaces(catalog, space)
-    started = time.perf_counter()
-    features = (forward(catalog.encoder.preprocess(image)[None]) if forward
-                else catalog.encoder.embed_features([image]))
-    timings["embed"] = _ms_since(started)
+    forwards = forward if isinstance(forward, dict) else {catalog.backbone_id: forward} if forward else {}
+    needed = {live.info.backbone_id for live in selected.values() if live is not None}
+    features = embed_query(catalog, image, needed, forwards, timings)
     answers, timings["search"], views = {}, {}, {}
     concepts = concept_count(catalog.sessions) if any(selected.values()) else 0
     for name, live in selected.items():
         started = time.perf_counter()
         if live is None:
-            answers[name] = SpaceAnswer(name, None, False, [], NO_CONTENT_HEAD)
+            answers[name] = SpaceAnswer(name, None, False, [], unavailable_reason(catalog, name))
         else:
             embedded = timings["embed"]
-            vector = query_vector(catalog, live.head, features, decoded, views, timings, forward)
+            vector = query_vector(catalog, live.head, features[live.info.backbone_id], decoded, views, timings,
+                                  forwards.get(catalog.backbone_id))
             started += (timings["embed"] - embedded) / 1000  # a views forward counts as embedding
             answers[name] = rank_space(catalog, name, live, vector, k, concepts, temperature, per_concept)
         timings["search"][name] = _ms_since(started)
-    return Attribution(catalog.backbone_id, answers, timings, decoded)
+    backbones = {catalog.backbones[bid].name: bid for bid in sorted(needed)}
+    return Attribution(catalog.backbone_id, answers, backbones, timings, decoded)
+
+
+def embed_query(catalog: Catalog, image, backbone_ids: set[str], forwards: dict, timings: dict) -> dict:
+    """One forward of each backbone in `backbone_ids` (through `forwards` where given); `embed`
+    times them all, `embed_backbones` each by name."""
+    features, timings["embed_backbones"], started = {}, {}, time.perf_counter()
+    for backbone_id in sorted(backbone_ids):
+        backbone, begun = catalog.backbones[backbone_id], time.perf_counter()
+        forward = forwards.get(backbone_id)
+        if backbone_id == catalog.backbone_id:
+            features[backbone_id] = (forward(catalog.encoder.preprocess(image)[None]) if forward
+                                     else catalog.encoder.embed_features([image]))
+        else:
+            pixels = backbone.crop(image)[None]
+            features[backbone_id] = forward(pixels) if forward else backbone.features_of_pixels(pixels)
+        timings["embed_backbones"][backbone.name] = _ms_since(begun)
+    timings["embed"] = _ms_since(started)
+    return features
 
 
 def query_vector(catalog: Catalog, head, features: np.ndarray, decoded: DecodedImage, views: dict,
@@ -142,7 +177,8 @@ def query_vector(catalog: Catalog, head, features: np.ndarray, decoded: DecodedI
 
 
 def select_spaces(catalog: Catalog, space: str) -> dict[str, LiveSpace | None]:
-    """The spaces to answer from, content first; None stands for a content space not built yet."""
+    """The spaces to answer from, content first; None stands for a content space not built yet,
+    or a copy space that is not live (no copy backbone, or one still being embedded)."""
     live = catalog.spaces()
     if len(catalog.features) == 0:
         raise CatalogError(
@@ -150,10 +186,10 @@ def select_spaces(catalog: Catalog, space: str) -> dict[str, LiveSpace | None]:
             code="empty_catalog",
         )
     if space == "all":
-        names = [CONTENT] + sorted(name for name in live if name != CONTENT)
+        names = [CONTENT] + sorted(set(live) - {CONTENT} | {COPY})
         return {name: live.get(name) for name in names}
-    if space == CONTENT:
-        return {CONTENT: live.get(CONTENT)}
+    if space in (CONTENT, COPY):
+        return {space: live.get(space)}
     return {space: catalog.live_space(space)}
 
 
@@ -172,7 +208,8 @@ def rank_space(catalog: Catalog, name: str, space: LiveSpace, vector, k: int, co
     shares = softmax(scores[:k], temperature)
     matches = [ConceptMatch(concept, found[0].score, share, probability, found[:per_concept])
                for (concept, found), share, probability in zip(ranked[:k], shares, probabilities)]
-    return SpaceAnswer(name, space.info.head_id, True, matches, None, none_probability, CalibrationNote.of(calibration))
+    return SpaceAnswer(name, space.info.head_id, True, matches, None, none_probability, CalibrationNote.of(calibration),
+                       space.info.backbone)
 
 
 def top_concepts(catalog: Catalog, space: LiveSpace, vector, k: int,

@@ -36,7 +36,7 @@ class Overloaded(AttribError):
 class ForwardBatcher:
     def __init__(self, forward, max_images: int = 16, max_wait_ms: float = 2.0, max_queue: int = 64,
                  on_batch=None):
-        self.forward = forward  # pixels (N, 3, H, W) -> features (N, D) tensor
+        self.forward = forward  # pixels (N, ...) tensor or array -> features (N, D) tensor or array
         self.max_images, self.max_wait = max_images, max_wait_ms / 1000
         self.queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self.on_batch = on_batch  # called with each batch's image count (metrics)
@@ -91,8 +91,10 @@ class ForwardBatcher:
 
     def _forward(self, batch: list[tuple[torch.Tensor, Future]]) -> None:
         try:
+            parts = [pixels for pixels, _ in batch]
             with torch.inference_mode():
-                out = self.forward(torch.cat([pixels for pixels, _ in batch])).float().cpu().numpy()
+                out = self.forward(torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts))
+            out = out.float().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out, np.float32)
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure, the worker lives on
             log.exception("batched forward of %d requests failed", len(batch))
             for _, done in batch:

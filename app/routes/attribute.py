@@ -54,7 +54,7 @@ def attribute_upload(request: Request, catalog, settings, metrics, file: UploadF
     bytes, the attribution and the API answer."""
     data = read_single_upload(file, settings.max_upload_bytes)
     result = attribute_bytes(catalog, data, k, settings.share_temperature, space, sources,
-                             forward=request.app.state.batcher)
+                             forward=request.app.state.batchers)
     metrics.observe_stages(flat_timings(result.timings_ms))
     if settings.keep_queries:
         request.app.state.pool.remember(data, result.query, shown_filename(file.filename or "query"), "attribute",
@@ -65,7 +65,7 @@ def attribute_upload(request: Request, catalog, settings, metrics, file: UploadF
 def attribute_response(result, k: int) -> AttributeResponse:
     """The answer's one shape, for the HTTP API and `attrib attribute --json` alike."""
     return AttributeResponse(
-        backbone_id=result.backbone_id, k=k,
+        backbone_id=result.backbone_id, backbones=result.backbones, k=k,
         spaces={name: space_answer(answer) for name, answer in result.spaces.items()},
         timings_ms=StageTimings(**result.timings_ms),
     )
@@ -81,7 +81,7 @@ def space_answer(answer) -> SpaceAnswer:
     calibration = None if note is None else CalibrationOut(method=note.method, head_id=note.head_id,
                                                            fitted_on=note.fitted_on, fitted_at=note.fitted_at)
     return SpaceAnswer(space=answer.space, head_id=answer.head_id, available=answer.available,
-                       message=answer.message, none_probability=answer.none_probability,
+                       message=answer.message, backbone=answer.backbone, none_probability=answer.none_probability,
                        calibration=calibration, concepts=concepts)
 
 

@@ -153,7 +153,7 @@ def rescore(request: Request, case_id: CaseId, catalog: CatalogDep, settings: Se
         raise ApiError(f"case {case_id}'s stored image is missing", code="case_image_missing", status=409) from exc
     params = {"k": 10, "space": "all", "sources": SOURCES_PER_CONCEPT} | (case.params or {})
     result = attribute_bytes(catalog, data, params["k"], settings.share_temperature, params["space"], params["sources"],
-                             forward=request.app.state.batcher)
+                             forward=request.app.state.batchers)
     answer = stored_answer(attribute_response(result, params["k"]))
     row = add_rescore(catalog.sessions, actor, case_id, answer, head_ids(answer), headline(answer), compare)
     return rescore_out(row)

@@ -9,7 +9,8 @@ from sqlalchemy import text
 
 from app.deps import MetricsDep
 from app.schemas import ReadyResponse, SpaceStatus
-from index.catalog import catalog_counts, job_counts
+from app.attribution import unavailable_reason
+from index.catalog import COPY, catalog_counts, job_counts
 from index.desk import case_counts, decision_counts
 from training.errors import AttribError
 
@@ -34,11 +35,14 @@ def healthz() -> dict:
 def readyz(request: Request):
     checks = readiness_checks(request.app)
     ready = all(value == "ok" for value in checks.values())
-    spaces = {}
+    spaces, waiting = {}, {}
     if checks["index"] == "ok":
-        spaces = {name: SpaceStatus(head_id=space.info.head_id, count=len(space.index), built_at=space.info.built_at)
-                  for name, space in request.app.state.catalog.spaces().items()}
-    body = ReadyResponse(ready=ready, checks=checks, spaces=spaces)
+        catalog = request.app.state.catalog
+        spaces = {name: SpaceStatus(backbone=space.info.backbone, head_id=space.info.head_id, count=len(space.index),
+                                    built_at=space.info.built_at)
+                  for name, space in catalog.spaces().items()}
+        waiting = {} if COPY in spaces else {COPY: unavailable_reason(catalog, COPY)}
+    body = ReadyResponse(ready=ready, checks=checks, spaces=spaces, waiting=waiting)
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
 
 
@@ -70,9 +74,9 @@ def readiness_checks(app) -> dict[str, str]:
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}})
 def metrics(request: Request, registry: MetricsDep) -> Response:
     catalog = request.app.state.catalog
-    batcher = getattr(request.app.state, "batcher", None)
-    if batcher is not None:
-        registry.infer_queue.set(batcher.depth())
+    batchers = getattr(request.app.state, "batchers", None) or {}
+    if batchers:
+        registry.infer_queue.set(sum(batcher.depth() for batcher in batchers.values()))
     if catalog is not None:
         try:
             counts = catalog_counts(catalog.sessions)

@@ -25,7 +25,7 @@ router = APIRouter(tags=["spaces"])
 def space_out(info: SpaceInfo) -> SpaceOut:
     return SpaceOut(
         name=info.name, head_id=info.head_id, head="identity" if info.head_path is None else "trained",
-        backbone_id=info.backbone_id, dim=info.dim, factory=info.factory, count=info.count,
+        backbone=info.backbone, backbone_id=info.backbone_id, dim=info.dim, factory=info.factory, count=info.count,
         built_at=info.built_at, previous_head_id=info.previous_head_id,
     )
 

@@ -56,39 +56,42 @@ def catalog_fit(catalog, live: LiveSpace, copies_seen: dict | None = None) -> Ca
     if len(concepts) < 2:
         return uninformed(head_id, f"{len(concepts)} concept(s) in the catalog: nothing to compare with")
     pairs, copies = pick(concepts.codes)
-    pair_ids, features = catalog.features.get(concepts.source_ids[pairs])
-    pair_scores = concept_scores(catalog.features, live.head, concepts, live.head.apply(features), pair_ids)
-    copy_ids, copy_features = _edited_copies(catalog, concepts, copies, {} if copies_seen is None else copies_seen)
-    copy_scores = concept_scores(catalog.features, live.head, concepts, live.head.apply(copy_features))
+    store, backbone = catalog.features_of(live.info.backbone_id), catalog.backbone_of(live)
+    pair_ids, features = store.get(concepts.source_ids[pairs])
+    pair_scores = concept_scores(store, live.head, concepts, live.head.apply(features), pair_ids)
+    seen = {} if copies_seen is None else copies_seen
+    copy_ids, copy_features = _edited_copies(catalog, backbone, concepts, copies, seen)
+    copy_scores = concept_scores(store, live.head, concepts, live.head.apply(copy_features))
     data = self_fit_data(pair_scores, concepts.code_of(pair_ids), copy_scores, concepts.code_of(copy_ids))
     if len(data) == 0:
         return uninformed(head_id, "no source image of the catalog could be read to fit from")
     described = (f"catalog: {len(concepts.source_ids)} sources, {len(concepts)} concepts; {len(copy_ids)} edited "
                  f"copies and {len(pair_ids)} same-concept pairs, each also with its concept left out")
-    calibration = fit(data, head_id, CATALOG, described, len(catalog.features))
+    calibration = fit(data, head_id, CATALOG, described, len(store))
     return with_data(calibration, data)
 
 
-def _edited_copies(catalog, concepts: CatalogConcepts, picked: np.ndarray, seen: dict) -> tuple[np.ndarray, np.ndarray]:
+def _edited_copies(catalog, backbone, concepts: CatalogConcepts, picked: np.ndarray,
+                   seen: dict) -> tuple[np.ndarray, np.ndarray]:
     """Backbone features of an edited copy of each picked source (those still readable); `seen`
     keeps them by (backbone, sha256), since every head of the catalog fits from the same copies."""
     ids, todo = [], {}
     for i in picked.tolist():
-        key = (catalog.backbone_id, concepts.shas[i])
+        key = (backbone.backbone_id, concepts.shas[i])
         if key not in seen and key not in todo:
             try:
                 image = decode_image(catalog.blobs.read(key[1]), catalog.config.max_pixels).image
             except (OSError, ImageError):
                 continue  # taken down meanwhile
-            todo[key] = edited_copy(image, key[1], catalog.encoder.spec.input_size)
+            todo[key] = edited_copy(image, key[1], backbone.input_size)
         ids.append(i)
     if todo:
         if len(seen) > 4 * len(picked):
             seen.clear()
-        seen.update(zip(todo, catalog.encoder.embed_features(list(todo.values()), catalog.config.batch_size)))
+        seen.update(zip(todo, backbone.embed_features(list(todo.values()), catalog.config.batch_size)))
     if not ids:
-        return np.zeros(0, np.int64), np.zeros((0, catalog.feature_dim), np.float32)
-    features = np.stack([seen[(catalog.backbone_id, concepts.shas[i])] for i in ids])
+        return np.zeros(0, np.int64), np.zeros((0, backbone.feature_dim), np.float32)
+    features = np.stack([seen[(backbone.backbone_id, concepts.shas[i])] for i in ids])
     return concepts.source_ids[ids], features
 
 

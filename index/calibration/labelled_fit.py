@@ -31,9 +31,11 @@ def labelled_fits(catalog, spaces: dict[str, LiveSpace], queries: list, name: st
     from them and save the fits beside their heads. `progress(n)` counts backbone forwards; their
     total is `labelled_work`."""
     paths = [row.path for row in queries]
-    features = embed_queries(catalog, paths, progress)
+    embedded = {bid: embed_queries(catalog, paths, progress, catalog.backbones[bid])
+                for bid in sorted({live.info.backbone_id for live in spaces.values()})}
     fits, views = {}, {}
     for space, live in spaces.items():
+        features = embedded[live.info.backbone_id]
         count = live.head.query_views[0]
         step = (lambda n, count=count: progress(n * count)) if progress else None
         view_features = embed_query_views(catalog, live.head, paths, views, step)
@@ -43,13 +45,14 @@ def labelled_fits(catalog, spaces: dict[str, LiveSpace], queries: list, name: st
 
 
 def labelled_work(spaces: dict[str, LiveSpace], queries: list) -> int:
-    """Backbone forwards `labelled_fits` runs: one per query, plus one per query view of each
-    distinct view recipe among the heads."""
+    """Backbone forwards `labelled_fits` runs: one per query and backbone, plus one per query view
+    of each distinct view recipe among the heads."""
     from training.views import recipe_key
 
     recipes = {(live.head.query_views[0], recipe_key(live.head.query_views[1])) for live in spaces.values()
                if live.head.query_views[0] > 0}
-    return len(queries) * (1 + sum(count for count, _ in recipes))
+    backbones = {live.info.backbone_id for live in spaces.values()}
+    return len(queries) * (len(backbones) + sum(count for count, _ in recipes))
 
 
 def manifest_fit(catalog, live: LiveSpace, queries: list, features: np.ndarray, name: str = "manifest",
@@ -70,14 +73,15 @@ def manifest_fit(catalog, live: LiveSpace, queries: list, features: np.ndarray, 
         raise CalibrationError("the head embeds queries with query views: their features are needed",
                                code="query_views_missing")
     vectors = live.head.apply_query(features, view_features)
-    scores = concept_scores(catalog.features, live.head, concepts, vectors)
+    store = catalog.features_of(live.info.backbone_id)
+    scores = concept_scores(store, live.head, concepts, vectors)
     parts = [ranked(scores, truth)]
     if (truth >= 0).all():
         parts.append(ranked(left_out(scores, truth)))
     data = CalibrationData.concat(parts)
     described = (f"{name}: {len(queries)} queries, {int((truth >= 0).sum())} with their concept in the "
                  f"catalog" + ("; each also with its concept left out" if len(parts) == 2 else ""))
-    return with_data(fit(data, live.info.head_id, method, described, len(catalog.features)), data)
+    return with_data(fit(data, live.info.head_id, method, described, len(store)), data)
 
 
 def manifest_queries(rows: list, name: str) -> list:
@@ -122,12 +126,15 @@ def _decode_query(catalog, path):
                                code="bad_path") from exc
 
 
-def embed_queries(catalog, paths: list[Path], progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Backbone features of query images, in batches (`progress(n)` after each)."""
+def embed_queries(catalog, paths: list[Path], progress: Callable[[int], None] | None = None,
+                  backbone=None) -> np.ndarray:
+    """Features of query images by `backbone` (the encoder by default), in batches (`progress(n)`
+    after each)."""
+    backbone = backbone or catalog.encoder
     parts, step = [], catalog.config.batch_size
     for start in range(0, len(paths), step):
         images = [_decode_query(catalog, path).image for path in paths[start:start + step]]
-        parts.append(catalog.encoder.embed_features(images, step))
+        parts.append(backbone.embed_features(images, step))
         if progress:
             progress(len(images))
     return np.concatenate(parts)

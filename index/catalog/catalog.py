@@ -12,6 +12,7 @@ from index.catalog.reconcile import reconcile_features, reconcile_vectors
 from index.catalog.space_admin import open_spaces
 from index.catalog.spaces import space_rows
 from index.errors import CatalogError
+from training.sscd import COPY_BACKBONES
 
 
 class Catalog(CatalogCore):
@@ -21,7 +22,8 @@ class Catalog(CatalogCore):
     def _load(self) -> None:
         self.check_backbone()
         stamp, before = self._stamp(), self._stored_files()
-        self._features = FeatureStore(self.home / "features", self.backbone_id, self.feature_dim)
+        self._features = {bid: FeatureStore(self.home / "features", bid, backbone.feature_dim)
+                          for bid, backbone in self.backbones.items()}
         reconcile_features(self)
         self._spaces = open_spaces(self)
         reconcile_vectors(self)
@@ -30,8 +32,14 @@ class Catalog(CatalogCore):
         else:  # a plain load changes nothing, so the other processes need not reload after it
             self._loaded_stamp = stamp
 
+    def reload(self) -> None:
+        """Load again now (after a catch-up): requests keep the spaces they have until it is done."""
+        with self.maintenance():
+            self._load()
+
     def check_backbone(self) -> None:
-        foreign = [info for info in space_rows(self.sessions) if info.backbone_id != self.backbone_id]
+        foreign = [info for info in space_rows(self.sessions)
+                   if info.backbone_id != self.backbone_id and info.backbone not in COPY_BACKBONES]
         if foreign:
             raise CatalogError(
                 f"the catalog in {self.home} was built with backbone {foreign[0].backbone_id}, but the "

@@ -18,29 +18,25 @@ something) and reloads; a load that changed nothing leaves the stamp alone.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import threading
 import time
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from sqlalchemy import func, select
 
+from index.catalog.backbones import FeatureBackbone
 from index.catalog.blobs import BlobStore
 from index.catalog.calibration_store import CalibrationStore
 from index.catalog.features import FeatureStore
+from index.catalog.locks import CatalogLocks
 from index.catalog.spaces import LiveSpace, SpaceError, update_count
 from index.db import Case, Source, make_engine, session_factory, upgrade_database
 from index.images import DEFAULT_MAX_PIXELS
 from index.stores import DEFAULT_FACTORY, FAISS, open_stores
 from training.encoders import Encoder
-from training.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +56,7 @@ class CatalogConfig:
     milvus_uri: str | None = None  # a Milvus Lite file (*.db) or http(s)://host:port
     milvus_index: str = "HNSW"  # HNSW, IVF_FLAT or FLAT
     milvus_prefix: str | None = None  # collection name prefix; derived from database_url when unset
+    sync_embed_limit: int = 256  # a load embeds at most this many missing rows of a second backbone
 
 
 @dataclass
@@ -68,28 +65,28 @@ class Hit:
     score: float
 
 
-class CatalogCore:
+class CatalogCore(CatalogLocks):
     """What the catalog holds and how it writes; `Catalog` (catalog.py) adds how it loads."""
 
-    def __init__(self, config: CatalogConfig, encoder: Encoder, *, migrate: bool = True):
+    def __init__(self, config: CatalogConfig, encoder: Encoder, *, copy: FeatureBackbone | None = None,
+                 copy_problem: str | None = None, migrate: bool = True):
         self.config = config
         self.encoder = encoder
-        self.home = Path(config.home)
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.copy, self.copy_problem = copy, copy_problem  # the copy backbone, or why there is none
+        self.backbones: dict[str, FeatureBackbone] = {encoder.backbone_id: encoder}
+        if copy is not None:
+            self.backbones[copy.backbone_id] = copy
+        super().__init__(Path(config.home))
         # the vector store first: a misconfigured or unreachable store fails before anything changes
         self.stores = open_stores(config.vector_store, self.home, config.factory, mmap=config.mmap_index,
                                   target_recall=config.target_recall, milvus_uri=config.milvus_uri,
                                   milvus_index=config.milvus_index, prefix=config.milvus_prefix,
                                   catalog_key=config.database_url)
         self.backbone_id, self.feature_dim = encoder.backbone_id, encoder.feature_dim
-        self._features: FeatureStore | None = None
+        self._features: dict[str, FeatureStore] = {}  # backbone id -> its stored features
+        self.pending: dict[str, int] = {}  # backbone id -> sources still to embed (a catch-up's work)
         self._spaces: dict[str, LiveSpace] = {}
-        self._loaded_stamp: bytes | None = None
-        self._loading = 0
-        self._writer = threading.RLock()
         self._index_lock = threading.Lock()  # a store's add/remove must not run beside a search
-        self._lock_depth = 0
-        self._lock_handle = None
         self._unsaved: set[str] = set()
         self._unsaved_since: float | None = None
         if migrate:
@@ -104,44 +101,7 @@ class CatalogCore:
         self.stores.close()
         self.engine.dispose()
 
-    # -- locking, stamps and loading ---------------------------------------------------------
-
-    @contextmanager
-    def write_lock(self) -> Iterator[None]:
-        """Exclusive across threads and processes that share ATTRIB_HOME; re-entrant."""
-        with self._writer:
-            if self._lock_depth == 0:
-                self._lock_handle = open(self.home / "catalog.lock", "a+")
-                fcntl.flock(self._lock_handle, fcntl.LOCK_EX)
-            self._lock_depth += 1
-            try:
-                yield
-            finally:
-                self._lock_depth -= 1
-                if self._lock_depth == 0:
-                    fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
-                    self._lock_handle.close()
-
-    @property
-    def stamp_path(self) -> Path:
-        return self.home / "index" / "generation"
-
-    def _stamp(self) -> bytes | None:
-        """The generation file's content: unique per write (an mtime can repeat within a clock tick)."""
-        try:
-            return self.stamp_path.read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def _touch(self) -> None:
-        atomic_write_bytes(self.stamp_path, f"{time.time_ns()} {os.getpid()} {uuid.uuid4().hex}".encode())
-        self._loaded_stamp = self._stamp()
-
-    def _stored_files(self) -> frozenset:
-        """What the space indexes and stored features on disk are now (name, inode, size, mtime)."""
-        roots = [root for root in (self.home / "index", self.home / "features") if root.is_dir()]
-        files = (path for root in roots for path in root.rglob("*") if path.is_file() and path != self.stamp_path)
-        return frozenset((str(path), s.st_ino, s.st_size, s.st_mtime_ns) for path in files for s in (path.stat(),))
+    # -- loading -------------------------------------------------------------------------------
 
     def space_path(self, name: str) -> Path:
         """Where the FAISS store keeps a space's index file."""
@@ -149,31 +109,32 @@ class CatalogCore:
 
     def spaces(self) -> dict[str, LiveSpace]:
         """The live spaces, loaded on first use and reloaded after another process wrote."""
-        if self._features is None or self._stamp() != self._loaded_stamp:
+        if not self._features or self._stamp() != self._loaded_stamp:
             with self.maintenance():  # a nested call while loading (same thread) sees the partial state
-                if self._loading == 1 and (self._features is None or self._stamp() != self._loaded_stamp):
+                if self._loading == 1 and (not self._features or self._stamp() != self._loaded_stamp):
                     self._load()
         return self._spaces
 
-    @contextmanager
-    def maintenance(self) -> Iterator[None]:
-        """The write lock, during which this thread's own calls to `spaces()` do not reload."""
-        with self.write_lock():
-            self._loading += 1
-            try:
-                yield
-            finally:
-                self._loading -= 1
-
     @property
     def features(self) -> FeatureStore:
-        """The stored backbone features (loaded, and reconciled with the rows, on first use)."""
+        """The encoder's stored features (loaded, and reconciled with the rows, on first use)."""
+        return self.features_of(self.backbone_id)
+
+    def features_of(self, backbone_id: str) -> FeatureStore:
+        """A backbone's stored features."""
+        self.spaces()
+        return self._features[backbone_id]
+
+    def feature_stores(self) -> dict[str, FeatureStore]:
         self.spaces()
         return self._features
 
+    def backbone_of(self, space: LiveSpace) -> FeatureBackbone:
+        return self.backbones[space.info.backbone_id]
+
     def use_features(self, store: FeatureStore | None) -> None:
-        """Replace the feature store (reindex); None makes the next use reload everything."""
-        self._features = store
+        """Replace a backbone's feature store (reindex); None makes the next use reload everything."""
+        self._features = {} if store is None else {**self._features, store.backbone_id: store}
 
     def _load(self) -> None:
         """Load the stored features and every space, repairing what a crash left: `Catalog._load`."""
@@ -188,13 +149,17 @@ class CatalogCore:
 
     # -- adding -------------------------------------------------------------------------------
 
-    def add_features(self, ids: list[int], features: np.ndarray) -> None:
-        """Store new sources' features durably, then add every space's vectors (saved at `flush`)."""
+    def add_features(self, ids: list[int], features: dict[str, np.ndarray]) -> None:
+        """Store new sources' features (by backbone id) durably, then add the vectors of every space
+        on those backbones (saved at `flush`)."""
         with self.write_lock():
             spaces = self.spaces()
-            stored = self.features.add(ids, features)  # float16: what a later re-heading sees too
+            stored = {bid: self._features[bid].add(ids, rows)  # float16: what a later re-heading sees too
+                      for bid, rows in features.items() if bid in self._features}
             for name, space in spaces.items():
-                vectors = space.head.apply(stored)
+                if space.info.backbone_id not in stored:
+                    continue
+                vectors = space.head.apply(stored[space.info.backbone_id])
                 with self._index_lock:
                     space.index.add(ids, vectors)
                 self._unsaved.add(name)
@@ -237,6 +202,9 @@ class CatalogCore:
         with self.write_lock():
             spaces = self.spaces()
             removed["features"] = self.features.remove(source_ids)
+            for bid, store in self._features.items():
+                if bid != self.backbone_id:
+                    store.remove(source_ids)
             for name, space in spaces.items():
                 with self._index_lock:
                     removed["vectors"][name] = space.index.remove(source_ids)

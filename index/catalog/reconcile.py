@@ -1,10 +1,15 @@
 """Reconcile: bring stored features and every space's vectors back in step with the rows.
 
-Run whenever the catalog loads, it repairs a crash at any point of a write: rows without
-features are embedded from their stored images (a backbone forward, at most the one batch a
-crash cut), features without rows are dropped, and each space gets its missing vectors from
+Run whenever the catalog loads, it repairs a crash at any point of a write, for every backbone:
+rows without features are embedded from their stored images (a backbone forward, at most the one
+batch a crash cut), features without rows are dropped, and each space gets its missing vectors from
 the stored features by a matrix product (no backbone forward) and loses vectors whose features
 are gone.
+
+A second backbone (the copy backbone) with more missing rows than `sync_embed_limit` (a catalog
+from before it was configured) is not embedded during the load: it is left `pending`, its spaces
+are not live, and a catch-up (backbones.py: `attrib reindex --backbone`, or the server's
+background job) embeds it while the catalog keeps answering.
 """
 
 from __future__ import annotations
@@ -26,22 +31,29 @@ log = logging.getLogger(__name__)
 
 
 def reconcile_features(catalog: "CatalogCore") -> None:
-    orphans, missing = differences(catalog.features.ids(), catalog.row_ids())
-    if len(orphans):
-        catalog.features.remove(orphans)
-    if len(missing):
-        log.warning("embedding %d sources that have no stored features yet", len(missing))
-        embed_stored(catalog, missing.tolist(), catalog.features)
+    rows = catalog.row_ids()
+    catalog.pending = {}
+    for backbone_id, store in catalog.feature_stores().items():
+        orphans, missing = differences(store.ids(), rows)
+        if len(orphans):
+            store.remove(orphans)
+        if backbone_id != catalog.backbone_id and len(missing) > catalog.config.sync_embed_limit:
+            catalog.pending[backbone_id] = len(missing)
+            log.warning("%d sources have no %s features yet: its spaces wait for `attrib reindex --backbone %s` "
+                        "or the server's catch-up job", len(missing), backbone_id, backbone_id.rsplit("-", 1)[0])
+        elif len(missing):
+            log.warning("embedding %d sources that have no %s features yet", len(missing), backbone_id)
+            embed_stored(catalog, missing.tolist(), store)
 
 
 def reconcile_vectors(catalog: "CatalogCore") -> None:
-    stored = catalog.features.ids()
     for name, space in catalog.spaces().items():
-        orphans, missing = differences(space.index.ids(), stored)
+        store = catalog.features_of(space.info.backbone_id)
+        orphans, missing = differences(space.index.ids(), store.ids())
         if len(orphans):
             space.index.remove(orphans)
         if len(missing):
-            ids, features = catalog.features.get(missing)
+            ids, features = store.get(missing)
             space.index.add(ids, space.head.apply(features))
         if len(orphans) or len(missing) or not catalog.stores.exists(name):
             catalog.save_space(name)
@@ -57,9 +69,11 @@ def differences(ids: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def embed_stored(catalog: "CatalogCore", source_ids: list[int], store: FeatureStore,
                  progress: Callable[[int], None] | None = None) -> int:
-    """Run the backbone over sources' stored images, in batches, into `store`. Unreadable images
-    are logged and skipped. Returns how many were embedded."""
+    """Run the store's backbone over sources' stored images, in batches, into `store` (under the
+    write lock, one batch at a time). Unreadable images are logged and skipped. Returns how many
+    were embedded."""
     done, batch = 0, catalog.config.batch_size
+    backbone = catalog.backbones[store.backbone_id]
     for start in range(0, len(source_ids), batch):
         chunk = source_ids[start:start + batch]
         with catalog.sessions() as session:
@@ -71,7 +85,9 @@ def embed_stored(catalog: "CatalogCore", source_ids: list[int], store: FeatureSt
                 ids.append(source_id)
             except (OSError, ImageError) as exc:
                 log.error("source %d: stored image %s cannot be read (%s); it stays unsearchable", source_id, sha, exc)
-        store.add(ids, catalog.encoder.embed_features(images, batch))
+        features = backbone.embed_features(images, batch)
+        with catalog.write_lock():
+            store.add(ids, features)
         done += len(ids)
         if progress:
             progress(len(chunk))

@@ -16,25 +16,31 @@ import logging
 import shutil
 from pathlib import Path
 
+from index.catalog.backbones import backbone_name
 from index.catalog.core import CatalogCore
 from index.catalog.features import FeatureStore
 from index.catalog.reconcile import embed_stored
-from index.catalog.spaces import (CONTENT, STYLE, HeadFiles, LiveSpace, Progress, SpaceError, SpaceInfo, build_index,
+from index.catalog.spaces import (CONTENT, COPY, STYLE, HeadFiles, LiveSpace, Progress, SpaceError, SpaceInfo, build_index,
                                   check_name, delete_rows, record_build, space_rows)
 from index.stores import VectorStore, sidecar_path
 from training.heads import Head, load_head
+from training.sscd import COPY_BACKBONES
 
 log = logging.getLogger(__name__)
 LEGACY_INDEX = Path("index") / "vectors.faiss"
 
 
 def open_spaces(catalog: CatalogCore) -> dict[str, LiveSpace]:
-    """Load every space's head and index (rebuilding an index that is missing or stale)."""
-    _seed_spaces(catalog, {info.name for info in space_rows(catalog.sessions)})
+    """Load every space's head and index (rebuilding an index that is missing or stale). A space
+    whose backbone is not configured, or still being embedded (`catalog.pending`), is not live."""
+    _seed_spaces(catalog, {info.name: info for info in space_rows(catalog.sessions)})
     heads = HeadFiles(catalog.home)
     spaces = {}
     for info in space_rows(catalog.sessions):
-        head = heads.load(info.head_id, info.head_path, catalog.backbone_id, catalog.feature_dim)
+        backbone = catalog.backbones.get(info.backbone_id)
+        if backbone is None or info.backbone_id in catalog.pending:
+            continue
+        head = heads.load(info.head_id, info.head_path, info.backbone_id, backbone.feature_dim)
         spaces[info.name] = LiveSpace(info, head, _load_index(catalog, info, head))
     return spaces
 
@@ -44,15 +50,17 @@ def _load_index(catalog: CatalogCore, info: SpaceInfo, head: Head) -> VectorStor
     index = catalog.stores.open(info.name, head.head_id, head.dim)
     if index is not None:
         return index
-    index = build_index(catalog.features, head, catalog.stores, info.name,
+    index = build_index(catalog.features_of(info.backbone_id), head, catalog.stores, info.name,
                         target_recall=catalog.config.target_recall, kind=info.factory)
     catalog.stores.install(info.name, index)
     return index
 
 
-def _seed_spaces(catalog: CatalogCore, existing: set[str]) -> None:
-    """A catalog always has `style` (the raw backbone); `content` comes from ATTRIB_ENCODER's
-    head when that is a trained checkpoint and the catalog has no content space yet."""
+def _seed_spaces(catalog: CatalogCore, existing: dict[str, SpaceInfo]) -> None:
+    """A catalog always has `style` (the raw backbone), and `copy` (the copy backbone's raw
+    descriptors) when a copy backbone is configured and embedded; `content` comes from
+    ATTRIB_ENCODER's head when that is a trained checkpoint and the catalog has no content space yet."""
+    _seed_copy(catalog, existing.get(COPY))
     legacy = _legacy_encoder_id(catalog.home)
     if STYLE not in existing:
         _build(catalog, STYLE, Head.identity(catalog.backbone_id, catalog.feature_dim), None)
@@ -72,6 +80,20 @@ def _seed_spaces(catalog: CatalogCore, existing: set[str]) -> None:
                     ", ".join(info.name for info in space_rows(catalog.sessions)))
 
 
+def _seed_copy(catalog: CatalogCore, info: SpaceInfo | None) -> None:
+    """Build `copy` on the configured copy backbone once its features are complete, and delete
+    the features of a copy backbone it no longer uses."""
+    copy = catalog.copy
+    if copy is None or copy.backbone_id in catalog.pending:
+        return
+    if info is None or info.backbone_id != copy.backbone_id:
+        _build(catalog, COPY, Head.identity(copy.backbone_id, copy.feature_dim), None, keep_previous=False)
+    root = catalog.home / "features"
+    for folder in root.iterdir() if root.is_dir() else ():
+        if folder.is_dir() and backbone_name(folder.name) in COPY_BACKBONES and folder.name != copy.backbone_id:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _legacy_encoder_id(home: Path) -> str | None:
     try:
         return json.loads(sidecar_path(home / LEGACY_INDEX).read_text())["encoder_id"]
@@ -81,7 +103,8 @@ def _legacy_encoder_id(home: Path) -> str | None:
 
 def _build(catalog: CatalogCore, name: str, head: Head, head_path: str | None,
            progress: Progress | None = None, keep_previous: bool = True) -> SpaceInfo:
-    index = build_index(catalog.features, head, catalog.stores, name, progress, catalog.config.target_recall)
+    index = build_index(catalog.features_of(head.backbone_id), head, catalog.stores, name, progress,
+                        catalog.config.target_recall)
     catalog.stores.install(name, index)
     info = record_build(catalog.sessions, name, head, head_path, index.info.factory, len(index), keep_previous)
     catalog.install_space(name, LiveSpace(info, head, index))
@@ -105,6 +128,9 @@ def build_live(catalog: CatalogCore, name: str, head: Head, kept: str | None,
     """Build the space's index from the stored features, then swap it in (space made if new).
     `index.calibration.put_live` runs this, then fits the new head's calibration."""
     check_name(name)
+    if name == COPY and catalog.copy is not None and head.backbone_id != catalog.copy.backbone_id:
+        raise SpaceError(f"the {COPY} space holds the copy backbone's ({catalog.copy.name}) descriptors; put "
+                         "an encoder head live in another space", code="copy_space_fixed", status=422)
     with catalog.write_lock():
         catalog.spaces()
         return _build(catalog, name, head, kept, progress)
@@ -134,8 +160,8 @@ def reindex(catalog: CatalogCore, progress: Progress | None = None) -> dict[str,
         store.delete_all()
         embed_stored(catalog, catalog.row_ids().tolist(), store, progress)
         catalog.use_features(store)
-        for other in root.iterdir():
-            if other.is_dir() and other.name != catalog.backbone_id:
+        for other in root.iterdir():  # the copy backbone's features stay
+            if other.is_dir() and other.name not in catalog.backbones:
                 shutil.rmtree(other, ignore_errors=True)
         _rebuild_rows(catalog)
         catalog.use_features(None)
@@ -146,6 +172,8 @@ def _rebuild_rows(catalog: CatalogCore) -> None:
     heads = HeadFiles(catalog.home)
     dropped = []
     for info in space_rows(catalog.sessions):
+        if info.backbone in COPY_BACKBONES:
+            continue  # the copy space does not move with the encoder
         if info.head_path is None:
             head = Head.identity(catalog.backbone_id, catalog.feature_dim)
         elif info.backbone_id == catalog.backbone_id:

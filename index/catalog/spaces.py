@@ -1,6 +1,7 @@
 """Search spaces: named vector stores, each a head applied to the stored backbone features.
 
-`style` is the identity head (raw features); `content` is a trained A&D head. A space's row
+`copy` is the identity head on the copy backbone's features (SSCD descriptors); `style` the identity
+head on the encoder's (raw Lite0 features); `content` a trained A&D head on the encoder's. A space's row
 records its head (id and the copy of its checkpoint kept under ATTRIB_HOME/heads), its size
 and build time, and the previous head for a roll-back. Its vectors live in the catalog's
 vector store (index/stores: a FAISS file ATTRIB_HOME/index/spaces/<name>.faiss, or a Milvus
@@ -23,6 +24,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from index.catalog.backbones import backbone_name
 from index.catalog.features import FeatureStore
 from index.db import Space, utcnow
 from index.stores import DEFAULT_TARGET_RECALL, SpaceStores, VectorStore
@@ -31,7 +33,7 @@ from training.fileio import atomic_write
 from training.heads import Head, load_head
 
 log = logging.getLogger(__name__)
-STYLE, CONTENT = "style", "content"
+STYLE, CONTENT, COPY = "style", "content", "copy"
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 Progress = Callable[[int], None]
 TRAIN_ROWS = 327_680  # added together first, to train on: 40 a list for the IVF8192 advised at 10M
@@ -47,6 +49,7 @@ class SpaceInfo:
     """A snapshot of a space's row (safe to hand out after the session closed)."""
 
     name: str
+    backbone: str
     backbone_id: str
     head_id: str
     head_path: str | None
@@ -59,7 +62,7 @@ class SpaceInfo:
 
     @classmethod
     def of(cls, row: Space) -> "SpaceInfo":
-        return cls(row.name, row.backbone_id, row.head_id, row.head_path, row.dim, row.factory, row.count,
+        return cls(row.name, row.backbone or backbone_name(row.backbone_id), row.backbone_id, row.head_id, row.head_path, row.dim, row.factory, row.count,
                    row.built_at, row.previous_head_id, row.previous_head_path)
 
 
@@ -94,7 +97,8 @@ def record_build(sessions: sessionmaker[Session], name: str, head: Head, head_pa
             session.add(row)
         elif keep_previous and row.head_id != head.head_id:
             row.previous_head_id, row.previous_head_path = row.head_id, row.head_path
-        row.backbone_id, row.head_id, row.head_path = head.backbone_id, head.head_id, head_path
+        row.backbone, row.backbone_id = backbone_name(head.backbone_id), head.backbone_id
+        row.head_id, row.head_path = head.head_id, head_path
         row.dim, row.factory, row.count, row.built_at = head.dim, factory, count, utcnow()
         session.flush()
         return SpaceInfo.of(row)

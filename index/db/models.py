@@ -69,6 +69,7 @@ class Space(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    backbone: Mapped[str | None] = mapped_column(String(64))  # the backbone's name (migration 0008)
     backbone_id: Mapped[str] = mapped_column(String(128))
     head_id: Mapped[str] = mapped_column(String(128))
     head_path: Mapped[str | None] = mapped_column(String(1024))

@@ -69,8 +69,9 @@ def _get_or_create_concepts(session, names: set[str], actor: Actor) -> dict[str,
     return concepts
 
 
-def commit_chunk(catalog: Catalog, pending: dict[int, Pending], features, actor: Actor) -> dict[int, tuple[str, int]]:
-    """Under the write lock: insert rows + blobs, then store their features and vectors.
+def commit_chunk(catalog: Catalog, pending: dict[int, Pending], features: dict, actor: Actor) -> dict[int, tuple[str, int]]:
+    """Under the write lock: insert rows + blobs, then store their features (by backbone id, rows
+    in `pending`'s order) and vectors.
     Returns {position: (indexed | duplicate, source id)}."""
     positions = list(pending)
     with catalog.write_lock():
@@ -82,5 +83,5 @@ def commit_chunk(catalog: Catalog, pending: dict[int, Pending], features, actor:
             outcome = [insert_one(catalog, pending[p], actor) for p in positions]
         rows = [i for i, (status, _) in enumerate(outcome) if status == "indexed"]
         crash_point("ingest_after_commit")
-        catalog.add_features([outcome[i][1] for i in rows], features[rows])
+        catalog.add_features([outcome[i][1] for i in rows], {bid: rows_of[rows] for bid, rows_of in features.items()})
     return dict(zip(positions, outcome))

@@ -1,7 +1,8 @@
 """Ingestion, as a pipeline of three stages that overlap:
 
 1. read, decode, validate and crop each file in a pool of threads (`prepare.py`);
-2. in the calling thread: skip duplicates, normalise and run the backbone on a batch;
+2. in the calling thread: skip duplicates, normalise and run each backbone on a batch (the
+   encoder, and the copy backbone when the catalog has one);
 3. in a writer thread: insert the batch's rows and blobs and store its features and vectors
    (`ingest_rows.py`), while stage 2 embeds the next batch.
 
@@ -48,7 +49,8 @@ def ingest(
     results: list[IngestResult] = []
     config = catalog.config
     try:
-        with PreparePool(catalog.encoder.preprocess, config.max_pixels, config.decode_workers, on_done=on_decoded,
+        crops = {backbone_id: backbone.crop for backbone_id, backbone in catalog.backbones.items()}
+        with PreparePool(crops, config.max_pixels, config.decode_workers, on_done=on_decoded,
                          device_decode=_device_decode(catalog)) as pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="attrib-ingest-writer") as writer:
             prepared = pool.map(_source(item) for item in items)
@@ -89,7 +91,7 @@ class _Staged:
     results: dict[int, IngestResult]
     pending: dict[int, Pending]
     repeats: dict[int, int]
-    features: object = None
+    features: dict | None = None  # backbone id -> features of the pending files, in order
 
 
 def _embed_chunk(catalog: Catalog, chunk: list[tuple[IngestItem, Prepared | None]]) -> _Staged:
@@ -108,15 +110,20 @@ def _embed_chunk(catalog: Catalog, chunk: list[tuple[IngestItem, Prepared | None
     return staged
 
 
-def _features(catalog: Catalog, staged: _Staged) -> np.ndarray:
-    """Features of the pending files, in order: Pillow-decoded pixels in one forward, JPEGs left
-    for the device in another. A JPEG the device cannot decode is rejected as corrupt."""
+def _features(catalog: Catalog, staged: _Staged) -> dict[str, np.ndarray]:
+    """Features of the pending files by backbone, in order. With one backbone: Pillow-decoded
+    pixels in one forward, JPEGs left for the device in another (a JPEG the device cannot decode
+    is rejected as corrupt). With more, every file is decoded by Pillow and each backbone runs once."""
+    if len(catalog.backbones) > 1:
+        pixels = {bid: [p.prepared.pixels[bid] for p in staged.pending.values()] for bid in catalog.backbones}
+        return {bid: backbone.features_of_pixels(pixels[bid]) for bid, backbone in catalog.backbones.items()}
     encoder = catalog.encoder
     on_host = [pos for pos, p in staged.pending.items() if not p.prepared.on_device]
     on_device = [pos for pos, p in staged.pending.items() if p.prepared.on_device]
     rows: dict[int, np.ndarray] = {}
     if on_host:
-        rows.update(zip(on_host, encoder.features_of_pixels([staged.pending[p].prepared.pixels for p in on_host])))
+        crops = [staged.pending[p].prepared.pixels[encoder.backbone_id] for p in on_host]
+        rows.update(zip(on_host, encoder.features_of_pixels(crops)))
     if on_device:
         from training.device_decode import jpeg_features
 
@@ -127,12 +134,14 @@ def _features(catalog: Catalog, staged: _Staged) -> np.ndarray:
             item = staged.pending.pop(pos).item
             staged.results[pos] = IngestResult(item.filename, "rejected", item.concept, code="corrupt_image",
                                                reason="the JPEG image is truncated or corrupt (device decoder)")
-    return np.stack([rows[pos] for pos in staged.pending]) if staged.pending else np.zeros((0, encoder.feature_dim))
+    stacked = np.stack([rows[pos] for pos in staged.pending]) if staged.pending else np.zeros((0, encoder.feature_dim))
+    return {encoder.backbone_id: stacked}
 
 
 def _device_decode(catalog: Catalog) -> bool:
     setting = catalog.config.device_decode
-    return setting == "on" or (setting == "auto" and catalog.encoder.device.type == "cuda")
+    on = setting == "on" or (setting == "auto" and catalog.encoder.device.type == "cuda")
+    return on and len(catalog.backbones) == 1  # the copy backbone takes Pillow's pixels
 
 
 def _write_chunk(catalog: Catalog, staged: _Staged, actor: Actor) -> list[IngestResult]:

@@ -1,8 +1,8 @@
 """Ingestion's first stage: read, decode, validate and crop source files ahead of the forward.
 
 `prepare_file` reads one file (or takes its bytes), decodes it with the one decoder
-(`training.images.decode_image`), hashes it and resizes + centre-crops it to the backbone's
-input, as 8-bit RGB. Colour normalisation happens later, batched (`Preprocess.normalize_batch`),
+(`training.images.decode_image`), hashes it and resizes + crops it to each backbone's input
+(`crops`: backbone id -> the backbone's `crop`), as 8-bit RGB. Colour normalisation happens later, batched (`Preprocess.normalize_batch`),
 so the pixels held between the stages are 3 bytes each, not 12.
 
 `PreparePool` runs it in a pool of threads beside the forward: Pillow's decoders and resampler,
@@ -26,9 +26,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
+from PIL import Image
 
 from training.images import ImageError, decode_image, probe_jpeg
 from training.preprocess import Preprocess
+
+Crop = Callable[[Image.Image], np.ndarray]  # an RGB image -> a backbone's (size, size, 3) uint8 input
 
 
 @dataclass
@@ -38,13 +41,13 @@ class Prepared:
     format: str = ""
     width: int = 0
     height: int = 0
-    pixels: np.ndarray | None = None  # (size, size, 3) uint8, resized and centre-cropped
+    pixels: dict[str, np.ndarray] | None = None  # backbone id -> (size, size, 3) uint8, its crop
     rejection: tuple[str, str] | None = None  # (code, reason)
     on_device: bool = False  # a JPEG left for the device decoder (training/device_decode.py)
 
 
-def prepare_file(source: bytes | str | Path, preprocess: Preprocess, max_pixels: int,
-                 device_decode: bool = False) -> Prepared:
+def prepare_file(source: bytes | str | Path, crops: dict[str, Crop], max_pixels: int,
+                 device_decode: bool = False, max_aspect: float = Preprocess.MAX_RESIZED_ASPECT) -> Prepared:
     """Bytes (or a path to read) -> a decoded, cropped image; never raises for a bad file. With
     `device_decode`, plain JPEGs are only checked and hashed: the device decodes them."""
     try:
@@ -53,22 +56,22 @@ def prepare_file(source: bytes | str | Path, preprocess: Preprocess, max_pixels:
         return Prepared(rejection=("unreadable_file", f"cannot read the file: {exc.strerror or exc}"))
     try:
         probed = probe_jpeg(data, max_pixels) if device_decode else None
-        if probed and max(probed[1:]) <= preprocess.MAX_RESIZED_ASPECT * min(probed[1:]):
+        if probed and max(probed[1:]) <= max_aspect * min(probed[1:]):
             return Prepared(data, probed[0], "jpeg", probed[1], probed[2], on_device=True)
         decoded = decode_image(data, max_pixels)
     except ImageError as exc:
         return Prepared(rejection=(exc.code, exc.message))
-    pixels = np.asarray(preprocess.resize_crop(decoded.image), dtype=np.uint8)
+    pixels = {backbone_id: crop(decoded.image) for backbone_id, crop in crops.items()}
     return Prepared(data, decoded.sha256, decoded.format, decoded.width, decoded.height, pixels)
 
 
 class PreparePool:
     """`map(sources)` yields `Prepared` in order; sources are bytes or paths."""
 
-    def __init__(self, preprocess: Preprocess, max_pixels: int, workers: int, window: int = 64,
+    def __init__(self, crops: dict[str, Crop], max_pixels: int, workers: int, window: int = 64,
                  on_done: Callable[[], None] | None = None, device_decode: bool = False):
         self.window = max(1, window)
-        self._args = (preprocess, max_pixels, device_decode)
+        self._args = (crops, max_pixels, device_decode)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="attrib-decode") if workers > 0 else None
         self._on_done = on_done or (lambda: None)  # called once per file, when it is ready
 

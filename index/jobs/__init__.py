@@ -4,6 +4,7 @@ which process owns a job (processes.py), and the sweep that finishes what a cras
 (sweeper.py).
 """
 
+from index.jobs.catch_ups import CATCH_UP, start_catch_ups
 from index.jobs.jobs import (TransientFailure, create_job, create_work_job, get_job, is_transient, mark_interrupted,
                              run_job, run_work_job)
 from index.jobs.processes import this_process
@@ -11,6 +12,6 @@ from index.jobs.queue import (DEFAULT_STALE_AFTER, HEARTBEAT_SECONDS, QUEUED_KIN
                               requeue_orphans)
 from index.jobs.sweeper import sweep
 
-__all__ = ["DEFAULT_STALE_AFTER", "HEARTBEAT_SECONDS", "QUEUED_KIND", "TransientFailure", "beat", "claim_next_job",
+__all__ = ["CATCH_UP", "DEFAULT_STALE_AFTER", "HEARTBEAT_SECONDS", "QUEUED_KIND", "TransientFailure", "beat", "claim_next_job",
            "create_job", "create_work_job", "get_job", "is_transient", "mark_interrupted", "release_job",
-           "requeue_orphans", "run_job", "run_work_job", "sweep", "this_process"]
+           "requeue_orphans", "run_job", "run_work_job", "start_catch_ups", "sweep", "this_process"]

