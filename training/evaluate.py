@@ -14,6 +14,11 @@ Usage:
   attrib eval MANIFEST... [--encoder CKPT|default|LABEL=CKPT ...] [--protocol full|abc] [--json]
   attrib eval --abc-root DIR --split test_bamfg --prompt gpt [--pool laion_subset] [--encoder ...]
   attrib eval --compare MANIFEST... --encoder raw=default --encoder ad=runs/ad.pt ...
+  attrib eval MANIFEST... --encoder copy=sscd_distilled   (a copy backbone: SSCD's plain cosine)
+
+Every manifest also gets the copy-detection figures of DISC21 (training/copy_metrics.py): µAP and
+recall at 90 % precision over every query's top-1 prediction, and the AUROC of 1 - top-1 score
+for telling sourceless queries (whose concept has no source in the gallery) from the rest.
 
 A supervised-baseline checkpoint (see `training.train`) embeds queries with its query mapper,
 found through the `query_encoder` entry of its `<ckpt>.config.json`, or given by --query-encoder.
@@ -32,9 +37,12 @@ import torch
 
 from training.benchmarks import Benchmark, abc_benchmark, manifest_benchmark
 from training.config import AugmentConfig, default_cache_dir
+from training.copy_metrics import COPY_METRICS, copy_detection_of_scores
 from training.data import DataError, FeatureCache, FeatureExtractor, backbone_key
 from training.errors import AttribError, run_as_script
+from training.images import ImageError, decode_image
 from training.query_views import average_view_embeddings
+from training.sscd import CopyBackbone
 from training.ranking import KS, METRICS, average_precision, positive_ranks, recall_at, score_matrix
 from training.views import recipe_key
 
@@ -64,7 +72,19 @@ def evaluate_scores(bench: Benchmark, scores: np.ndarray) -> dict:
     if not aps:
         raise DataError(f"{bench.name}: no query has a positive source in the gallery")
     result = {"mAP": 100 * float(np.mean(aps))} | {f"R@{k}": 100 * float(np.mean(recalls[k])) for k in KS}
+    result |= copy_detection_of_scores(scores, bench.query_concepts, bench.gallery_concepts, _not_own(bench))
     return result | {"queries": len(aps), "gallery": len(bench.gallery), "skipped_queries": skipped, "protocol": bench.protocol}
+
+
+def _not_own(bench: Benchmark) -> np.ndarray:
+    """(Q, G): False where a gallery image is the query's own file."""
+    gallery_index = {p.resolve(): i for i, p in enumerate(bench.gallery)}
+    valid = np.ones((len(bench.queries), len(bench.gallery)), dtype=bool)
+    for i, query in enumerate(bench.queries):
+        own = gallery_index.get(query.resolve())
+        if own is not None:
+            valid[i, own] = False
+    return valid
 
 
 # -- encoders ----------------------------------------------------------------------------------
@@ -81,10 +101,14 @@ class EncoderPair:
 
 def load_encoder_pair(spec: str, query_spec: str | None = None, weights: str | None = None) -> EncoderPair:
     from training.encoders import load_encoder
+    from training.sscd import COPY_BACKBONES, load_copy_backbone
 
     label, sep, name = spec.partition("=")
     if not sep or "/" in label or label.endswith((".pt", ".pth", ".ckpt")):
         label, name = spec, spec
+    if name in COPY_BACKBONES:  # a copy backbone: raw descriptors, no head
+        copy = load_copy_backbone(name)
+        return EncoderPair(label, copy, copy)
     gallery = load_encoder(name, weights=weights)
     sidecar = Path(f"{name}.config.json")
     if query_spec is None and sidecar.is_file():
@@ -105,6 +129,8 @@ class Embedder:
         self._views: dict[tuple[tuple[str, str], Path], np.ndarray] = {}
 
     def features(self, encoder, paths: list[Path], desc: str) -> np.ndarray:
+        if isinstance(encoder, CopyBackbone):
+            return self._copy_features(encoder, paths)
         key = backbone_key(encoder)
         todo = [p for p in dict.fromkeys(paths) if (key, p) not in self._features]
         if todo:
@@ -113,6 +139,19 @@ class Embedder:
             if len(found.paths) != len(todo):
                 raise DataError(f"{len(todo) - len(found.paths)} evaluation image(s) could not be read")
             self._features.update({(key, p): row for p, row in zip(found.paths, found.clean)})
+        return np.stack([self._features[(key, p)] for p in paths])
+
+    def _copy_features(self, backbone: CopyBackbone, paths: list[Path]) -> np.ndarray:
+        """A copy backbone's descriptors (fast enough not to need the disk cache), from the one decoder."""
+        key = backbone.backbone_id
+        todo = [p for p in dict.fromkeys(paths) if (key, p) not in self._features]
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start:start + self.batch_size]
+            try:
+                images = [decode_image(p.read_bytes()).image for p in chunk]
+            except (OSError, ImageError) as exc:
+                raise DataError(f"an evaluation image could not be read: {exc}") from exc
+            self._features.update({(key, p): row for p, row in zip(chunk, backbone.embed_features(images))})
         return np.stack([self._features[(key, p)] for p in paths])
 
     def view_features(self, encoder, paths: list[Path], count: int, augment: AugmentConfig, desc: str) -> np.ndarray:
@@ -133,7 +172,7 @@ class Embedder:
 
     def embed_queries(self, encoder, paths: list[Path], desc: str) -> np.ndarray:
         """Queries: the mean over the clean view and the head's query views, when it asks for them."""
-        count, augment = encoder.query_views
+        count, augment = getattr(encoder, "query_views", (0, None))
         clean = self.embed(encoder, paths, desc)
         if not count:
             return clean
@@ -143,6 +182,8 @@ class Embedder:
 
     @torch.inference_mode()
     def _project(self, encoder, features: np.ndarray) -> np.ndarray:
+        if isinstance(encoder, CopyBackbone):  # plain cosine of the descriptors
+            return (features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         feats = torch.from_numpy(np.ascontiguousarray(features)).to(encoder.device)
         chunks = [encoder.project(feats[s : s + 1024]).float().cpu().numpy() for s in range(0, len(feats), 1024)]
         return np.concatenate(chunks).astype(np.float32, copy=False)
@@ -201,7 +242,7 @@ def run(args) -> dict:
     for spec in specs:
         pair = load_encoder_pair(spec, args.query_encoder, args.weights)
         results[pair.label] = {
-            "encoder_id": pair.gallery.encoder_id,
+            "encoder_id": getattr(pair.gallery, "encoder_id", None) or pair.gallery.backbone_id,
             **({"query_encoder_id": pair.query.encoder_id} if pair.query is not pair.gallery else {}),
             "benchmarks": {b.name: evaluate_benchmark(pair, b, embedder) for b in benches},
         }
@@ -213,11 +254,15 @@ def format_table(results: dict) -> str:
     label_width = max(len("encoder"), *(len(k) for k in results))
     names = {b for r in results.values() for b in r["benchmarks"]}
     bench_width = max(len("benchmark"), *(len(n) for n in names))
-    header = f"{'encoder':<{label_width}}  {'benchmark':<{bench_width}}  " + "  ".join(f"{m:>6}" for m in METRICS)
+    columns = METRICS + COPY_METRICS
+    header = (f"{'encoder':<{label_width}}  {'benchmark':<{bench_width}}  " + "  ".join(f"{m:>6}" for m in columns)
+              + "  none AUROC")
     lines = [header, "-" * len(header)]
     for label, result in results.items():
         for name, metrics in result["benchmarks"].items():
-            cells = "  ".join(f"{metrics[m]:6.1f}" for m in METRICS)
+            none = metrics.get("none_AUROC")
+            cells = "  ".join(f"{metrics[m]:6.1f}" for m in columns) + (f"  {none:10.3f}" if none is not None else
+                                                                         f"  {'-':>10}")
             lines.append(f"{label:<{label_width}}  {name:<{bench_width}}  {cells}")
     return "\n".join(lines)
 

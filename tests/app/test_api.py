@@ -36,7 +36,12 @@ def test_index_then_attribute_with_evidence(api, corpus, edit):
     assert len(result["spaces"]["style"]["concepts"]) == 4 and result["k"] == 4
     assert abs(sum(c["share"] for c in result["spaces"]["style"]["concepts"]) - 1) < 1e-6
     assert [c["score"] for c in result["spaces"]["style"]["concepts"]] == sorted((c["score"] for c in result["spaces"]["style"]["concepts"]), reverse=True)
-    assert set(result["timings_ms"]) == {"decode", "embed", "search"}
+    assert set(result["timings_ms"]) == {"decode", "embed", "embed_backbones", "search"}
+    assert set(result["timings_ms"]["embed_backbones"]) == {"efficientnet_lite0", "sscd_distilled"}
+    copy = result["spaces"]["copy"]
+    assert copy["available"] and copy["backbone"] == "sscd_distilled" and result["backbones"]["sscd_distilled"]
+    assert copy["concepts"][0]["sources"][0]["id"] == ids[corpus[5].name]
+    assert list(result["spaces"]) == ["content", "copy", "style"]
 
     original = api.client.get(top["sources"][0]["image_url"])
     assert original.status_code == 200 and original.content == corpus[5].read_bytes()
@@ -160,7 +165,7 @@ def test_takedown_removes_a_source_from_later_results(api, corpus, edit):
     receipt = api.client.get(response.json()["receipt_url"], headers=api.auth).json()
     assert (receipt["kind"], receipt["target"], receipt["state"], receipt["sources"]) == ("source", str(ids[3]), "done", 1)
     assert receipt["completed_at"] and receipt["removed"]["features"] == 1 and receipt["removed"]["images"] == 1
-    assert receipt["removed"]["vectors"] == {"style": 1}
+    assert receipt["removed"]["vectors"] == {"copy": 1, "style": 1}
     assert api.client.get(response.json()["receipt_url"]).status_code == 401
     assert api.client.get("/takedowns/nope", headers=api.auth).status_code == 404
     returned = {s["id"] for c in api.attribute(query, k=10).json()["spaces"]["style"]["concepts"] for s in c["sources"]}
@@ -249,7 +254,8 @@ def test_restart_keeps_catalog_and_jobs(start_api, corpus, edit):
 def test_readiness_and_metrics(api, corpus, start_api, edit):
     ready = api.client.get("/readyz").json()
     assert ready["ready"] and ready["checks"] == {"encoder": "ok", "index": "ok", "database": "ok", "vector_store": "ok"}
-    assert list(ready["spaces"]) == ["style"] and ready["spaces"]["style"]["count"] == 0
+    assert list(ready["spaces"]) == ["copy", "style"] and ready["spaces"]["style"]["count"] == 0
+    assert ready["spaces"]["copy"]["backbone"] == "sscd_distilled" and ready["waiting"] == {}
     api.index(corpus[:2])
     assert api.client.get("/readyz").json()["spaces"]["style"]["count"] == 2
     api.attribute(edit(corpus[0]))

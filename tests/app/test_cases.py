@@ -39,11 +39,12 @@ def test_a_case_keeps_the_query_the_answer_and_the_decisions(desk, corpus, edit)
     style = case["answer"]["spaces"]["style"]
     assert case["status"] == "open" and case["decisions"] == [] and case["rescores"] == []
     assert case["key_name"] == "rita" and case["filename"] == "query.jpg" and "case_id" not in case["answer"]
-    assert list(case["answer"]["spaces"]) == ["content", "style"] and len(style["concepts"]) == 4
-    assert case["top_concept"] == corpus[2].stem == style["concepts"][0]["concept"]
-    assert case["confidence"] == style["concepts"][0]["probability"]
-    assert case["none_probability"] == style["none_probability"] is not None
-    assert case["head_ids"] == {"style": style["head_id"]} and case["backbone_id"] == case["answer"]["backbone_id"]
+    assert list(case["answer"]["spaces"]) == ["content", "copy", "style"] and len(style["concepts"]) == 4
+    copy = case["answer"]["spaces"]["copy"]  # without a content head, the headline follows the copy space
+    assert case["top_concept"] == corpus[2].stem == style["concepts"][0]["concept"] == copy["concepts"][0]["concept"]
+    assert case["confidence"] == copy["concepts"][0]["probability"]
+    assert case["none_probability"] == copy["none_probability"] is not None
+    assert case["head_ids"] == {"copy": copy["head_id"], "style": style["head_id"]} and case["backbone_id"] == case["answer"]["backbone_id"]
     assert case["image_url"] == f"/cases/{case['id']}/image" and case["report_url"] == f"/cases/{case['id']}/report"
     image = api.client.get(case["image_url"], headers=api.reviewer)
     assert image.content == query and image.headers["content-type"] == "image/jpeg"
@@ -168,7 +169,7 @@ def test_rescore_after_a_new_head_keeps_both_answers(desk, corpus, edit, tmp_pat
     assert response.status_code == 201, response.text
     rescore = response.json()
     assert rescore["previous_answer"] == case["answer"] and rescore["key_name"] == "omar"
-    assert rescore["head_ids"] == {"content": head_id, "style": case["head_ids"]["style"]}
+    assert rescore["head_ids"] == {"content": head_id, "copy": case["head_ids"]["copy"], "style": case["head_ids"]["style"]}
     after = [c["concept"] for c in rescore["answer"]["spaces"]["content"]["concepts"]]
     assert rescore["changed"] and rescore["changes"]["content"] == {"before": [], "after": after} and len(after) == 3
     assert "style" not in rescore["changes"]  # the style head did not change, nor its ranking

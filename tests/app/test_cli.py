@@ -113,9 +113,11 @@ def test_concepts_from_a_csv_and_human_output(env, corpus, tmp_path, capsys):
     capsys.readouterr()
     assert main(["attribute", str(cropped_copy(photos[2], tmp_path / "q.jpg")), "-k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "[content] not available" in lines[2]
-    assert lines[4].startswith("[style] head") and lines[5].split()[:3] == ["no", "plausible", "source:"]
-    assert lines[6].split()[1:3] == ["species", "2"] and "probability" in lines[6] and "(uncalibrated)" in lines[6]
+    assert "[content] not available" in lines[2] and lines[4].startswith("[copy] head sscd_distilled-")
+    style = next(i for i, line in enumerate(lines) if line.startswith("[style] head"))
+    assert lines[style + 1].split()[:3] == ["no", "plausible", "source:"]
+    assert lines[style + 2].split()[1:3] == ["species", "2"] and "probability" in lines[style + 2]
+    assert "(uncalibrated)" in lines[style + 2]
 
 
 @pytest.mark.parametrize(
@@ -222,14 +224,15 @@ def test_spaces_are_listed_set_rolled_back_and_answer_together(env, tmp_path, ca
     result = attribute_json(capsys, photos[1], k=2)
     assert [result["spaces"][s]["concepts"][0]["concept"] for s in ("content", "style")] == [photos[1].stem] * 2
     assert result["spaces"]["content"]["head_id"] == trained.encoder_id
-    assert set(result["timings_ms"]["search"]) == {"content", "style"}
+    assert set(result["timings_ms"]["search"]) == {"content", "copy", "style"}
 
     assert main(["spaces", "set", "content", "identity"]) == 0
     assert main(["spaces", "rollback", "content"]) == 0
     assert f"rolled back to head {trained.encoder_id}" in capsys.readouterr().out
     assert main(["spaces"]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert listing[1].split()[:3] == ["content", trained.encoder_id, "4"] and listing[2].startswith("style")
+    assert listing[1].split()[:4] == ["content", "efficientnet_lite0", trained.encoder_id, "4"]
+    assert listing[2].split()[:2] == ["copy", "sscd_distilled"] and listing[3].startswith("style")
 
     foreign = create_encoder(random_init=True, head_config={"type": "linear", "out_dim": 8}).save(tmp_path / "f.pt")
     assert main(["spaces", "set", "content", str(foreign)]) == 1

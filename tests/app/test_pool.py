@@ -21,7 +21,8 @@ def test_attribute_uploads_are_kept_once_and_never_returned_as_evidence(start_ap
     page = api.client.get("/queries", headers=api.auth).json()
     assert page["total"] == 2
     kept = next(q for q in page["items"] if q["times_seen"] == 2)
-    assert kept["origin"] == "attribute" and kept["key_id"] == 1 and kept["answered_by"] == {"style": first["spaces"]["style"]["head_id"]}
+    assert kept["origin"] == "attribute" and kept["key_id"] == 1 and kept["answered_by"] == {
+        "copy": first["spaces"]["copy"]["head_id"], "style": first["spaces"]["style"]["head_id"]}
     assert api.client.get("/queries/stats", headers=api.auth).json()["requests"] == 3
     assert api.client.get("/queries").status_code == 401
 

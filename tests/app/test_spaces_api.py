@@ -40,10 +40,10 @@ def wait_for(api, response, seconds: float = 10):
 def test_both_spaces_in_one_answer_and_a_head_put_live(api, corpus, edit, tmp_path):
     api.index(corpus[:6])
     body = api.attribute(edit(corpus[2]), k=3).json()
-    assert list(body["spaces"]) == ["content", "style"]
+    assert list(body["spaces"]) == ["content", "copy", "style"]
     assert body["spaces"]["content"]["available"] is False and "attrib spaces set content" in body["spaces"]["content"]["message"]
     assert body["spaces"]["style"]["concepts"][0]["concept"] == corpus[2].stem
-    assert set(body["timings_ms"]["search"]) == {"content", "style"} and body["timings_ms"]["embed"] > 0
+    assert set(body["timings_ms"]["search"]) == {"content", "copy", "style"} and body["timings_ms"]["embed"] > 0
 
     data, head_id = head_bytes(tmp_path, 1)
     assert put_head(api, "content", data, headers={}).status_code == 401
@@ -74,7 +74,7 @@ def test_refused_heads_get_a_clear_error_and_change_nothing(api, corpus, tmp_pat
     assert (response.status_code, response.json()["error"]["code"]) == (422, "bad_space_name")
     rolled = api.client.post("/spaces/style/rollback", headers=api.auth)
     assert (rolled.status_code, rolled.json()["error"]["code"]) == (409, "no_previous_head")
-    assert [s["name"] for s in api.client.get("/spaces").json()] == ["style"]
+    assert [s["name"] for s in api.client.get("/spaces").json()] == ["copy", "style"]
 
 
 def test_requests_during_switches_all_succeed(api, corpus, edit, tmp_path):
