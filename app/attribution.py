@@ -107,7 +107,7 @@ def unavailable_reason(catalog: Catalog, name: str) -> str:
         return f"the copy space is unavailable: {catalog.copy_problem or 'no copy backbone is configured'}"
     waiting = catalog.pending.get(catalog.copy.backbone_id)
     return (f"the copy space is being built: {waiting} source(s) still to embed with {catalog.copy.name} "
-            "(`attrib reindex --backbone`, or the server's catch-up job: GET /jobs)")
+            f"(the server's catch-up job, or `attrib reindex --backbone {catalog.copy.name}`)")
 
 
 def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 0.05,

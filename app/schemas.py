@@ -151,9 +151,17 @@ class CalibrationJobOut(BaseModel):
     fit_top1_ece: float | None = Field(description="On the fit's own data: the top-1 calibration error.")
 
 
+class CatchUpOut(BaseModel):
+    backbone: str = Field(description="The backbone whose features were added, e.g. sscd_distilled.")
+    backbone_id: str
+    embedded: int = Field(description="Sources embedded by this job.")
+    sources: int = Field(description="Sources that lacked the backbone's features when the job started.")
+    finished: bool
+
+
 class JobOut(BaseModel):
     id: str
-    kind: Literal["ingest", "space_build", "train", "calibrate"]
+    kind: Literal["ingest", "space_build", "train", "calibrate", "catch_up"]
     state: Literal["queued", "running", "succeeded", "failed", "interrupted"]
     total: int
     done: int
@@ -164,6 +172,8 @@ class JobOut(BaseModel):
     space: SpaceBuildOut | None = Field(None, description="What a finished space build put live.")
     train: TrainOut | None = Field(None, description="What a finished training run produced.")
     calibration: CalibrationJobOut | None = Field(None, description="What a finished calibration fitted.")
+    catch_up: CatchUpOut | None = Field(None, description="What a finished catch-up of a backbone embedded "
+                                        "(`done` counts its sources as it goes).")
     error: str | None
     created_at: datetime
     updated_at: datetime

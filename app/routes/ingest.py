@@ -10,7 +10,7 @@ from app.errors import ApiError
 from app.manifest import parse_manifest
 from app.params import JobId
 from app.routes.uploads import filename_problem, read_limited, shown_filename, too_large_message
-from app.schemas import (CalibrationJobOut, IndexResponse, IngestResultOut, JobAccepted, JobOut, SpaceBuildOut,
+from app.schemas import (CalibrationJobOut, CatchUpOut, IndexResponse, IngestResultOut, JobAccepted, JobOut, SpaceBuildOut,
                          TrainOut, error_responses)
 from index.ingest import IngestItem, ingest
 from index.jobs import create_job, get_job
@@ -93,16 +93,18 @@ def tally(results: list[IngestResultOut]) -> dict[str, int]:
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=error_responses(401, 404), dependencies=[KeyAccess],
-            summary="State and progress of a background job (ingestion, a space build, training, a calibration)")
+            summary="State and progress of a background job (ingestion, a space build, training, a calibration, "
+            "a backbone's catch-up)")
 def job_status(job_id: JobId, catalog: CatalogDep) -> JobOut:
     job = get_job(catalog, job_id)
     outcome = job.results[0] if job.kind != "ingest" and job.results else None
     space = SpaceBuildOut(**outcome) if job.kind == "space_build" and outcome else None
     train = TrainOut(**outcome) if job.kind == "train" and outcome else None
     calibration = CalibrationJobOut(**outcome) if job.kind == "calibrate" and outcome else None
+    catch_up = CatchUpOut(**outcome) if job.kind == "catch_up" and outcome else None
     results = [IngestResultOut(**result) for result in job.results] if job.kind == "ingest" else []
     return JobOut(
         id=job.id, kind=job.kind, state=job.state, total=job.total, done=job.done, **tally(results),
-        results=results, space=space, train=train, calibration=calibration, error=job.error,
+        results=results, space=space, train=train, calibration=calibration, catch_up=catch_up, error=job.error,
         created_at=job.created_at, updated_at=job.updated_at,
     )

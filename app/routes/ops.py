@@ -41,7 +41,10 @@ def readyz(request: Request):
         spaces = {name: SpaceStatus(backbone=space.info.backbone, head_id=space.info.head_id, count=len(space.index),
                                     built_at=space.info.built_at)
                   for name, space in catalog.spaces().items()}
-        waiting = {} if COPY in spaces else {COPY: unavailable_reason(catalog, COPY)}
+        jobs = getattr(request.app.state, "catch_ups", {})
+        if COPY not in spaces:
+            job = jobs.get(catalog.copy.backbone_id) if catalog.copy else None
+            waiting[COPY] = unavailable_reason(catalog, COPY) + (f"; progress: GET /jobs/{job}" if job else "")
     body = ReadyResponse(ready=ready, checks=checks, spaces=spaces, waiting=waiting)
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
 

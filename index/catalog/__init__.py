@@ -5,7 +5,7 @@
 """
 
 from index.catalog.backbones import FeatureBackbone, backbone_name
-from index.catalog.backbone_catch_up import CatchUp, catch_up, missing_sources
+from index.catalog.backbone_catch_up import CatchUp, catch_up, catch_up_running, missing_sources
 from index.catalog.blobs import BlobStore
 from index.catalog.calibration_store import CalibrationStore
 from index.catalog.catalog import Catalog
@@ -19,7 +19,8 @@ from index.catalog.space_admin import build_live, build_previous, prepare_head, 
 from index.catalog.spaces import CONTENT, COPY, STYLE, LiveSpace, Progress, SpaceError, SpaceInfo, check_name, space_rows
 from index.catalog.takedowns import finish_pending, get_receipt, take_down_concept, take_down_source
 
-__all__ = ["CONTENT", "COPY", "STYLE", "CatchUp", "FeatureBackbone", "backbone_name", "catch_up", "missing_sources", "BlobStore", "CalibrationStore", "Catalog", "CatalogConfig", "CatalogCore",
+__all__ = ["CONTENT", "COPY", "STYLE", "CatchUp", "FeatureBackbone", "backbone_name", "catch_up", "catch_up_running",
+           "missing_sources", "BlobStore", "CalibrationStore", "Catalog", "CatalogConfig", "CatalogCore",
            "FeatureStore", "Hit", "LiveSpace", "Progress", "QueryPool", "Retention", "SpaceError", "SpaceInfo",
            "build_live", "build_previous", "catalog_counts", "check_name", "crash_point", "existing_sources",
            "finish_pending", "get_receipt", "get_source", "job_counts", "list_concept_sources", "list_concepts",

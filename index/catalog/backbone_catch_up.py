@@ -63,6 +63,15 @@ def catch_up(catalog: "Catalog", backbone_id: str, progress: Callable[[int], Non
     return CatchUp(backbone.name, backbone_id, embedded, len(missing), True)
 
 
+def catch_up_running(home: Path, backbone_id: str) -> bool:
+    """Whether a catch-up of this backbone runs now (in any process on this catalog)."""
+    try:
+        with _only_one(home, backbone_id):
+            return False
+    except CatalogError:
+        return True
+
+
 @contextmanager
 def _only_one(home: Path, backbone_id: str) -> Iterator[None]:
     with open(home / f"catch-up-{backbone_id}.lock", "a+") as handle:

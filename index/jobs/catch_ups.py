@@ -11,7 +11,7 @@ import logging
 from dataclasses import asdict
 from typing import Callable
 
-from index.catalog import Catalog, catch_up
+from index.catalog import Catalog, catch_up, catch_up_running
 from index.jobs.jobs import JobStopped, create_work_job, run_work_job
 
 log = logging.getLogger(__name__)
@@ -19,9 +19,12 @@ CATCH_UP = "catch_up"
 
 
 def start_catch_ups(catalog: Catalog, submit: Callable, should_stop: Callable[[], bool]) -> dict[str, str]:
-    """Submit a catch-up job for each pending backbone; returns {backbone id: job id}."""
+    """Submit a catch-up job for each pending backbone that no other process (another server
+    worker, `attrib reindex --backbone`) is catching up already; returns {backbone id: job id}."""
     started = {}
     for backbone_id, missing in sorted(catalog.pending.items()):
+        if catch_up_running(catalog.home, backbone_id):
+            continue
         job_id = create_work_job(catalog, CATCH_UP, missing)
         submit(run_work_job, catalog, job_id, _work(catalog, backbone_id, should_stop))
         log.warning("catching the catalog up with backbone %s: %d sources to embed (job %s)",
