@@ -1,6 +1,8 @@
-"""Choose the copy backbone's preprocessing: SSCD distilled with a square resize to 224, 256 or
-288 px, SSCD's own short-edge resize (here with the centre crop a square input needs), and SSCD's
-score normalisation, on two sets:
+"""Choose the copy backbone's preprocessing: SSCD distilled with its short edge resized to 224,
+256 or 288 px and the centre square cut out (training/sscd.py: 256, adopted), with a square
+resize of the whole image (224, 256, 288), with the whole image at its aspect ratio (short edge
+256, one image per forward, as SSCD's own evaluation feeds it), and SSCD's score normalisation,
+on two sets:
 
 - `other kinds`: derivation kinds that photo-dev does not have (rotated crops, grey low-quality
   JPEGs, hue shifts with a mirror, 48-px thumbnails, blends with another photo, 45 % crops,
@@ -82,14 +84,16 @@ def manifest_set(name: str) -> tuple[list, list, list, list]:
     return load(bench.queries), list(bench.query_concepts), load(bench.gallery), list(bench.gallery_concepts)
 
 
-def short_edge(size: int):
-    def crop(image: Image.Image) -> np.ndarray:
-        w, h = image.size
-        scale = size / min(w, h)
-        resized = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BILINEAR)
-        left, top = (resized.width - size) // 2, (resized.height - size) // 2
-        return np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.uint8)
-    return crop
+def square(size: int):
+    return lambda image: np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def whole(size: int):
+    def resize(image: Image.Image) -> np.ndarray:
+        scale = size / min(image.size)
+        return np.asarray(image.resize((max(size, round(image.width * scale)), max(size, round(image.height * scale))),
+                                       Image.Resampling.BILINEAR), dtype=np.uint8)
+    return resize
 
 
 def unit(features: np.ndarray) -> np.ndarray:
@@ -118,16 +122,18 @@ def main() -> None:
             "photo-dev-content": manifest_set("photo-dev-content.csv")}
     unrelated = [Image.open(p).convert("RGB") for p in sorted((SHARED / "texture-vs-shape-dev").rglob("*.png"))]
     models = {s: CopyBackbone("sscd_distilled", size=s) for s in (224, 256, 288)}
-    variants = {f"square {s}": (model, model.crop) for s, model in models.items()}
-    variants["short edge 256, centre crop"] = (models[256], short_edge(256))
+    variants = {f"short edge {s}, centre crop": (model, model.crop) for s, model in models.items()}
+    variants |= {f"square {s}": (model, square(s)) for s, model in models.items()}
+    variants["short edge 256, whole image"] = (CopyBackbone("sscd_distilled", engine="onnx"), whole(256))
     print("| set | preprocessing | score | R@1 | µAP | R@P90 | none AUROC |\n|---|---|---|---|---|---|---|")
     for name, (queries, qc, gallery, gc) in sets.items():
         for label, (model, crop) in variants.items():
-            embed = lambda images: unit(model.features_of_pixels([crop(i) for i in images]))  # noqa: E731
+            def embed(images, model=model, crop=crop):  # one image per forward: shapes may differ
+                return unit(np.concatenate([model.features_of_pixels([crop(i)]) for i in images]))
             q, g = embed(queries), embed(gallery)
             scores = q @ g.T
             rows = {"plain cosine": figures(scores, qc, gc)}
-            if label == "square 256":
+            if label == "short edge 256, centre crop":
                 rows["normalised, background: the catalog"] = figures(scores, qc, gc, normalised(scores, None))
                 b = embed(unrelated)
                 rows["normalised, background: tvs images"] = figures(scores, qc, gc, normalised(scores, q @ b.T))

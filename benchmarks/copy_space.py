@@ -3,12 +3,13 @@ through the catalog and HTTP API of the default service (`make run`'s configurat
 FAISS Flat, ATTRIB_COPY_BACKBONE=sscd_distilled), on the photo and style dev manifests.
 
 - `attrib eval`: `copy=sscd_distilled` (the copy space's model and input, plain cosine) and
-  `lite0=default`; beside them, in the same run, SSCD distilled at 288 px, the reference figures
-  of ../shared/data/README.md (plain cosine).
+  `lite0=default`; beside them, in the same run, SSCD distilled on a square 288-px resize, plain
+  cosine: how ../shared/data/README.md measured its reference figures.
 - The API: for each manifest a fresh catalog behind the real app; the gallery goes in with
   POST /index (every distractor its own concept), every query once to POST /attribute?k=100
   &sources=50. Per space: mAP from the merged returned sources (a lower bound, exact down to the
-  100th concept: benchmarks/spaces_tvs.py), and the DISC21 figures from each query's top-1
+  100th concept: benchmarks/spaces_tvs.py), R@1 as `attrib eval` counts it (the top source is
+  a positive, over the number of positives), and the DISC21 figures from each query's top-1
   concept and its score (training/copy_metrics.py; exact). No training anywhere.
 
 Usage (from the repository root; about 10 minutes on 2 cores):
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -49,12 +51,13 @@ FIGURES = ("mAP", "R@1", "µAP", "R@P90", "none_AUROC")
 
 
 def reference_288(name: str) -> dict:
-    """SSCD distilled at 288 px, plain cosine: how ../shared/data/README.md measured it."""
+    """SSCD distilled on a square 288-px resize, plain cosine: how ../shared/data/README.md measured it."""
     bench = manifest_benchmark(SHARED / name, "full")
     model = CopyBackbone("sscd_distilled", size=288)
     embed = {}
     for path in dict.fromkeys(list(bench.queries) + list(bench.gallery)):
-        embed[path] = model.embed_features([decode_image(path.read_bytes()).image])[0]
+        image = decode_image(path.read_bytes()).image.resize((288, 288), Image.Resampling.BILINEAR)
+        embed[path] = model.features_of_pixels([np.asarray(image, dtype=np.uint8)])[0]
     unit = {p: v / np.linalg.norm(v) for p, v in embed.items()}
     scores = score_matrix(np.stack([unit[p] for p in bench.queries]), np.stack([unit[p] for p in bench.gallery]))
     return evaluate.evaluate_scores(bench, scores)
@@ -76,7 +79,7 @@ def through_api(name: str, home: Path) -> dict:
 
 
 def query_all(client: TestClient, queries: list, counts: dict[str, int]) -> dict:
-    aps, top1, embed = {}, {}, {}
+    aps, recall1, top1, embed = {}, {}, {}, {}
     for row in queries:
         response = client.post("/attribute", files={"file": (row.path.name, row.path.read_bytes())},
                                params={"k": K, "sources": PER_CONCEPT})
@@ -91,10 +94,11 @@ def query_all(client: TestClient, queries: list, counts: dict[str, int]) -> dict
             top1.setdefault(space, []).append((best["score"], best["concept"] == row.concept, row.concept in counts))
             if row.concept in counts:
                 aps.setdefault(space, []).append(average_precision(block, row.concept, counts[row.concept]))
+                recall1.setdefault(space, []).append(100 * (best["concept"] == row.concept) / counts[row.concept])
     result = {"embed ms, median": {backbone: float(np.median(ms)) for backbone, ms in embed.items()}}
     for space, predictions in top1.items():
         confidence, correct, sourced = (np.array(column) for column in zip(*predictions))
-        result[space] = {"mAP": float(np.mean(aps[space])), "R@1": 100 * float(correct[sourced].mean())}
+        result[space] = {"mAP": float(np.mean(aps[space])), "R@1": float(np.mean(recall1[space]))}
         result[space] |= copy_detection(confidence, correct, sourced)
     return result
 
@@ -121,7 +125,7 @@ def format_report(report: dict) -> str:
     lines = ["| manifest | measured by | " + " | ".join(FIGURES) + " |", "|---|---|" + "---|" * len(FIGURES)]
 
     def row(name: str, label: str, figures: dict) -> None:
-        cells = [f"{figures[f]:.3f}" if f == "none_AUROC" else f"{figures[f]:.1f}" if f in figures else "-"
+        cells = ["-" if f not in figures else f"{figures[f]:.3f}" if f == "none_AUROC" else f"{figures[f]:.1f}"
                  for f in FIGURES]
         lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
 

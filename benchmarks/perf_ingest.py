@@ -67,16 +67,16 @@ def run(args) -> tuple[dict, str]:
             rate, cpu = _ingest(encoder, copy, paths, batch, count)
             if rate > ingested.get((batch, count), 0.0):
                 ingested[(batch, count)], cpu_ms[(batch, count)] = rate, round(cpu, 2)
-    best = max(bare.values())
-    if copy:  # both backbones run on every image: their times per image add up
-        best = 1 / (1 / best + 1 / max(copy_bare.values()))
+    best_bare = max(bare.values())
+    # both backbones run on every image: their times per image add up
+    best = 1 / (1 / best_bare + 1 / max(copy_bare.values())) if copy else best_bare
     result = {
         "engine": encoder.engine_name, "device": str(encoder.device), "encoder": args.ingest_encoder,
         "copy": copy.name if copy else None, "copy_engine": copy.engine_name if copy else None,
         "copy_bare_img_s": {b: round(v, 1) for b, v in sorted(copy_bare.items())},
         "reference_img_s": round(best, 1),
         "images": len(paths), "decode_workers": workers,
-        "bare_img_s": {b: round(v, 1) for b, v in sorted(bare.items())}, "best_bare_img_s": round(best, 1),
+        "bare_img_s": {b: round(v, 1) for b, v in sorted(bare.items())}, "best_bare_img_s": round(best_bare, 1),
         "ingest_img_s": {f"batch {b}, workers {w}": round(v, 1) for (b, w), v in ingested.items()},
         "ratio": {f"batch {b}, workers {w}": round(v / best, 3) for (b, w), v in ingested.items()},
         "ingest_cpu_ms_per_image": {f"batch {b}, workers {w}": v for (b, w), v in cpu_ms.items()},

