@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from app.batcher import ForwardBatcher
@@ -17,6 +17,7 @@ from app.ratelimit import RateLimits
 from app.routes import attribute, audit, case_reports, cases, catalog, ingest, keys, ops, pool, spaces, training, ui
 from app.services import open_catalog, open_pool
 from app.settings import Settings
+from app.strict import strict_request
 from app.timeouts import BodyTimeoutMiddleware
 from index.jobs import QUEUED_KIND, mark_interrupted, requeue_orphans, run_job, start_catch_ups, sweep
 from training.errors import AttribError
@@ -85,7 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if app.state.catalog is not None:
             app.state.catalog.close()
 
-    app = FastAPI(title="attrib", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="attrib", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  dependencies=[Depends(strict_request)])
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     app.add_middleware(BodyTimeoutMiddleware, seconds=settings.body_timeout_s)
