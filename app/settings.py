@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -136,6 +137,11 @@ class Settings(BaseSettings):
         10, ge=0, description="Failed authentications allowed per minute from one client IP (0: no limit)."
     )
     auth_failure_burst: int = Field(20, ge=1, description="Failed authentications from one IP before the rate applies.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        [], description="Comma-separated addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto `attrib serve` believes; empty (the default): none, so the client address that rate "
+        "limits see is the connection's own and a client cannot rotate it past the failed-login limit."
+    )
     workers: int = Field(
         1, ge=1, le=MAX_WORKERS,
         description="Worker processes `attrib serve` runs on one socket (`--workers` overrides). "
@@ -205,6 +211,21 @@ class Settings(BaseSettings):
     @property
     def engine_cache(self) -> Path:
         return self.home / "engines"
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value):
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"{proxy!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/8)") from None
+        return proxies
 
     @field_validator("cors_origins", mode="before")
     @classmethod

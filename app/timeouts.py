@@ -119,11 +119,14 @@ class _SlowBody(HTTPException):
 
 
 def server_config(settings: Settings, host: str, port: int, workers: int = 1) -> uvicorn.Config:
-    """How `attrib serve` runs the app: the factory (called in each worker), the timeouts above, h11.
-    Worker processes read their settings, the header timeout included, from ATTRIB_* themselves."""
+    """How `attrib serve` runs the app: the factory (called in each worker), the timeouts above, h11,
+    and X-Forwarded-* believed only from ATTRIB_TRUSTED_PROXIES. Worker processes read their
+    settings, the header timeout included, from ATTRIB_* themselves."""
     AttribHTTPProtocol.configure(settings.header_timeout_s)
+    proxies = settings.trusted_proxies  # uvicorn would trust 127.0.0.1's X-Forwarded-For by default
     return uvicorn.Config("app.main:create_app", factory=True, host=host, port=port, http=AttribHTTPProtocol,
-                          timeout_keep_alive=settings.keep_alive_timeout_s, workers=workers)
+                          timeout_keep_alive=settings.keep_alive_timeout_s, workers=workers,
+                          proxy_headers=bool(proxies), forwarded_allow_ips=proxies or [])
 
 
 def run_server(config: uvicorn.Config) -> None:
