@@ -12,7 +12,8 @@ Every failure is an `ImageError` with a stable code; nothing else escapes `decod
   empty_file       400  zero bytes
   not_an_image     415  not one of the accepted formats (SVG, PDF, HTML, DDS, AVIF, PSD, ICO, ...)
   corrupt_image    400  an accepted format (by its header or its leading bytes), but truncated,
-                        damaged or a variant that cannot be read
+                        damaged or a variant that cannot be read; a JPEG with fewer bytes than
+                        its declared size needs (training/jpeg_scan.py)
   image_too_large  400  more pixels than allowed (decompression bomb), or out of memory decoding
 
 Conversion to RGB: EXIF orientation is applied; alpha (RGBA, LA, PA, palette transparency) is
@@ -41,6 +42,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from training.errors import AttribError
+from training.jpeg_scan import missing_data
 
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_CONCURRENT_DECODES = 4
@@ -175,6 +177,8 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         )
     if width <= 0 or height <= 0:
         raise ImageError(f"the image has no pixels ({width}x{height})")
+    if image.format in ("JPEG", "MPO") and (problem := missing_data(data)):
+        raise ImageError(problem)  # libjpeg would fill the missing blocks with grey and say nothing
     return image
 
 
