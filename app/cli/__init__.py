@@ -1,10 +1,10 @@
-"""`attrib` command line: index, attribute, reindex, serve, worker, demo, train, eval, calibrate.
+"""`attrib` command line: index, attribute, reindex, verify, serve, worker, demo, train, eval, calibrate.
 
 Every command reads ATTRIB_HOME and ATTRIB_DATABASE_URL (see app/settings.py). Problems a user
 can fix print one `error:` line and exit 1; argument mistakes exit 2. One module per command
 group adds its commands to the parser: index.py (index, reindex, demo, index-advice),
 attribute.py, spaces.py, calibrate.py, pool.py, serve.py (serve, worker), keys.py and train.py
-(train, eval). Each imports what its command runs only when it runs, so `attrib --help` and the
+(train, eval), verify.py. Each imports what its command runs only when it runs, so `attrib --help` and the
 key commands start without torch.
 """
 
@@ -24,6 +24,7 @@ from app.cli.pool import add_pool_parser
 from app.cli.serve import add_serve_parser
 from app.cli.spaces import add_spaces_parser
 from app.cli.train import add_train_parser
+from app.cli.verify import add_verify_parser
 from training.errors import AttribError
 
 
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_index_parser(commands)
     add_attribute_parser(commands)
     add_reindex_parser(commands)
+    add_verify_parser(commands)
     add_spaces_parser(commands)
     add_calibrate_parser(commands)
     add_pool_parser(commands)

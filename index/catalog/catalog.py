@@ -24,9 +24,11 @@ class Catalog(CatalogCore):
         stamp, before = self._stamp(), self._stored_files()
         self._features = {bid: FeatureStore(self.home / "features", bid, backbone.feature_dim)
                           for bid, backbone in self.backbones.items()}
-        reconcile_features(self)
+        if self.reconcile_on_load:
+            reconcile_features(self)
         self._spaces = open_spaces(self)
-        reconcile_vectors(self)
+        if self.reconcile_on_load:
+            reconcile_vectors(self)
         if stamp is None or self._stored_files() != before:  # repaired or built: the others reload
             self._touch()
         else:  # a plain load changes nothing, so the other processes need not reload after it

@@ -85,6 +85,7 @@ class CatalogCore(CatalogLocks):
         self.backbone_id, self.feature_dim = encoder.backbone_id, encoder.feature_dim
         self._features: dict[str, FeatureStore] = {}  # backbone id -> its stored features
         self.pending: dict[str, int] = {}  # backbone id -> sources still to embed (a catch-up's work)
+        self.reconcile_on_load = True  # False: load as found, for `attrib verify` to see what is wrong
         self._spaces: dict[str, LiveSpace] = {}
         self._index_lock = threading.Lock()  # a store's add/remove must not run beside a search
         self._unsaved: set[str] = set()

@@ -11,7 +11,8 @@ from index.jobs.processes import this_process
 from index.jobs.queue import (DEFAULT_STALE_AFTER, HEARTBEAT_SECONDS, QUEUED_KIND, beat, claim_next_job, release_job,
                               requeue_orphans)
 from index.jobs.sweeper import sweep
+from index.jobs.consistency import Problem, Report, open_as_found, repair, verify
 
-__all__ = ["CATCH_UP", "DEFAULT_STALE_AFTER", "HEARTBEAT_SECONDS", "QUEUED_KIND", "TransientFailure", "beat", "claim_next_job",
+__all__ = ["CATCH_UP", "DEFAULT_STALE_AFTER", "Problem", "Report", "open_as_found", "repair", "verify", "HEARTBEAT_SECONDS", "QUEUED_KIND", "TransientFailure", "beat", "claim_next_job",
            "create_job", "create_work_job", "get_job", "is_transient", "mark_interrupted", "release_job",
            "requeue_orphans", "run_job", "run_work_job", "start_catch_ups", "sweep", "this_process"]

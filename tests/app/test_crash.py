@@ -20,6 +20,7 @@ from app.services import open_catalog
 from app.settings import Settings
 from index.auth import create_key
 from index.db import Source, Takedown
+from index.jobs import verify
 
 ATTRIB = str(Path(sys.executable).parent / "attrib")
 pytestmark = [pytest.mark.both_stores, pytest.mark.store_server]
@@ -87,7 +88,10 @@ def files_for(paths):
 
 
 def assert_consistent(catalog) -> set[int]:
-    """Every row has its image, features and vectors; no image, feature or vector without a row."""
+    """Every row has its image, features and vectors; no image, feature or vector without a row;
+    and `attrib verify`'s check agrees."""
+    report = verify(catalog, min_age=0)
+    assert report.clean, [problem.line() for problem in report.problems]
     with catalog.sessions() as session:
         rows = dict(session.execute(select(Source.id, Source.sha256)).all())
     assert set(catalog.features.ids().tolist()) == set(rows)
