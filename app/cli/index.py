@@ -83,7 +83,7 @@ def refresh_calibrations(catalog) -> None:
     if spaces and len(catalog.features):
         print("calibrating " + ", ".join(sorted(spaces)) + " …", file=sys.stderr, flush=True)
         for live in spaces.values():
-            calibration_for(catalog, live)
+            calibration_for(catalog, live, wait=True)
 
 
 def collect_image_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:

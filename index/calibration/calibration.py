@@ -27,6 +27,9 @@ Methods:
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import numpy as np
 
 from index.calibration.concept_scores import CatalogConcepts, catalog_concepts, concept_scores
@@ -38,6 +41,7 @@ from training.errors import AttribError
 from training.images import ImageError
 from training.selffit import edited_copy, pick, self_fit_data
 
+log = logging.getLogger(__name__)
 REFIT_DRIFT = 0.25
 
 
@@ -103,14 +107,18 @@ def with_data(calibration: Calibration, data: CalibrationData) -> Calibration:
 # -- lookup ----------------------------------------------------------------------------------
 
 
-def calibration_for(catalog, live: LiveSpace) -> Calibration:
-    """The live head's calibration; fitted from the catalog when it has none (or its catalog
-    fit has drifted: then requests keep the old fit while one of them refits)."""
+def calibration_for(catalog, live: LiveSpace, wait: bool = False) -> Calibration:
+    """The live head's calibration; fitted from the catalog when it has none. When its catalog fit
+    has drifted, a request gets the old fit and a background thread refits (a refit never runs
+    inside a request); `wait` (the CLI after indexing) refits here instead."""
     store = catalog.calibrations
     current = store.load(live.info.head_id)
     if current is not None and not _drifted(current, len(catalog.features)):
         return current
-    if not store.fitting.acquire(blocking=current is None):
+    if not store.fitting.acquire(blocking=current is None or wait):
+        return current
+    if current is not None and not wait:
+        threading.Thread(target=_refit_in_background, args=(catalog, live), name="attrib-refit", daemon=True).start()
         return current
     try:
         again = store.load(live.info.head_id)
@@ -119,6 +127,18 @@ def calibration_for(catalog, live: LiveSpace) -> Calibration:
         return refit(catalog, live)
     finally:
         store.fitting.release()
+
+
+def _refit_in_background(catalog, live: LiveSpace) -> None:
+    """Refit a drifted fit, holding `fitting` (taken by the caller); requests keep the old fit."""
+    try:
+        again = catalog.calibrations.load(live.info.head_id)
+        if again is None or _drifted(again, len(catalog.features)):
+            refit(catalog, live)
+    except Exception:  # noqa: BLE001 - the next request tries again; the answers keep the old fit
+        log.exception("refitting the calibration of head %s failed", live.info.head_id)
+    finally:
+        catalog.calibrations.fitting.release()
 
 
 def refit(catalog, live: LiveSpace) -> Calibration:

@@ -11,7 +11,10 @@ A crash in between is finished by the next `refresh`, so removed features never 
 When there are more than MAX_SEGMENTS segments, the small ones are merged into one.
 
 Only ids are kept in memory; features are read from disk when a head is applied.
-Callers serialise writes (the catalog's write lock).
+Callers serialise writes (the catalog's write lock). Readers never take it: a read works on a
+snapshot, the segments it opened at its start, which stay readable even when a merge or a removal
+in this or another process deletes their files meanwhile (POSIX keeps an open file's data). A
+file deleted between the listing and the opening makes the read start again on a fresh listing.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from __future__ import annotations
 import io
 import logging
 import re
+import threading
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
@@ -29,6 +34,7 @@ from training.fileio import atomic_write_bytes
 log = logging.getLogger(__name__)
 MAX_SEGMENTS = 64
 MERGE_BELOW_ROWS = 16384
+SNAPSHOT_TRIES = 8
 _SEGMENT = re.compile(r"^seg-(\d{10})\.npz$")
 
 
@@ -37,21 +43,25 @@ class FeatureStore:
         self.dir = Path(root) / backbone_id
         self.backbone_id, self.dim = backbone_id, dim
         self._ids: dict[int, np.ndarray] = {}  # seq -> ids of that segment
+        self._lock = threading.RLock()  # guards _ids between writers and readers' snapshots
         self.refresh()
 
     # -- reading ----------------------------------------------------------------------------
 
     def refresh(self) -> None:
         """Pick up segments written by another process and finish interrupted rewrites."""
-        seqs = self._listing()
-        for seq in seqs:
-            if seq not in self._ids:
-                ids, replaces = self._read(seq, with_features=False)
-                self._ids[seq] = ids
-                for old in replaces:
-                    self._path(old).unlink(missing_ok=True)
-        for seq in set(self._ids) - set(self._listing()):
-            del self._ids[seq]
+        with self._lock:
+            for seq in self._listing():
+                if seq not in self._ids:
+                    try:
+                        ids, replaces = self._read(seq, with_features=False)
+                    except FileNotFoundError:  # replaced by another process meanwhile
+                        continue
+                    self._ids[seq] = ids
+                    for old in replaces:
+                        self._path(old).unlink(missing_ok=True)
+            for seq in set(self._ids) - set(self._listing()):
+                del self._ids[seq]
 
     def _listing(self) -> list[int]:
         if not self.dir.is_dir():
@@ -69,30 +79,48 @@ class FeatureStore:
         return ids, replaces
 
     def ids(self) -> np.ndarray:
-        if not self._ids:
-            return np.zeros(0, np.int64)
-        return np.concatenate([self._ids[seq] for seq in sorted(self._ids)])
+        with self._lock:
+            parts = [self._ids[seq] for seq in sorted(self._ids)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def __len__(self) -> int:
-        return sum(len(ids) for ids in self._ids.values())
+        with self._lock:
+            return sum(len(ids) for ids in self._ids.values())
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[list[tuple[np.ndarray, BinaryIO]]]:
+        """[(ids, open segment file)] as the store is now; the files stay readable until the end."""
+        for _ in range(SNAPSHOT_TRIES):
+            with ExitStack() as files:
+                with self._lock:
+                    listed = sorted(self._ids.items())
+                try:
+                    opened = [(ids, files.enter_context(open(self._path(seq), "rb"))) for seq, ids in listed]
+                except FileNotFoundError:  # rewritten meanwhile: list again
+                    self.refresh()
+                    continue
+                yield opened
+                return
+        raise OSError(f"the feature store {self.dir} kept changing while it was read")
 
     def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids, float16 features) segment by segment."""
-        for seq in sorted(self._ids):
-            ids, features = self._read(seq)
-            if len(ids):
-                yield ids, features
+        """(ids, float16 features) segment by segment, from one snapshot."""
+        with self._snapshot() as segments:
+            for ids, handle in segments:
+                if len(ids):
+                    yield _load(handle)
 
     def get(self, ids) -> tuple[np.ndarray, np.ndarray]:
-        """(ids found, their features) for the wanted ids, in store order."""
+        """(ids found, their features) for the wanted ids, in store order, from one snapshot."""
         wanted = np.asarray(ids, np.int64)
         found_ids, found = [], []
-        for seq in sorted(self._ids):
-            mask = np.isin(self._ids[seq], wanted)
-            if mask.any():
-                seg_ids, features = self._read(seq)
-                found_ids.append(seg_ids[mask])
-                found.append(features[mask])
+        with self._snapshot() as segments:
+            for seg_ids, handle in segments:
+                mask = np.isin(seg_ids, wanted)
+                if mask.any():
+                    seg_ids, features = _load(handle)
+                    found_ids.append(seg_ids[mask])
+                    found.append(features[mask])
         if not found:
             return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float16)
         return np.concatenate(found_ids), np.concatenate(found)
@@ -115,7 +143,7 @@ class FeatureStore:
         """Drop the rows of these ids; returns how many were stored."""
         wanted = np.asarray(ids, np.int64)
         removed = 0
-        for seq in sorted(self._ids):
+        for seq in sorted(dict(self._ids)):
             mask = np.isin(self._ids[seq], wanted)
             if mask.any():
                 seg_ids, features = self._read(seq)
@@ -129,10 +157,11 @@ class FeatureStore:
         buffer = io.BytesIO()
         np.savez(buffer, ids=ids, features=features, replaces=np.asarray(replaces, np.int64))
         atomic_write_bytes(self._path(seq), buffer.getvalue())
-        self._ids[seq] = ids
-        for old in replaces:  # only after the rewrite has landed
-            self._path(old).unlink(missing_ok=True)
-            self._ids.pop(old, None)
+        with self._lock:
+            self._ids[seq] = ids
+            for old in replaces:  # only after the rewrite has landed; open readers keep their copy
+                self._path(old).unlink(missing_ok=True)
+                self._ids.pop(old, None)
 
     def _maybe_merge(self) -> None:
         if len(self._ids) <= MAX_SEGMENTS:
@@ -148,6 +177,14 @@ class FeatureStore:
 
     def delete_all(self) -> None:
         """Remove this backbone's whole store (after the catalog moved to another backbone)."""
-        for seq in self._listing():
-            self._path(seq).unlink(missing_ok=True)
-        self._ids.clear()
+        with self._lock:
+            for seq in self._listing():
+                self._path(seq).unlink(missing_ok=True)
+            self._ids.clear()
+
+
+def _load(handle: BinaryIO) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, features) of an open segment file."""
+    handle.seek(0)
+    with np.load(handle) as data:
+        return data["ids"].astype(np.int64), data["features"]

@@ -62,3 +62,47 @@ def test_wrong_shapes_are_refused(tmp_path):
     else:
         raise AssertionError("a feature row of the wrong width was stored")
     assert len(store) == 0
+
+
+def test_readers_see_whole_snapshots_while_writers_merge_and_remove(tmp_path, monkeypatch):
+    """Issue 25, item 1: a calibration fit read segments while ingestion merged and deleted them,
+    and got a KeyError or a FileNotFoundError (a 500). Readers in this process and in another
+    (a second store object on the same folder) now read whole snapshots."""
+    import threading
+    import time
+
+    monkeypatch.setattr(features_module, "MAX_SEGMENTS", 3)
+    monkeypatch.setattr(features_module, "MERGE_BELOW_ROWS", 10**6)
+    writer_store, other_process = FeatureStore(tmp_path, "bb", 8), FeatureStore(tmp_path, "bb", 8)
+    writer_store.add(np.arange(1, 4), rows(3))
+    errors, stop, reads = [], threading.Event(), [0]
+
+    def write():
+        next_id = 4
+        while not stop.is_set():
+            writer_store.add(np.arange(next_id, next_id + 3), rows(3, seed=next_id))  # merges past 3 segments
+            writer_store.remove([next_id - 2])
+            next_id += 3
+
+    def read(store):
+        try:
+            while not stop.is_set():
+                store.refresh() if store is other_process else None
+                seen = [ids for ids, _ in store.chunks()]
+                found, features = store.get(np.arange(1, 10**6))
+                assert len(found) == len(features) and len(np.unique(found)) == len(found)
+                assert all(len(np.unique(ids)) == len(ids) for ids in seen)
+                reads[0] += 1
+        except Exception as exc:  # noqa: BLE001 - any failure is the finding
+            errors.append(repr(exc))
+            stop.set()
+
+    threads = [threading.Thread(target=write)] + [threading.Thread(target=read, args=(s,))
+                                                   for s in (writer_store, writer_store, other_process)]
+    for thread in threads:
+        thread.start()
+    time.sleep(4)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and reads[0] > 20
