@@ -14,7 +14,7 @@ from index.catalog.crashpoints import crash_point
 from index.catalog.features import FeatureStore
 from index.catalog.pool import QueryPool, Retention
 from index.catalog.repository import (catalog_counts, existing_sources, get_source, job_counts, list_concept_sources,
-                                      list_concepts, source_image_paths, source_rows)
+                                      list_concepts, source_created, source_image_paths, source_rows)
 from index.catalog.space_admin import build_live, build_previous, prepare_head, reindex
 from index.catalog.spaces import CONTENT, COPY, STYLE, LiveSpace, Progress, SpaceError, SpaceInfo, check_name, space_rows
 from index.catalog.takedowns import finish_pending, get_receipt, take_down_concept, take_down_source
@@ -24,5 +24,5 @@ __all__ = ["CONTENT", "COPY", "STYLE", "CatchUp", "FeatureBackbone", "backbone_n
            "FeatureStore", "Hit", "LiveSpace", "Progress", "QueryPool", "Retention", "SpaceError", "SpaceInfo",
            "build_live", "build_previous", "catalog_counts", "check_name", "crash_point", "existing_sources",
            "finish_pending", "get_receipt", "get_source", "job_counts", "list_concept_sources", "list_concepts",
-           "prepare_head", "reindex", "source_image_paths", "source_rows", "space_rows", "take_down_concept",
+           "prepare_head", "reindex", "source_created", "source_image_paths", "source_rows", "space_rows", "take_down_concept",
            "take_down_source"]

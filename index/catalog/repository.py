@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
@@ -98,3 +99,11 @@ def existing_sources(sessions: sessionmaker[Session], keys: set[tuple[str, str]]
             .where(tuple_(Concept.name, Source.sha256).in_(keys))
         ).all()
     return {(name, sha): source_id for name, sha, source_id in rows}
+
+
+def source_created(sessions: sessionmaker[Session], source_ids: list[int]) -> dict[int, datetime]:
+    """{source id: when its row was made} for these sources."""
+    if not source_ids:
+        return {}
+    with sessions() as session:
+        return dict(session.execute(select(Source.id, Source.created_at).where(Source.id.in_(source_ids))).all())

@@ -10,7 +10,8 @@ One bad file never spoils a batch: it becomes a `rejected` result with a code an
 A batch's rows are committed before its results are reported, so nothing acknowledged is lost.
 Each new source and concept is recorded in the audit log, in the transaction that adds it.
 `on_decoded` is called once per file as soon as it is decoded (or rejected), so progress moves
-per file; `on_result` once per file after its batch is committed, in input order.
+per file; `on_result` once per file right after its batch is committed (in the writer thread),
+in input order.
 """
 
 from __future__ import annotations
@@ -58,10 +59,10 @@ def ingest(
             for chunk in _chunks(zip(items, prepared), config.batch_size):
                 staged = _embed_chunk(catalog, chunk)
                 if in_flight is not None:
-                    results.extend(_report(in_flight.result(), on_result))
-                in_flight = writer.submit(_write_chunk, catalog, staged, actor)
+                    results.extend(in_flight.result())
+                in_flight = writer.submit(_write_chunk, catalog, staged, actor, on_result)
             if in_flight is not None:
-                results.extend(_report(in_flight.result(), on_result))
+                results.extend(in_flight.result())
     finally:
         catalog.flush()
     return results
@@ -144,8 +145,9 @@ def _device_decode(catalog: Catalog) -> bool:
     return on and len(catalog.backbones) == 1  # the copy backbone takes Pillow's pixels
 
 
-def _write_chunk(catalog: Catalog, staged: _Staged, actor: Actor) -> list[IngestResult]:
-    """Stage 3 (the writer thread): commit, then the results in input order."""
+def _write_chunk(catalog: Catalog, staged: _Staged, actor: Actor, on_result) -> list[IngestResult]:
+    """Stage 3 (the writer thread): commit, then report the results in input order at once (a
+    job records them right after its rows are committed, not a batch later)."""
     results = staged.results
     if staged.pending:
         for position, (status, source_id) in commit_chunk(catalog, staged.pending, staged.features, actor).items():
@@ -156,7 +158,7 @@ def _write_chunk(catalog: Catalog, staged: _Staged, actor: Actor) -> list[Ingest
         results[position] = (replace(earlier, filename=filename) if earlier.status == "rejected" else
                              IngestResult(filename, "duplicate", earlier.concept, earlier.source_id))
     catalog.flush(max_age=SAVE_EVERY_SECONDS)
-    return [results[position] for position in range(len(staged.items))]
+    return _report([results[position] for position in range(len(staged.items))], on_result)
 
 
 def _report(results: list[IngestResult], on_result) -> list[IngestResult]:

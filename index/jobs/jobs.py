@@ -9,6 +9,7 @@ which claim them (index/jobs/queue.py); a job run again resumes after the result
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -19,7 +20,7 @@ from typing import Callable
 
 from sqlalchemy import select
 
-from index.catalog import Catalog
+from index.catalog import Catalog, existing_sources, source_created
 from index.db import CLI, Actor, Job
 from index.errors import NotFoundError
 from index.ingest import IngestItem, IngestResult, ingest
@@ -133,6 +134,31 @@ def _job_actor(folder: Path) -> Actor:
         return CLI
 
 
+def recorded_or_committed(catalog: Catalog, job: Job) -> list[dict]:
+    """The job's recorded results, plus one for each later spooled file whose source is in the
+    catalog: a batch committed just before a crash, whose results were never recorded. A source
+    made after the job was created is `indexed`, an older one a `duplicate`."""
+    recorded = list(job.results or [])
+    try:
+        manifest = json.loads((spool_dir(catalog, job.id) / "manifest.json").read_text())[len(recorded):]
+    except (OSError, ValueError):
+        return recorded
+    spooled = {}
+    for entry in manifest:
+        if entry["rejection"] or not (entry["concept"] or "").strip():
+            continue
+        try:
+            spooled[(entry["concept"].strip(), hashlib.sha256(Path(entry["path"]).read_bytes()).hexdigest())] = entry
+        except OSError:
+            continue
+    found = existing_sources(catalog.sessions, set(spooled))
+    created = source_created(catalog.sessions, list(found.values()))
+    return recorded + [
+        asdict(IngestResult(entry["filename"], "indexed" if created[found[key]] >= job.created_at else "duplicate",
+                            key[0], found[key]))
+        for key, entry in spooled.items() if key in found]
+
+
 def create_work_job(catalog: Catalog, kind: str, total: int) -> str:
     """Record a queued job of another kind than ingestion: `space_build` (`done` counts stored
     features mapped by the new head), `train` (`done` counts images whose features are ready) or
@@ -190,10 +216,16 @@ def mark_interrupted(catalog: Catalog, external_kinds: tuple[str, ...] = ()) -> 
             select(Job).where(Job.state.in_(UNFINISHED), Job.kind.not_in(external_kinds)))
         jobs = [job for job in unfinished if not (job.owner and is_alive(job.owner))]
         for job in jobs:
+            recovered = 0
+            if job.kind == "ingest":  # what the crash committed before it could be recorded counts too
+                results = recorded_or_committed(catalog, job)
+                recovered = len(results) - len(job.results or [])
+                job.results, job.done = results, job.done + recovered
+            found = f" ({recovered} of them found committed after the restart)" if recovered else ""
             job.state = "interrupted"
             job.error = (
                 f"the server stopped before this job finished: {job.done} of {job.total} files were "
-                "processed (their results are listed); submit the rest again"
+                f"processed{found}; their results are listed; submit the rest again"
             )
     for job in jobs:
         shutil.rmtree(spool_dir(catalog, job.id), ignore_errors=True)
