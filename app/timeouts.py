@@ -23,11 +23,20 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from app.settings import Settings
 
 
-def _raw_408(message: str) -> bytes:
-    body = json.dumps({"error": {"code": "request_timeout", "message": message}}).encode()
-    head = (f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+HEADER_LIMIT = 16 * 1024  # h11's limit on a request line and headers, which uvicorn keeps
+LINGER_SECONDS = 1.0
+
+
+def _raw_error(status: int, reason: str, code: str, message: str) -> bytes:
+    """A whole HTTP/1.1 response with the JSON error envelope, for answers made below the app."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
     return head.encode() + body
+
+
+def _raw_408(message: str) -> bytes:
+    return _raw_error(408, "Request Timeout", "request_timeout", message)
 
 
 class HeaderTimeoutProtocol(H11Protocol):
@@ -40,7 +49,11 @@ class HeaderTimeoutProtocol(H11Protocol):
         super().connection_made(transport)
         self._arm_header_timer()
 
+    _discarding = False  # an error was answered: the rest of the request is read and dropped
+
     def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
         if self._header_timer is None and self.conn.their_state is h11.IDLE:
             self._arm_header_timer()  # the first bytes of the next request on a kept-alive connection
         super().data_received(data)
@@ -59,6 +72,24 @@ class HeaderTimeoutProtocol(H11Protocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+
+    def send_400_response(self, msg: str) -> None:
+        """What uvicorn answers, in plain text, to bytes h11 cannot parse: the JSON envelope instead
+        (431 when the request line and headers outgrew HEADER_LIMIT, else 400), then close."""
+        pending = self.conn.trailing_data[0]
+        if len(pending) >= HEADER_LIMIT and b"\r\n\r\n" not in pending:
+            response = _raw_error(431, "Request Header Fields Too Large", "headers_too_large",
+                                  f"the request line and headers are over {HEADER_LIMIT // 1024} KiB, the server's limit")
+        else:
+            response = _raw_error(400, "Bad Request", "bad_request", "the request is not valid HTTP/1.1")
+        if not self.transport.is_closing():
+            self.transport.write(response)
+            # Closing with the client's bytes still unread would reset the connection and lose the
+            # answer: send EOF, drop what still comes, and close a second later.
+            self._discarding = True
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     def _headers_too_slow(self) -> None:
         self._header_timer = None

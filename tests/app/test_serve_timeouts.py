@@ -84,3 +84,22 @@ def test_slow_headers_and_bodies_are_cut_off(server):
         connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_health(connection).startswith(b"HTTP/1.1 200")
         assert read_until_closed(connection) == b""  # then closed once idle past keep-alive
+
+
+def test_malformed_requests_and_oversized_headers_get_the_json_envelope(server):
+    """Issue 25, item 5: uvicorn answered these in plain text; the envelope is the same as the app's."""
+    import json
+
+    def answer(raw: bytes) -> tuple[str, dict]:
+        with socket.create_connection(("127.0.0.1", server)) as connection:
+            connection.settimeout(10)
+            connection.sendall(raw)
+            head, _, body = read_until_closed(connection).partition(b"\r\n\r\n")
+        assert b"content-type: application/json" in head.lower()
+        return head.split(b"\r\n")[0].decode(), json.loads(body)
+
+    status, body = answer(b"NOT HTTP AT ALL\r\n\r\n")
+    assert status == "HTTP/1.1 400 Bad Request" and body["error"]["code"] == "bad_request"
+    status, body = answer(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n")
+    assert status.startswith("HTTP/1.1 431") and body["error"]["code"] == "headers_too_large"
+    assert "16 KiB" in body["error"]["message"]
