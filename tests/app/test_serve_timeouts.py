@@ -1,36 +1,19 @@
-"""`attrib serve`'s read timeouts, against a real uvicorn server over real sockets."""
+"""`attrib serve`'s read timeouts and its answers to malformed HTTP, against a real uvicorn server
+over real sockets."""
 
 import socket
-import threading
 import time
 
 import pytest
-import uvicorn
-
-from app.settings import Settings
-from app.timeouts import server_config
 
 
 @pytest.fixture
-def server(tmp_path, sqlite_url, monkeypatch):
+def server(tmp_path, sqlite_url, monkeypatch, serve_in_thread):
     """The app as `attrib serve` runs it, with short timeouts (the factory reads ATTRIB_*)."""
     for name, value in {"HOME": str(tmp_path / "home"), "DATABASE_URL": sqlite_url, "DEVICE": "cpu",
                         "HEADER_TIMEOUT_S": "0.5", "BODY_TIMEOUT_S": "0.5", "KEEP_ALIVE_TIMEOUT_S": "1"}.items():
         monkeypatch.setenv(f"ATTRIB_{name}", value)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    running = uvicorn.Server(server_config(Settings(), "127.0.0.1", port))
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    for _ in range(600):
-        if running.started:
-            break
-        time.sleep(0.05)
-    assert running.started, "the server did not start"
-    yield port
-    running.should_exit = True
-    thread.join(timeout=30)
+    return serve_in_thread()
 
 
 def read_until_closed(connection: socket.socket) -> bytes:
