@@ -106,6 +106,8 @@ def unavailable_reason(catalog: Catalog, name: str) -> str:
     if catalog.copy is None:
         return f"the copy space is unavailable: {catalog.copy_problem or 'no copy backbone is configured'}"
     waiting = catalog.pending.get(catalog.copy.backbone_id)
+    if waiting is None:
+        return f"the copy space on {catalog.copy.name} is not built; `attrib verify --repair` builds it"
     return (f"the copy space is being built: {waiting} source(s) still to embed with {catalog.copy.name} "
             f"(the server's catch-up job, or `attrib reindex --backbone {catalog.copy.name}`)")
 

@@ -70,7 +70,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sweep(loaded, pool=app.state.pool, min_age=STARTUP_SWEEP_MIN_AGE)
         app.state.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attrib-job")
         app.state.batchers = inference_batchers(loaded, settings, metrics) if loaded else {}
-        app.state.batcher = app.state.batchers.get(loaded.backbone_id) if loaded else None
         stopping, catch_ups = threading.Event(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="attrib-catch-up")
         app.state.catch_ups = start_catch_ups(loaded, catch_ups.submit, stopping.is_set) if loaded else {}
         sweeper = Sweeper(loaded, app.state.pool, settings.sweep_seconds) if loaded else None

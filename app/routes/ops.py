@@ -7,9 +7,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from app.attribution import unavailable_reason
 from app.deps import MetricsDep
 from app.schemas import ReadyResponse, SpaceStatus
-from app.attribution import unavailable_reason
 from index.catalog import COPY, catalog_counts, job_counts
 from index.desk import case_counts, decision_counts
 from training.errors import AttribError
