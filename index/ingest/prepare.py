@@ -2,8 +2,9 @@
 
 `prepare_file` reads one file (or takes its bytes), decodes it with the one decoder
 (`training.images.decode_image`), hashes it and resizes + crops it to each backbone's input
-(`crops`: backbone id -> the backbone's `crop`), as 8-bit RGB. Colour normalisation happens later, batched (`Preprocess.normalize_batch`),
-so the pixels held between the stages are 3 bytes each, not 12.
+(`crops`: backbone id -> the backbone's `crop`), as 8-bit RGB. Colour normalisation happens
+later, batched (`Preprocess.normalize_batch`), so the pixels held between the stages are 3 bytes
+each, not 12.
 
 `PreparePool` runs it in a pool of threads beside the forward: Pillow's decoders and resampler,
 numpy and hashlib release the GIL, so the threads use the cores the forward leaves. Threads, not
