@@ -155,7 +155,10 @@ def test_lists_filter_and_page(desk, corpus, edit):
     assert response.status_code == 422
     response = api.client.post(f"/cases/{cases[0]['id']}/decision", content=b"[]", headers=api.reviewer)
     assert response.status_code == 422
-    assert api.client.get("/cases", params={"total": "ignored"}, headers=api.reviewer).json()["total"] == 3
+    refused = api.client.get("/cases", params={"total": "ignored"}, headers=api.reviewer)  # no longer ignored
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "unknown_parameter")
+    assert "`total`" in refused.json()["error"]["message"]
+    assert api.client.get("/cases", headers=api.reviewer).json()["total"] == 3
 
 
 def test_rescore_after_a_new_head_keeps_both_answers(desk, corpus, edit, tmp_path):
