@@ -68,9 +68,10 @@ def open_as_found(catalog: Catalog) -> Catalog:
 def verify(catalog: Catalog, min_age: float = 60.0) -> Report:
     with catalog.write_lock():
         rows = catalog.row_ids()
-        problems, notes = _features(catalog, rows), []
-        problems += _vectors(catalog)
-        for backbone_id in _catching_up(catalog):
+        catalog.spaces()  # loads (as found) on first use
+        catching_up = _catching_up(catalog)
+        problems, notes = _features(catalog, rows, catching_up) + _vectors(catalog, catching_up), []
+        for backbone_id in catching_up:
             notes.append(f"{backbone_name(backbone_id)}: a catch-up is embedding the sources that lack its features "
                          f"(the server's job or `attrib reindex --backbone {backbone_name(backbone_id)}`)")
         problems += _images(catalog, min_age)
@@ -94,13 +95,13 @@ def repair(catalog: Catalog, min_age: float = 60.0) -> Report:
     return after
 
 
-def _features(catalog: Catalog, rows: np.ndarray) -> list[Problem]:
+def _features(catalog: Catalog, rows: np.ndarray, catching_up: set[str]) -> list[Problem]:
     problems = []
     for backbone_id, store in catalog.feature_stores().items():
         store.refresh()
         stored, name = store.ids(), backbone_name(backbone_id)
         missing, orphans = np.setdiff1d(rows, stored), np.setdiff1d(stored, rows)
-        if len(missing) and backbone_id not in _catching_up(catalog):
+        if len(missing) and backbone_id not in catching_up:
             problems.append(Problem(f"features/{name}", "sources have no stored features", len(missing),
                                     missing[:SHOWN_IDS].tolist()))
         if len(orphans):
@@ -115,7 +116,7 @@ def _catching_up(catalog: Catalog) -> set[str]:
                                    if bid != catalog.backbone_id and catch_up_running(catalog.home, bid)}
 
 
-def _vectors(catalog: Catalog) -> list[Problem]:
+def _vectors(catalog: Catalog, catching_up: set[str]) -> list[Problem]:
     problems, live = [], catalog.spaces()
     for name, space in sorted(live.items()):
         stored, vectors = catalog.features_of(space.info.backbone_id).ids(), space.index.ids()
@@ -124,7 +125,7 @@ def _vectors(catalog: Catalog) -> list[Problem]:
             if len(ids):
                 problems.append(Problem(f"vectors/{name}", what, len(ids), ids[:SHOWN_IDS].tolist()))
     for info in space_rows(catalog.sessions):
-        configured = info.backbone_id in catalog.backbones and info.backbone_id not in _catching_up(catalog)
+        configured = info.backbone_id in catalog.backbones and info.backbone_id not in catching_up
         if info.name not in live and configured:
             problems.append(Problem(f"space/{info.name}", "space of a configured backbone is not live", 1))
     return problems
