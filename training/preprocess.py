@@ -49,7 +49,8 @@ class Preprocess:
             sx, sy = width / new_w, height / new_h
             box = (left * sx, top * sy, (left + self.size) * sx, (top + self.size) * sy)
             return image.resize((self.size, self.size), self.resample, box=box)
-        image = image.resize((new_w, new_h), self.resample)
+        if (new_w, new_h) != (width, height):  # the same size would only be copied
+            image = image.resize((new_w, new_h), self.resample)
         return image.crop((left, top, left + self.size, top + self.size))
 
     def resize_crop_tensor(self, image: torch.Tensor) -> torch.Tensor:

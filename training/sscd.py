@@ -75,7 +75,7 @@ class CopyBackbone:
 
     def crop(self, image: Image.Image) -> np.ndarray:
         """The model's input for one RGB image: short edge to size, centre crop; (size, size, 3) uint8."""
-        return np.asarray(self._geometry.resize_crop(image.convert("RGB")), dtype=np.uint8)
+        return np.asarray(self._geometry.resize_crop(image if image.mode == "RGB" else image.convert("RGB")), np.uint8)
 
     def features_of_pixels(self, pixels: list[np.ndarray] | np.ndarray) -> np.ndarray:
         """Descriptors of cropped uint8 images, `batch` at a time."""

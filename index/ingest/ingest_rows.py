@@ -14,7 +14,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from index.catalog import crash_point, existing_sources
-from index.db import Actor, Concept, Source, record, record_many
+from index.db import Actor, Concept, Source, record_many
 
 if TYPE_CHECKING:
     from index.catalog import Catalog
@@ -51,22 +51,22 @@ def insert_one(catalog: Catalog, item: Pending, actor: Actor) -> tuple[str, int]
         return "duplicate", next(iter(existing.values()))
 
 
-def _row(concept: Concept, item: Pending) -> dict:
-    return {"sha256": item.prepared.sha256, "concept_id": concept.id, "filename": item.item.filename[:512],
+def _row(concept_id: int, item: Pending) -> dict:
+    return {"sha256": item.prepared.sha256, "concept_id": concept_id, "filename": item.item.filename[:512],
             "format": item.prepared.format[:16], "width": item.prepared.width, "height": item.prepared.height,
             "meta": item.item.meta}
 
 
-def _get_or_create_concepts(session, names: set[str], actor: Actor) -> dict[str, Concept]:
-    concepts = {c.name: c for c in session.scalars(select(Concept).where(Concept.name.in_(names)))}
-    new = sorted(names - concepts.keys())
-    for name in new:
-        concepts[name] = Concept(name=name)
-        session.add(concepts[name])
-    session.flush()
-    for name in new:
-        record(session, actor, "concept.create", "concept", name, after={"id": concepts[name].id})
-    return concepts
+def _get_or_create_concepts(session, names: set[str], actor: Actor) -> dict[str, int]:
+    """Concept ids by name; the missing ones are added in one bulk INSERT, with their audit entries."""
+    ids = dict(session.execute(select(Concept.name, Concept.id).where(Concept.name.in_(names))).all())
+    new = sorted(names - ids.keys())
+    if new:
+        added = session.execute(insert(Concept).returning(Concept.name, Concept.id, sort_by_parameter_order=True),
+                                [{"name": name} for name in new])
+        ids.update(added.tuples().all())
+        record_many(session, actor, "concept.create", "concept", [(name, {"id": ids[name]}) for name in new])
+    return ids
 
 
 def commit_chunk(catalog: Catalog, pending: dict[int, Pending], features: dict, actor: Actor) -> dict[int, tuple[str, int]]:
