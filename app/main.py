@@ -21,6 +21,7 @@ from app.strict import strict_request
 from app.timeouts import BodyTimeoutMiddleware
 from index.jobs import QUEUED_KIND, mark_interrupted, requeue_orphans, run_job, start_catch_ups, sweep
 from training.errors import AttribError
+from training.heap import hold_large_buffers_apart
 
 log = logging.getLogger(__name__)
 STARTUP_SWEEP_MIN_AGE = 60.0  # another process (the CLI) may be writing files right now
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        hold_large_buffers_apart()  # uploads and decodes are freed back to the system, not kept
         app.state.settings, app.state.metrics, app.state.run_job = settings, metrics, run_job
         app.state.limits = RateLimits(settings.write_rate_per_minute, settings.write_burst,
                                       settings.auth_failures_per_minute, settings.auth_failure_burst)

@@ -241,15 +241,15 @@ class ReadyResponse(BaseModel):
 
 
 ERROR_DESCRIPTIONS = {
-    400: "Bad input: an empty, corrupt or oversized-in-pixels image (`empty_file`, `corrupt_image`, "
-    "`image_too_large`), or a malformed body.",
+    400: "Bad input: an empty or corrupt image (`empty_file`, `corrupt_image`), or a malformed body.",
     401: "Missing or wrong X-API-Key (`unauthorized`).",
     403: "The key's role does not allow this (`forbidden_role`, naming the role needed), or the key has no "
     "role (`no_role`).",
     404: "Unknown source, concept, job, space, takedown, case or key.",
     409: "The catalog cannot answer yet (`empty_catalog`), a space has no previous head (`no_previous_head`), "
     "or a case's stored image is missing (`case_image_missing`).",
-    413: "A file over ATTRIB_MAX_UPLOAD_BYTES (`file_too_large`) or a body over ATTRIB_MAX_REQUEST_BYTES.",
+    413: "A file over ATTRIB_MAX_UPLOAD_BYTES (`file_too_large`), an image that declares more pixels than "
+    "ATTRIB_MAX_PIXELS (`image_too_large`), or a body over ATTRIB_MAX_REQUEST_BYTES.",
     415: "The upload is not an image (`not_an_image`).",
     422: "A parameter is out of range or missing, the manifest is malformed (`invalid_request`, `bad_manifest`), "
     "a head checkpoint is refused (`head_unreadable`, `backbone_mismatch`, `head_dim_mismatch`, `bad_space_name`), "

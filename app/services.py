@@ -42,11 +42,13 @@ def load_copy_backbone(settings: Settings) -> tuple[CopyBackbone | None, str | N
 
 
 def open_catalog(settings: Settings, encoder: Encoder | None = None) -> Catalog:
-    """The catalog, with this process's decodes bounded by ATTRIB_MAX_CONCURRENT_DECODES."""
+    """The catalog, with this process's decodes bounded by ATTRIB_MAX_CONCURRENT_DECODES and
+    ATTRIB_DECODE_BUDGET_PIXELS."""
     from index.catalog import Catalog
-    from index.images import set_max_concurrent_decodes
+    from index.images import set_decode_budget, set_max_concurrent_decodes
 
     set_max_concurrent_decodes(settings.max_concurrent_decodes)
+    set_decode_budget(settings.decode_budget_pixels)
     copy, problem = load_copy_backbone(settings)
     return Catalog(settings.catalog_config(), encoder or load_configured_encoder(settings), copy=copy,
                    copy_problem=problem)

@@ -97,10 +97,14 @@ class Settings(BaseSettings):
         "auto", description="Ingestion decodes JPEGs on the inference device, in batches (nvJPEG on CUDA): `auto` "
         "does when the device is CUDA."
     )
-    max_pixels: int = Field(50_000_000, ge=1, description="Larger images are rejected (decompression bombs).")
-    max_concurrent_decodes: int = Field(
-        4, ge=1, le=256, description="Images decoded at once in a process; peak decode memory is at most this many "
-        "times max_pixels x 10 bytes."
+    max_pixels: int = Field(
+        50_000_000, ge=1, le=2**40, description="Images that declare more pixels are refused: 413 `image_too_large` "
+        "(or rejected in a batch)."
+    )
+    max_concurrent_decodes: int = Field(4, ge=1, le=256, description="Images decoded at once in a process.")
+    decode_budget_pixels: int = Field(
+        48_000_000, ge=1, le=2**40, description="Pixels a process decodes at once (JPEGs count as reduced while "
+        "decoding); a decode waits for room, a larger image decodes alone. Decoding holds about 10 bytes a pixel."
     )
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Larger files get 413 (or are rejected in a batch).")
     max_request_bytes: int = Field(1024 * 1024 * 1024, ge=1, description="Larger request bodies get 413.")

@@ -6,10 +6,14 @@ Traffic (from --workers threads, each waiting for its answer before the next req
   10 % DELETE /sources/{id} of a source this run indexed
 Only loopback addresses are used, and the run stops by itself after --minutes.
 
-Prints error counts by kind and status, p50/p95 latency per kind, and the server's RSS at the
-start and the end (and its peak). Writes the same as JSON to --out.
+Prints error counts by kind and status, p50/p95 latency per kind, the server's RSS minute by
+minute (and its peak), and `attrib verify --json` run against the live server's home at the end.
+Writes the same as JSON to --out. Passes (exit 0) with no 5xx or dropped connection, RSS flat
+(the last minute within 150 MB of the RSS after the first tenth of the run), the server healthy
+and verify clean.
 
-Usage: .venv/bin/python benchmarks/soak.py --minutes 30 [--workers 4] [--out var/benchmarks/soak.json]
+Issue 25's soak, twice the c=16 load for an hour:
+    .venv/bin/python benchmarks/soak.py --minutes 60 --workers 32
 """
 
 from __future__ import annotations
@@ -139,23 +143,41 @@ def main(argv: list[str] | None = None) -> int:
             httpx.post(f"{url}/index", files=files, data={"concept": [p.stem for p in photos]},
                        headers={"X-API-Key": key}, timeout=600).raise_for_status()
             soak = Soak(url, key, photos, seed=0)
-            start_rss, peak = rss_mb(process.pid), 0.0
-            deadline = time.monotonic() + args.minutes * 60
+            start_rss, peak, timeline = rss_mb(process.pid), 0.0, []
+            started = time.monotonic()
+            deadline = started + args.minutes * 60
             threads = [threading.Thread(target=soak.worker, args=(deadline,)) for _ in range(args.workers)]
             for thread in threads:
                 thread.start()
             while any(t.is_alive() for t in threads):
                 peak = max(peak, rss_mb(process.pid))
+                if time.monotonic() - started >= 60 * len(timeline):
+                    timeline.append(round(rss_mb(process.pid)))
                 time.sleep(1)
             healthy = httpx.get(f"{url}/healthz", timeout=10).status_code == 200
             report = summary(soak, start_rss, rss_mb(process.pid), peak, healthy, args)
+            settled = timeline[min(len(timeline) - 1, max(1, len(timeline) // 10))]
+            report |= {"rss_mb_by_minute": timeline, "rss_flat": report["rss_mb"]["end"] - settled <= 150,
+                       "verify": verify(Path(home))}
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=60)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
-    return 0 if report["server_errors"] == 0 and healthy else 1
+    ok = report["server_errors"] == 0 and healthy and report["rss_flat"] and report["verify"].get("clean")
+    return 0 if ok else 1
+
+
+def verify(home: Path) -> dict:
+    """`attrib verify --json` against the home of the server, which is still running."""
+    env = {**os.environ, "ATTRIB_HOME": str(home), "ATTRIB_DEVICE": "cpu"}
+    env.pop("ATTRIB_DATABASE_URL", None)
+    done = subprocess.run([ATTRIB, "verify", "--json"], env=env, capture_output=True, text=True, timeout=600)
+    try:
+        return json.loads(done.stdout)
+    except json.JSONDecodeError:
+        return {"clean": False, "exit": done.returncode, "stderr": done.stderr[-2000:]}
 
 
 def summary(soak: Soak, start_rss: float, end_rss: float, peak: float, healthy: bool, args) -> dict:

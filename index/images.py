@@ -8,6 +8,7 @@ from training.images import (  # noqa: F401 - re-exported
     DecodedImage,
     ImageError,
     decode_image,
+    set_decode_budget,
     set_max_concurrent_decodes,
     to_rgb,
 )

@@ -14,7 +14,8 @@ Every failure is an `ImageError` with a stable code; nothing else escapes `decod
   corrupt_image    400  an accepted format (by its header or its leading bytes), but truncated,
                         damaged or a variant that cannot be read; a JPEG with fewer bytes than
                         its declared size needs (training/jpeg_scan.py)
-  image_too_large  400  more pixels than allowed (decompression bomb), or out of memory decoding
+  image_too_large  413  more pixels than ATTRIB_MAX_PIXELS (default 50,000,000; decompression
+                        bombs), counted as declared by the header, or out of memory decoding
 
 Conversion to RGB: EXIF orientation is applied; alpha (RGBA, LA, PA, palette transparency) is
 laid over white; CMYK, greyscale and palette images are converted by Pillow; 16-bit and other
@@ -22,17 +23,24 @@ wide greyscale (I;16*, I, F) keeps values up to 255 as they are and otherwise sc
 full scale (or from the image's peak if that is higher), in strips, so no full-size float copy is
 ever made. Non-finite float samples count as 0.
 
-Memory: at most N = `max_concurrent_decodes()` decodes run at once in a process (a semaphore;
-the app and the CLI set it from ATTRIB_MAX_CONCURRENT_DECODES). One decode holds at most about
-10 bytes per pixel (source, converted copy, RGB result; measured 7-10 on 49-megapixel images in
-every mode), so decoding needs at most N x max_pixels x 10 bytes beside the encoded bytes, and
-the freed memory is handed back after each decode (glibc). The decoded image itself (3 bytes per
-pixel) lives on until its caller has embedded it. `benchmarks/decode_flood.py` measures this.
+Size: a decoded image keeps its aspect ratio and a short side of at least `min_side` pixels
+(default 512, twice the largest model input), or all of its pixels where it has fewer. JPEGs are
+reduced while they are decoded (libjpeg's DCT scaling by 1/2, 1/4 or 1/8, Pillow's `draft`), so a
+50-megapixel photo costs a 0.8-megapixel decode; other formats are decoded whole and then reduced
+by a whole factor (`Image.reduce`). `width` and `height` stay the image's own, upright size.
+
+Memory: a decode first reserves the pixels it will decode from a process-wide budget
+(training/decode_budget.py, ATTRIB_DECODE_BUDGET_PIXELS) and waits its turn when they are not
+free; at most `max_concurrent_decodes()` decodes run at once (ATTRIB_MAX_CONCURRENT_DECODES). One
+decode holds at most about 10 bytes per decoded pixel (source, converted copy, RGB result;
+measured 7-10 on 49-megapixel images in every mode), so the decoders hold at most about 10 bytes
+times the budget, and the freed memory is handed back after each large decode (glibc).
+`benchmarks/decode_flood.py` measures one process's decodes, `benchmarks/memory_burst.py` a
+server's RSS under a burst of large uploads.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import io
 import threading
@@ -41,13 +49,16 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from training.decode_budget import DecodeBudget
 from training.errors import AttribError
+from training.heap import return_freed_memory
 from training.jpeg_scan import missing_data
 
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_CONCURRENT_DECODES = 4
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
-ERROR_CODES = {"empty_file": 400, "not_an_image": 415, "corrupt_image": 400, "image_too_large": 400}
+ERROR_CODES = {"empty_file": 400, "not_an_image": 415, "corrupt_image": 400, "image_too_large": 413}
+DECODE_MIN_SIDE = 512
 # Leading bytes of the accepted formats: a file that starts like one but cannot be opened is corrupt.
 _SIGNATURES = {
     "JPEG": (b"\xff\xd8\xff",), "PNG": (b"\x89PNG\r\n\x1a\n",), "GIF": (b"GIF87a", b"GIF89a"), "BMP": (b"BM",),
@@ -61,6 +72,9 @@ class ImageError(AttribError):
     code = "corrupt_image"
     status = 400
 
+    def __init__(self, message: str, *, code: str = "corrupt_image", status: int | None = None):
+        super().__init__(message, code=code, status=status or ERROR_CODES[code])
+
 
 @dataclass
 class DecodedImage:
@@ -73,7 +87,7 @@ class DecodedImage:
 
 _slots = threading.BoundedSemaphore(DEFAULT_MAX_CONCURRENT_DECODES)
 _slot_count = DEFAULT_MAX_CONCURRENT_DECODES
-_malloc_trim = None  # glibc's malloc_trim, looked up on first use (False where there is none)
+_budget = DecodeBudget()
 # Freed memory is given back after decoding an image this large, or a failed decode (which may have
 # allocated what the header declared). Below it the trim cost more than the decode's buffers: it
 # walks the whole heap, 0.2-0.3 ms in a loaded server, a third of a typical photo's decode.
@@ -93,23 +107,52 @@ def max_concurrent_decodes() -> int:
     return _slot_count
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """Upright RGB of untrusted image bytes; raises only `ImageError` (codes above)."""
+def set_decode_budget(pixels: int) -> None:
+    """Allow at most `pixels` decoded pixels in this process's decoders at once (a larger image
+    decodes alone)."""
+    global _budget
+    if pixels != _budget.capacity:
+        _budget = DecodeBudget(pixels)
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = DECODE_MIN_SIDE) -> DecodedImage:
+    """Upright RGB of untrusted image bytes, reduced to a short side of at least `min_side`;
+    raises only `ImageError` (codes above)."""
     if not data:
         raise ImageError("the file is empty (0 bytes)", code="empty_file")
     with _slots:
+        image = _open(data, max_pixels)
+        width, height = _upright_size(image)
+        if image.format in ("JPEG", "MPO") and min(image.size) >= 2 * min_side:
+            image.draft(None, (min_side, min_side))
+        decoded_pixels = image.width * image.height
         rgb = None
         try:
-            rgb, fmt = _decode(data, max_pixels)
+            with _budget.reserve(decoded_pixels):
+                rgb = _decode(image, min_side)
         finally:
-            if rgb is None or rgb.width * rgb.height >= TRIM_FROM_PIXELS:
-                _return_freed_memory()
-    return DecodedImage(rgb, hashlib.sha256(data).hexdigest(), fmt, rgb.width, rgb.height)
+            if rgb is None or width * height >= TRIM_FROM_PIXELS:
+                return_freed_memory()  # glibc keeps freed memory in per-thread arenas otherwise
+    return DecodedImage(rgb, hashlib.sha256(data).hexdigest(), (image.format or "unknown").lower(), width, height)
+
+
+def _upright_size(image: Image.Image) -> tuple[int, int]:
+    """The image's size once its EXIF orientation is applied."""
+    try:
+        turned = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:  # noqa: BLE001 - unreadable EXIF: exif_transpose will not turn it either
+        turned = False
+    return (image.height, image.width) if turned else image.size
+
+
+def _reduce(image: Image.Image, min_side: int) -> Image.Image:
+    factor = min(image.size) // min_side
+    return image.reduce(factor) if factor >= 2 else image
 
 
 def probe_jpeg(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int] | None:
     """(sha256, width, height) of a JPEG that a device decoder (nvJPEG) reads exactly as Pillow
-    does here: 8-bit RGB or greyscale, upright (no EXIF rotation). None for any other image,
+    does here: 8-bit RGB or greyscale, upright (no EXIF rotation), not reduced while decoding. None for any other image,
     which goes through `decode_image`. Checks the header as `decode_image` does (raises
     `ImageError`); the pixels are not decoded."""
     if not data:
@@ -121,35 +164,22 @@ def probe_jpeg(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, 
         upright = False
     if image.format != "JPEG" or image.mode not in ("RGB", "L") or not upright:
         return None
+    if min(image.size) >= 2 * DECODE_MIN_SIDE:  # decode_image reduces it while decoding
+        return None
     return hashlib.sha256(data).hexdigest(), image.width, image.height
 
 
-def _return_freed_memory() -> None:
-    """Give freed heap memory back to the system. glibc keeps it in per-thread arenas, so without
-    this, decodes run by many request threads in turn would together hold far more than N decodes
-    need (8 threads, N = 2, 7000x7000 16-bit PNG: RSS peak 1.1 GB untrimmed, 0.6 GB trimmed)."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            _malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", False)  # glibc only
-        except (OSError, TypeError):  # no C library to ask (Windows)
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-def _decode(data: bytes, max_pixels: int) -> tuple[Image.Image, str]:
-    image = _open(data, max_pixels)
-    fmt = (image.format or "unknown").lower()
+def _decode(image: Image.Image, min_side: int) -> Image.Image:
+    fmt = (image.format or "unknown").upper()
     try:
         image.seek(0)
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
-        return to_rgb(image), fmt
+        return _reduce(to_rgb(image), min_side)
     except MemoryError as exc:
         raise _out_of_memory() from exc
     except Exception as exc:  # noqa: BLE001 - the boundary: whatever a codec raises is this file's fault
-        raise ImageError(f"the {fmt.upper()} image is truncated or corrupt: {_describe(exc)}") from exc
+        raise ImageError(f"the {fmt} image is truncated or corrupt: {_describe(exc)}") from exc
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
@@ -161,7 +191,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             raise ImageError(f"the file starts like a {claimed} image, but its header is damaged") from exc
         raise ImageError(
             f"the file is not an image in an accepted format ({', '.join(ACCEPTED_FORMATS)})",
-            code="not_an_image", status=415,
+            code="not_an_image",
         ) from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # the warning, where it is an error
         raise ImageError(f"the image declares too many pixels: {exc}", code="image_too_large") from exc

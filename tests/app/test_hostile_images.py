@@ -19,7 +19,7 @@ from PIL import Image
 OK = (200, None)  # attributed, and indexed in a batch
 NOT_AN_IMAGE = (415, "not_an_image")
 CORRUPT = (400, "corrupt_image")
-TOO_LARGE = (400, "image_too_large")
+TOO_LARGE = (413, "image_too_large")
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
