@@ -20,6 +20,10 @@ from training.views import ViewMaker, view_rng
 
 MAX_PAIRS = 256  # sources scored against the other sources of their concept
 MAX_COPIES = 64  # sources whose edited copy is embedded (one backbone forward each)
+# Derivations in another medium (edge maps, silhouettes, strong colour) for the verdict's fit, so that
+# it also sees queries that only a content space finds; training's views are the same family.
+DERIVED = AugmentConfig(crop_scale=(0.5, 1.0), p_sketch=0.45, p_silhouette=0.2, jitter=0.6, p_jitter=0.8,
+                        p_grayscale=0.2, p_blur=0.3, p_solarize=0.1, p_invert=0.05)
 NEAR_COPY = AugmentConfig(crop_scale=(0.4, 1.0), p_sketch=0.0, p_silhouette=0.0, jitter=0.4, p_jitter=0.8,
                           p_grayscale=0.2, p_blur=0.3, p_solarize=0.0, p_invert=0.0)
 
@@ -38,9 +42,11 @@ def pick(codes: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return pairs, np.sort(copies).astype(np.int64)
 
 
-def edited_copy(image: Image.Image, sha256: str, size: int, quality: int = 75) -> Image.Image:
-    """A deterministic edited copy of a source image (the same for the same bytes)."""
-    view = ViewMaker(NEAR_COPY, size)(image.convert("RGB"), view_rng(sha256, 0, "calibration"))
+def edited_copy(image: Image.Image, sha256: str, size: int, quality: int = 75,
+                recipe: AugmentConfig = NEAR_COPY) -> Image.Image:
+    """A deterministic edited copy of a source image (the same for the same bytes and recipe)."""
+    salt = "calibration" if recipe is NEAR_COPY else "verdict-derived"
+    view = ViewMaker(recipe, size)(image.convert("RGB"), view_rng(sha256, 0, salt))
     buffer = io.BytesIO()
     view.save(buffer, "JPEG", quality=quality)
     return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
