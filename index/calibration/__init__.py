@@ -10,7 +10,9 @@ from index.calibration.calibration import CalibrationError, calibration_for, fit
 from index.calibration.concept_scores import concept_count
 from index.calibration.labelled_fit import decision_queries, labelled_fits, labelled_work, manifest_queries
 from index.calibration.rollout import put_live, rollback, set_head
+from index.calibration.verdict_decisions import maybe_refit_from_decisions, refit_from_decisions
+from index.calibration.verdict_fit import refit_verdict, verdict_for
 
 __all__ = ["CalibrationError", "calibration_for", "concept_count", "decision_queries", "fit_summary",
-           "labelled_fits", "labelled_work", "manifest_queries", "put_live", "record_fit", "refit", "rollback",
-           "set_head"]
+           "labelled_fits", "labelled_work", "manifest_queries", "maybe_refit_from_decisions", "put_live",
+           "record_fit", "refit", "refit_from_decisions", "refit_verdict", "rollback", "set_head", "verdict_for"]

@@ -39,7 +39,7 @@ from index.images import decode_image
 from training.calibration import CATALOG, Calibration, CalibrationData, fit, uninformed
 from training.errors import AttribError
 from training.images import ImageError
-from training.selffit import edited_copy, pick, self_fit_data
+from training.selffit import NEAR_COPY, edited_copy, pick, self_fit_data
 
 log = logging.getLogger(__name__)
 REFIT_DRIFT = 0.25
@@ -64,7 +64,7 @@ def catalog_fit(catalog, live: LiveSpace, copies_seen: dict | None = None) -> Ca
     pair_ids, features = store.get(concepts.source_ids[pairs])
     pair_scores = concept_scores(store, live.head, concepts, live.head.apply(features), pair_ids)
     seen = {} if copies_seen is None else copies_seen
-    copy_ids, copy_features = _edited_copies(catalog, backbone, concepts, copies, seen)
+    copy_ids, copy_features = edited_copies(catalog, backbone, concepts, copies, seen)
     copy_scores = concept_scores(store, live.head, concepts, live.head.apply(copy_features))
     data = self_fit_data(pair_scores, concepts.code_of(pair_ids), copy_scores, concepts.code_of(copy_ids))
     if len(data) == 0:
@@ -75,27 +75,29 @@ def catalog_fit(catalog, live: LiveSpace, copies_seen: dict | None = None) -> Ca
     return with_data(calibration, data)
 
 
-def _edited_copies(catalog, backbone, concepts: CatalogConcepts, picked: np.ndarray,
-                   seen: dict) -> tuple[np.ndarray, np.ndarray]:
+def edited_copies(catalog, backbone, concepts: CatalogConcepts, picked: np.ndarray,
+                   seen: dict, recipe=NEAR_COPY) -> tuple[np.ndarray, np.ndarray]:
     """Backbone features of an edited copy of each picked source (those still readable); `seen`
-    keeps them by (backbone, sha256), since every head of the catalog fits from the same copies."""
+    keeps them by (backbone, sha256, recipe), since every head of the catalog fits from the same
+    copies."""
     ids, todo = [], {}
+    tag = "near" if recipe is NEAR_COPY else "derived"
+    if len(seen) > 8 * max(len(picked), 1):
+        seen.clear()
     for i in picked.tolist():
-        key = (backbone.backbone_id, concepts.shas[i])
+        key = (backbone.backbone_id, concepts.shas[i], tag)
         if key not in seen and key not in todo:
             try:
                 image = decode_image(catalog.blobs.read(key[1]), catalog.config.max_pixels).image
             except (OSError, ImageError):
                 continue  # taken down meanwhile
-            todo[key] = edited_copy(image, key[1], backbone.input_size)
+            todo[key] = edited_copy(image, key[1], backbone.input_size, recipe=recipe)
         ids.append(i)
     if todo:
-        if len(seen) > 4 * len(picked):
-            seen.clear()
         seen.update(zip(todo, backbone.embed_features(list(todo.values()), catalog.config.batch_size)))
     if not ids:
         return np.zeros(0, np.int64), np.zeros((0, backbone.feature_dim), np.float32)
-    features = np.stack([seen[(backbone.backbone_id, concepts.shas[i])] for i in ids])
+    features = np.stack([seen[(backbone.backbone_id, concepts.shas[i], tag)] for i in ids])
     return concepts.source_ids[ids], features
 
 

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from index.calibration.calibration import calibration_for
+from index.calibration.verdict_fit import verdict_for
 from index.catalog import Catalog, Progress, SpaceInfo, build_live, build_previous, check_name, prepare_head
 from training.errors import AttribError
 from training.heads import Head
@@ -45,5 +46,6 @@ def _calibrate(catalog: Catalog, name: str) -> None:
     answer does not wait for the fit. A failure here only postpones the fit to that answer."""
     try:
         calibration_for(catalog, catalog.live_space(name))
+        verdict_for(catalog, catalog.spaces(), wait=True)  # the set of live heads changed
     except (AttribError, ValueError, OSError, RuntimeError):  # the head is live either way
-        log.exception("space %s: fitting the calibration of its new head failed", name)
+        log.exception("space %s: fitting the calibration of its new head (or the verdict) failed", name)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from training.calibration import Calibration
+from training.verdict import VerdictModel
 from training.fileio import atomic_write, atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,35 @@ class CalibrationStore:
 
     def __init__(self, home: Path):
         self.root = Path(home) / "heads"
-        self._cache: dict[str, tuple[int, Calibration]] = {}
+        self._cache: dict[str, tuple[int, Calibration | VerdictModel]] = {}
         self.copies: dict = {}  # edited copies' backbone features, shared by every head's self-fit
         self.fitting = threading.Lock()  # one self-fit at a time (index.calibration.calibration_for)
+        self.verdict_fitting = threading.Lock()  # one verdict fit at a time (index.calibration.verdict_fit)
+
+    def verdict_path(self, key: str) -> Path:
+        return self.root / f"verdict-{key}.json"
+
+    def load_verdict(self, key: str) -> VerdictModel | None:
+        """The verdict fitted for the live heads `key` names (index/calibration/verdict_fit.py)."""
+        path = self.verdict_path(key)
+        try:
+            stamp = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        cached = self._cache.get(f"verdict-{key}")
+        if cached and cached[0] == stamp:
+            return cached[1]
+        try:
+            model = VerdictModel.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("verdict file %s is unreadable (%s); fitting a new one", path, exc)
+            return None
+        self._cache[f"verdict-{key}"] = (stamp, model)
+        return model
+
+    def save_verdict(self, model: VerdictModel) -> Path:
+        text = json.dumps(model.to_json(), indent=2) + "\n"
+        return atomic_write(self.verdict_path(model.key), lambda tmp: Path(tmp).write_text(text))
 
     def path(self, head_id: str) -> Path:
         return self.root / f"{head_id}.calibration.json"

@@ -4,9 +4,9 @@ in index/db (models_desk.py); every write records its audit entry there too.
 """
 
 from index.desk.cases import (CaseError, CaseFilter, CaseRecord, Headline, add_decision, add_rescore, case_counts,
-                              case_image, create_case, decided_queries, decision_counts, get_case, latest_decisions,
-                              list_cases, source_shas)
+                              case_image, create_case, decided_answers, decided_queries, decision_counts, get_case,
+                              latest_decisions, list_cases, source_shas)
 
 __all__ = ["CaseError", "CaseFilter", "CaseRecord", "Headline", "add_decision", "add_rescore", "case_counts",
-           "case_image", "create_case", "decided_queries", "decision_counts", "get_case", "latest_decisions",
-           "list_cases", "source_shas"]
+           "case_image", "create_case", "decided_answers", "decided_queries", "decision_counts", "get_case",
+           "latest_decisions", "list_cases", "source_shas"]

@@ -48,6 +48,7 @@ class CaseFilter:
     until: datetime | None = None
     min_confidence: float | None = None
     reviewer: str | None = None  # id or name of a key that decided on the case
+    sort: str = "newest"  # or "verdict": the surest match first (the headline confidence), then newest
 
 
 @dataclass
@@ -94,16 +95,23 @@ def _case(session: Session, case_id: int, lock: bool = False) -> Case:
 
 def list_cases(sessions: sessionmaker[Session], where: CaseFilter, offset: int,
                limit: int) -> tuple[list[tuple[Case, int]], int]:
-    """(case, number of decisions) newest first, and how many cases match in all."""
+    """(case, number of decisions) in `where.sort` order, and how many cases match in all."""
     conditions = _conditions(where)
     decided = (select(CaseDecision.case_id, func.count(CaseDecision.id).label("n"))
                .group_by(CaseDecision.case_id).subquery())
     query = (select(Case, func.coalesce(decided.c.n, 0)).outerjoin(decided, decided.c.case_id == Case.id)
-             .where(*conditions).order_by(Case.created_at.desc(), Case.id.desc()).offset(offset).limit(limit))
+             .where(*conditions).order_by(*_order(where.sort)).offset(offset).limit(limit))
     with sessions() as session:
         total = session.scalar(select(func.count(Case.id)).where(*conditions)) or 0
         rows = session.execute(query).all()
     return [(case, int(count)) for case, count in rows], total
+
+
+def _order(sort: str) -> list:
+    newest = [Case.created_at.desc(), Case.id.desc()]
+    if sort == "verdict":  # cases without a confidence last, on SQLite and PostgreSQL alike
+        return [Case.confidence.is_(None), Case.confidence.desc(), *newest]
+    return newest
 
 
 def _conditions(where: CaseFilter) -> list:
@@ -149,6 +157,18 @@ def decided_queries(sessions: sessionmaker[Session], limit: int) -> list[tuple[s
                                .order_by(Case.id.desc()).limit(limit)).all()
     return [(sha256, list(concepts or []) if decision == "match" else [])
             for sha256, decision, concepts in reversed(rows)]
+
+
+def decided_answers(sessions: sessionmaker[Session], limit: int) -> list[tuple[dict, list[str]]]:
+    """(the answer the case got, concepts) of the `limit` newest cases whose latest decision is
+    `match` (its concepts) or `no_match` (none), oldest first."""
+    newest = select(func.max(CaseDecision.id)).group_by(CaseDecision.case_id)
+    with sessions() as session:
+        rows = session.execute(select(Case.answer, CaseDecision.decision, CaseDecision.concepts)
+                               .join(Case, Case.id == CaseDecision.case_id)
+                               .where(CaseDecision.id.in_(newest), CaseDecision.decision.in_(("match", "no_match")))
+                               .order_by(Case.id.desc()).limit(limit)).all()
+    return [(answer or {}, list(concepts or []) if decision == "match" else []) for answer, decision, concepts in reversed(rows)]
 
 
 def add_decision(sessions: sessionmaker[Session], actor: Actor, case_id: int, decision: str,

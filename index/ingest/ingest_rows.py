@@ -64,7 +64,7 @@ def _get_or_create_concepts(session, names: set[str], actor: Actor) -> dict[str,
     if new:
         added = session.execute(insert(Concept).returning(Concept.name, Concept.id, sort_by_parameter_order=True),
                                 [{"name": name} for name in new])
-        ids.update(added.tuples().all())
+        ids.update((name, id_) for name, id_ in added)
         record_many(session, actor, "concept.create", "concept", [(name, {"id": ids[name]}) for name in new])
     return ids
 
