@@ -23,12 +23,13 @@ from datetime import datetime
 
 import numpy as np
 
-from index.calibration import calibration_for, concept_count
+from index.calibration import calibration_for, concept_count, verdict_for
 from index.catalog import CONTENT, COPY, Catalog, Hit, LiveSpace, source_rows
 from index.errors import CatalogError
 from index.images import DecodedImage, decode_image
 from training.calibration import WINDOW, Calibration, predict
 from training.query_views import query_view_features
+from training.verdict import MAX_RULE, SpaceEvidence, predict as predict_verdict
 from training.views import recipe_key
 
 SOURCES_PER_CONCEPT = 3
@@ -78,6 +79,22 @@ class SpaceAnswer:
     none_probability: float | None = None
     calibration: CalibrationNote | None = None
     backbone: str | None = None  # the name of the backbone whose features the space maps
+    evidence: SpaceEvidence | None = field(default=None, repr=False)  # the calibrated window, for the verdict
+
+
+@dataclass
+class VerdictAnswer:
+    """The one answer across spaces (`training.verdict`): a match or none."""
+
+    kind: str
+    concept: str | None
+    probability: float
+    none_probability: float
+    spaces: list[str]
+    source: SourceMatch | None  # the best source of the concept, in the space that is surest of it
+    source_space: str | None
+    method: str  # "catalog" (fitted on the catalog), "decisions" (on reviewers' decisions) or "max_rule"
+    chosen: str  # "fused", or the one space a fit trusts; "max_rule" without a fit
 
 
 @dataclass
@@ -87,6 +104,7 @@ class Attribution:
     backbones: dict[str, str] = field(default_factory=dict)  # name -> id of each backbone that ran
     timings_ms: dict = field(default_factory=dict)
     query: DecodedImage | None = field(default=None, repr=False)  # what the query pool keeps
+    verdict: VerdictAnswer | None = None  # None when no space answered
 
     def answered_by(self) -> dict[str, str]:
         return {name: answer.head_id for name, answer in self.spaces.items() if answer.head_id}
@@ -141,7 +159,25 @@ def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 
             answers[name] = rank_space(catalog, name, live, vector, k, concepts, temperature, per_concept)
         timings["search"][name] = _ms_since(started)
     backbones = {catalog.backbones[bid].name: bid for bid in sorted(needed)}
-    return Attribution(catalog.backbone_id, answers, backbones, timings, decoded)
+    verdict = fuse(catalog, answers)
+    return Attribution(catalog.backbone_id, answers, backbones, timings, decoded, verdict)
+
+
+def fuse(catalog: Catalog, answers: dict[str, SpaceAnswer]) -> VerdictAnswer | None:
+    """The verdict over the spaces that answered. The fitted model reads every live space; an
+    answer from fewer of them (one space asked for, or one still being built) uses the max rule."""
+    evidence = {name: a.evidence for name, a in answers.items() if a.available and a.evidence is not None}
+    live = catalog.spaces()
+    model = verdict_for(catalog, live) if evidence and set(evidence) == set(live) else None
+    verdict = predict_verdict(model, evidence)
+    if verdict is None:
+        return None
+    carriers = [answers[name] for name in verdict.spaces] or list(answers.values())
+    surest = max(carriers, key=lambda a: a.evidence.probabilities.get(verdict.concept, 0.0) if a.evidence else -1.0)
+    found = next((m for m in surest.concepts if m.concept == verdict.concept), None)
+    return VerdictAnswer(verdict.kind, verdict.concept, verdict.probability, verdict.none_probability, verdict.spaces,
+                         found.sources[0] if found and found.sources else None, surest.space if found else None,
+                         model.method if model else MAX_RULE, model.chosen if model else MAX_RULE)
 
 
 def embed_query(catalog: Catalog, image, backbone_ids: set[str], forwards: dict, timings: dict) -> dict:
@@ -207,11 +243,12 @@ def rank_space(catalog: Catalog, name: str, space: LiveSpace, vector, k: int, co
         probabilities, none_probability = np.clip(listed[0], 0.0, 1.0).tolist(), float(np.clip(none[0], 0.0, 1.0))
     else:
         probabilities, none_probability = [], 1.0
+    evidence = SpaceEvidence({concept: p for (concept, _), p in zip(ranked[:WINDOW], probabilities)}, none_probability)
     shares = softmax(scores[:k], temperature)
     matches = [ConceptMatch(concept, found[0].score, share, probability, found[:per_concept])
                for (concept, found), share, probability in zip(ranked[:k], shares, probabilities)]
     return SpaceAnswer(name, space.info.head_id, True, matches, None, none_probability, CalibrationNote.of(calibration),
-                       space.info.backbone)
+                       space.info.backbone, evidence)
 
 
 def top_concepts(catalog: Catalog, space: LiveSpace, vector, k: int,

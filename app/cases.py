@@ -1,8 +1,8 @@
 """Reading an attribution answer (the JSON of POST /attribute) for the review desk.
 
-`headline` is the one place that decides what a case's list row shows; it reads a concept's
-calibrated `probability` and a space's `none_probability` when the answer carries them, and
-falls back to `share` (and no none-probability) when it does not.
+`headline` is the one place that decides what a case's list row shows: the answer's `verdict`
+(one answer across spaces); for answers stored before there was one, a concept's calibrated
+`probability` and a space's `none_probability` when the answer carries them, else `share`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ def main_space(answer: dict) -> dict | None:
 
 
 def headline(answer: dict) -> Headline:
-    """Top concept, confidence (its `probability` if present and not null, else its `share`) and
-    the space's `none_probability` (None when the answer has none)."""
+    """Top concept, confidence and none-probability: the answer's `verdict` when it has one;
+    otherwise (answers stored before the verdict) the main space's top concept, its `probability`
+    if present and not null, else its `share`, and the space's `none_probability`."""
+    verdict = answer.get("verdict")
+    if isinstance(verdict, dict) and verdict.get("concept"):
+        return Headline(verdict["concept"], _number(verdict.get("probability")), _number(verdict.get("none_probability")))
     space = main_space(answer)
     if space is None:
         return Headline(None, None, None)

@@ -75,12 +75,25 @@ def _summary(record: CaseRecord) -> str:
         ("Status", f"<span class=status>{_e(case.status)}</span>"),
         ("Created", f"{_e(case.created_at.isoformat(timespec='seconds'))} by key {_e(case.key_name)}"
                     f" (id {_e(case.key_id)})"),
+        ("Verdict", _verdict(case.answer.get("verdict"))),
         ("Top concept", f"{_e(case.top_concept or '—')} · confidence {_number(case.confidence)} · "
                         f"none of these {_number(case.none_probability)}"),
         ("Backbone", f"<code>{_e(case.backbone_id)}</code>"),
         ("Heads", heads or "—"),
     ]
     return "<table>" + "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows) + "</table>"
+
+
+def _verdict(verdict: dict | None) -> str:
+    """The answer's one verdict across spaces (answers stored before it have none)."""
+    if not isinstance(verdict, dict):
+        return "—"
+    said = f"match: {_e(verdict.get('concept'))}" if verdict.get("kind") == "match" else "no source in the catalog"
+    fused = "the surest space" if verdict.get("method") == "max_rule" else \
+        f"a {_e(verdict.get('method'))} fit ({_e(verdict.get('chosen'))})"
+    return (f"<strong>{said}</strong> · probability {_number(verdict.get('probability'))} · none "
+            f"{_number(verdict.get('none_probability'))} · ranked first by {_e(', '.join(verdict.get('spaces') or []) or '—')}"
+            f" · fused from {fused}")
 
 
 def _candidates(answer: dict, thumbnails: dict[int, bytes | None]) -> str:

@@ -74,7 +74,26 @@ class SpaceAnswer(BaseModel):
     concepts: list[ConceptScore]
 
 
+class VerdictOut(BaseModel):
+    kind: Literal["match", "none"] = Field(description="`match`: the catalog holds the source, and it is `concept`; "
+                                           "`none`: no catalog image is the source (`concept` is then the best guess).")
+    concept: str = Field(description="The best candidate: the concept that the spaces, taken together, find likeliest.")
+    probability: float = Field(ge=0, le=1, description="Calibrated probability that `concept` is the source.")
+    none_probability: float = Field(ge=0, le=1, description="Calibrated probability that no catalog concept is.")
+    spaces: list[str] = Field(description="The spaces that rank `concept` first.")
+    source: SourceRef | None = Field(description="The concept's best source, in the space surest of it.")
+    source_space: str | None = Field(description="The space `source` comes from.")
+    method: Literal["catalog", "decisions", "max_rule"] = Field(
+        description="How the spaces are fused: a fit on the catalog's own sources (`catalog`), on reviewers' "
+        "decisions (`decisions`), or, before a fit exists or when fewer than all live spaces answered, the "
+        "space surest of a concept (`max_rule`).")
+    chosen: str = Field(description="What the fit kept after checking itself on held-out data: `fused` (every "
+                        "space), or the name of the one space it trusts; `max_rule` without a fit.")
+
+
 class AttributeResponse(BaseModel):
+    verdict: VerdictOut | None = Field(description="One answer across the spaces (null when no space answered); "
+                                       "the spaces below are its evidence.")
     backbone_id: str = Field(description="The encoder's backbone, whose features `style` and `content` map.")
     backbones: dict[str, str] = Field(default_factory=dict, description="Every backbone that ran: name -> id.")
     k: int

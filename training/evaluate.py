@@ -15,6 +15,8 @@ Usage:
   attrib eval --abc-root DIR --split test_bamfg --prompt gpt [--pool laion_subset] [--encoder ...]
   attrib eval --compare MANIFEST... --encoder raw=default --encoder ad=runs/ad.pt ...
   attrib eval MANIFEST... --encoder copy=sscd_distilled   (a copy backbone: SSCD's plain cosine)
+  attrib eval MANIFEST... --service [--head CKPT] [--json]  (the service's answers: every space and the
+      verdict, with calibrated probabilities and the ECE; app/cli/eval_service.py)
 
 Every manifest also gets the copy-detection figures of DISC21 (training/copy_metrics.py): µAP and
 recall at 90 % precision over every query's top-1 prediction, and the AUROC of 1 - top-1 score

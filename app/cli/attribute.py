@@ -86,7 +86,7 @@ def attribution_json(result, k: int) -> dict:
 
 
 def format_attribution(result) -> str:
-    lines = [f"backbone {result.backbone_id}"]
+    lines = [format_verdict(result.verdict), f"backbone {result.backbone_id}"]
     for name, answer in result.spaces.items():
         lines.append("")
         if not answer.available:
@@ -101,3 +101,12 @@ def format_attribution(result) -> str:
             for source in match.sources:
                 lines.append(f"       source #{source.id:<8} {source.score:+.4f}  {source.filename}")
     return "\n".join(lines)
+
+
+def format_verdict(verdict) -> str:
+    if verdict is None:
+        return "verdict: no space answered"
+    said = f"match: {verdict.concept}" if verdict.kind == "match" else f"none (best candidate {verdict.concept})"
+    source = f"; best source #{verdict.source.id} {verdict.source.filename} in {verdict.source_space}" if verdict.source else ""
+    return (f"verdict: {said}   probability {verdict.probability:6.1%}   none {verdict.none_probability:6.1%}   "
+            f"(ranked first by {', '.join(verdict.spaces) or '-'}; fused by {verdict.method}/{verdict.chosen}){source}")

@@ -29,7 +29,7 @@ def add_calibrate_parser(commands) -> None:
 def cmd_calibrate(args, _rest) -> int:
     from app.services import open_catalog
     from app.settings import Settings
-    from index.calibration import decision_queries, manifest_queries, record_fit, refit
+    from index.calibration import decision_queries, manifest_queries, record_fit, refit, refit_from_decisions
     from index.db import CLI
     from training.calibration import DECISIONS, MANIFEST
     from training.data import read_manifest
@@ -48,6 +48,8 @@ def cmd_calibrate(args, _rest) -> int:
         for name, calibration in fits.items():
             record_fit(catalog, CLI, name, calibration)
             print(describe(name, calibration, catalog.calibrations.path(calibration.head_id)))
+        if args.from_decisions and args.space == "all":
+            print(describe_verdict(refit_from_decisions(catalog, CLI)))
     finally:
         catalog.close()
     return 0
@@ -83,3 +85,12 @@ def describe(name: str, calibration, path: Path) -> str:
     return (f"space {name}: head {calibration.head_id}, method {calibration.method}, {calibration.fitted_on}\n"
             f"  {summary['queries']} fit queries ({summary['none_queries']} without a source); on them: none AUROC "
             f"{summary['fit_none_auroc']:.3f}, top-1 ECE {summary['fit_top1_ece']:.3f}\n  saved to {path}")
+
+
+def describe_verdict(outcome: dict) -> str:
+    """One line on the verdict's refit from decisions: put live or not, and why."""
+    if "log_loss_new" not in outcome:
+        return f"verdict: kept the live fit ({outcome.get('reason', 'nothing to fit')})"
+    said = "now live" if outcome["live"] else f"not better than the live {outcome['live_method']} fit: kept that one"
+    return (f"verdict: a fit on {outcome['cases']} decided cases, {said}; held-back log-loss "
+            f"{outcome['log_loss_new']} against {outcome['log_loss_live']} on {outcome['held_back']} cases")

@@ -75,15 +75,16 @@ def run_ingest(settings: Settings, items: list) -> list:
 
 
 def refresh_calibrations(catalog) -> None:
-    """Fit (or refit, past the size drift) each space's label-free calibration now, so that the
-    first /attribute after indexing does not pay for it."""
-    from index.calibration import calibration_for
+    """Fit (or refit, past the size drift) each space's label-free calibration and the verdict
+    now, so that the first answers after indexing do not wait for them."""
+    from index.calibration import calibration_for, verdict_for
 
     spaces = catalog.spaces()
     if spaces and len(catalog.features):
-        print("calibrating " + ", ".join(sorted(spaces)) + " …", file=sys.stderr, flush=True)
+        print("calibrating " + ", ".join(sorted(spaces)) + " and the verdict …", file=sys.stderr, flush=True)
         for live in spaces.values():
             calibration_for(catalog, live, wait=True)
+        verdict_for(catalog, spaces, wait=True)
 
 
 def collect_image_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:

@@ -50,6 +50,10 @@ def pool_image_paths(settings: Settings) -> list[Path]:
 
 
 def cmd_eval(_args, rest) -> int:
+    if "--service" in rest:  # the service's answers: each space and the verdict (app/cli/eval_service.py)
+        from app.cli import eval_service
+
+        return eval_service.main(rest)
     from training import evaluate
 
     return evaluate.main(rest)

@@ -9,7 +9,7 @@ from app.cases import open_case
 from app.deps import CatalogDep, LimitsDep, MetricsDep, ReadAccess, SettingsDep, api_key_header, reviewer_write
 from app.routes.uploads import read_single_upload, shown_filename
 from app.schemas import (AttributeResponse, CalibrationOut, ConceptScore, SourceRef, SpaceAnswer, StageTimings,
-                         error_responses)
+                         VerdictOut, error_responses)
 from index.auth import key_id_of
 
 router = APIRouter(tags=["attribution"])
@@ -65,10 +65,21 @@ def attribute_upload(request: Request, catalog, settings, metrics, file: UploadF
 def attribute_response(result, k: int) -> AttributeResponse:
     """The answer's one shape, for the HTTP API and `attrib attribute --json` alike."""
     return AttributeResponse(
+        verdict=verdict_out(result.verdict),
         backbone_id=result.backbone_id, backbones=result.backbones, k=k,
         spaces={name: space_answer(answer) for name, answer in result.spaces.items()},
         timings_ms=StageTimings(**result.timings_ms),
     )
+
+
+def verdict_out(verdict) -> VerdictOut | None:
+    if verdict is None:
+        return None
+    source = verdict.source
+    return VerdictOut(kind=verdict.kind, concept=verdict.concept, probability=verdict.probability,
+                      none_probability=verdict.none_probability, spaces=verdict.spaces,
+                      source=source_ref(source.id, source.filename, source.score) if source else None,
+                      source_space=verdict.source_space, method=verdict.method, chosen=verdict.chosen)
 
 
 def space_answer(answer) -> SpaceAnswer:

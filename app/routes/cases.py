@@ -4,6 +4,7 @@ decisions (append-only), re-score with the heads live now. Reviewer keys (admin 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Literal
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import FileResponse
@@ -19,7 +20,9 @@ from app.routes.uploads import shown_filename
 from app.schemas import Page, error_responses
 from app.schemas_desk import CaseOut, CaseSummary, DecisionIn, DecisionOut, RescoreOut, Status
 from index.db import Case, CaseDecision, CaseRescore
-from index.desk import CaseFilter, CaseRecord, add_decision, add_rescore, case_image, get_case, list_cases
+from index.calibration import maybe_refit_from_decisions
+from index.desk import (CaseFilter, CaseRecord, add_decision, add_rescore, case_image, decision_counts, get_case,
+                        list_cases)
 
 router = APIRouter(tags=["review desk"])
 
@@ -43,8 +46,10 @@ def case_filter(
     min_confidence: float | None = Query(None, ge=0, le=1, description="The headline confidence at least this."),
     reviewer: str | None = Query(None, min_length=1, max_length=MAX_NAME_LENGTH, pattern=NO_CONTROL_CHARACTERS,
                                  description="Cases with a decision by this key (its id or its name)."),
+    sort: Literal["newest", "verdict"] = Query("newest", description="`newest` first, or by `verdict`: the surest "
+                                              "match first (the verdict's probability), then newest."),
 ) -> CaseFilter:
-    return CaseFilter(status, concept, as_utc(since, "since"), as_utc(until, "until"), min_confidence, reviewer)
+    return CaseFilter(status, concept, as_utc(since, "since"), as_utc(until, "until"), min_confidence, reviewer, sort)
 
 
 CaseFilterDep = Depends(case_filter)
@@ -136,6 +141,8 @@ def decide(case_id: CaseId, body: DecisionIn, catalog: CatalogDep, actor: Review
     answers or in the catalog (422 `unknown_concept`, `unknown_source`). A decision is never
     changed or removed: the next one supersedes it, and the case's status follows the latest."""
     row = add_decision(catalog.sessions, actor, case_id, body.decision, body.concepts, body.source_ids, body.note)
+    counts = decision_counts(catalog.sessions)  # the verdict learns from them once there are enough
+    maybe_refit_from_decisions(catalog, counts.get("match", 0) + counts.get("no_match", 0), actor)
     return decision_out(row, None)
 
 

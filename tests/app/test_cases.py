@@ -40,10 +40,11 @@ def test_a_case_keeps_the_query_the_answer_and_the_decisions(desk, corpus, edit)
     assert case["status"] == "open" and case["decisions"] == [] and case["rescores"] == []
     assert case["key_name"] == "rita" and case["filename"] == "query.jpg" and "case_id" not in case["answer"]
     assert list(case["answer"]["spaces"]) == ["content", "copy", "style"] and len(style["concepts"]) == 4
-    copy = case["answer"]["spaces"]["copy"]  # without a content head, the headline follows the copy space
+    copy, verdict = case["answer"]["spaces"]["copy"], case["answer"]["verdict"]  # the headline is the verdict
     assert case["top_concept"] == corpus[2].stem == style["concepts"][0]["concept"] == copy["concepts"][0]["concept"]
-    assert case["confidence"] == copy["concepts"][0]["probability"]
-    assert case["none_probability"] == copy["none_probability"] is not None
+    assert verdict["kind"] == "match" and verdict["concept"] == corpus[2].stem
+    assert case["confidence"] == verdict["probability"]
+    assert case["none_probability"] == verdict["none_probability"] is not None
     assert case["head_ids"] == {"copy": copy["head_id"], "style": style["head_id"]} and case["backbone_id"] == case["answer"]["backbone_id"]
     assert case["image_url"] == f"/cases/{case['id']}/image" and case["report_url"] == f"/cases/{case['id']}/report"
     image = api.client.get(case["image_url"], headers=api.reviewer)

@@ -113,7 +113,9 @@ def test_concepts_from_a_csv_and_human_output(env, corpus, tmp_path, capsys):
     capsys.readouterr()
     assert main(["attribute", str(cropped_copy(photos[2], tmp_path / "q.jpg")), "-k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "[content] not available" in lines[2] and lines[4].startswith("[copy] head sscd_distilled-")
+    assert lines[0].startswith("verdict: ") and "probability" in lines[0] and "none" in lines[0]
+    assert lines[1].startswith("backbone ")
+    assert "[content] not available" in lines[3] and lines[5].startswith("[copy] head sscd_distilled-")
     style = next(i for i, line in enumerate(lines) if line.startswith("[style] head"))
     assert lines[style + 1].split()[:3] == ["no", "plausible", "source:"]
     assert lines[style + 2].split()[1:3] == ["species", "2"] and "probability" in lines[style + 2]

@@ -37,3 +37,10 @@ def test_compare_names_the_spaces_whose_ranking_moved():
     assert compare(old, same_top) == (False, {"style": {"before": ["a", "b"], "after": ["a", "c"]}})
     new_head = {"spaces": {"content": space("content", [concept("x", 1.0)]), "style": old["spaces"]["style"]}}
     assert compare(old, new_head) == (True, {"content": {"before": [], "after": ["x"]}})
+
+
+def test_the_verdict_is_the_headline_when_the_answer_has_one():
+    answer = {"verdict": {"kind": "none", "concept": "monet", "probability": 0.2, "none_probability": 0.7},
+              "spaces": {"style": space("style", [concept("manet", 0.9, probability=0.9)], none_probability=0.05)}}
+    assert headline(answer) == Headline("monet", 0.2, 0.7)
+    assert headline({"verdict": None, **{k: v for k, v in answer.items() if k != "verdict"}}) == Headline("manet", 0.9, 0.05)

@@ -271,12 +271,15 @@ def test_review_flow_in_a_real_browser(served, browser, tmp_path, shared_data):
         if space.get("none_probability") is not None:
             page.text_in(f"section[aria-label='{name} candidates'] .nonebox", "None of these")
             page.text_in(f"section[aria-label='{name} candidates']", "bars: calibrated probability")
+    verdict = answer["verdict"]  # the summary is the one verdict across the spaces
+    said = f"Match: {verdict['concept']}" if verdict["kind"] == "match" else "No source in the catalog"
+    page.text_in(".summary .stat.verdict", said)  # its label is styled in capitals
     page.screenshot("upload")
 
-    # Decide: the top content concept is ticked; a note, then one click.
+    # Decide: the verdict's concept is ticked; a note, then one click.
     ticked = [el.get_attribute("value")
               for el in browser.find_elements(page.By.CSS_SELECTOR, "input[name=concept]:checked")]
-    assert len(ticked) == 1
+    assert len(ticked) == 1 and (verdict["kind"] != "match" or ticked == [verdict["concept"]])
     page.find("#note").send_keys("Same tench, cropped and shrunk.")
     page.find("button.d-match").click()
     page.text_in(".history", "Match", "by alice", "Same tench, cropped and shrunk.", f"concepts: {ticked[0]}")
@@ -296,6 +299,7 @@ def test_review_flow_in_a_real_browser(served, browser, tmp_path, shared_data):
     page.text_in(".queue", "No cases match these filters.")
     page.find("#f-status option[value=match]").click()
     page.find("#f-min").send_keys("0")
+    page.find("#f-sort option[value=verdict]").click()
     page.find(".filters button[type=submit]").click()
     row = page.text_in("table.cases tbody", "#1", "Match", "tench-edit.jpg", ticked[0])
     assert "1–1 of 1" in page.text_in(".pager", "of 1"), row
@@ -308,7 +312,7 @@ def test_review_flow_in_a_real_browser(served, browser, tmp_path, shared_data):
     page.text_in(".report", "Report for case #1")
     frame = page.wait.until(lambda d: d.find_elements(page.By.CSS_SELECTOR, "iframe.report-frame"))[0]
     browser.switch_to.frame(frame)
-    report = page.text_in("body", "tench-edit.jpg")
+    report = page.text_in("body", "tench-edit.jpg", "Verdict")
     browser.switch_to.default_content()
     assert "match" in report.lower()
     page.screenshot("report")

@@ -19,16 +19,25 @@ function currentAnswer(kase) {
   return kase.answer || { spaces: {} };
 }
 
-// Ticked at first: the top content concept (else the first space that answered), in that space only.
+// Ticked at first: the verdict's concept in the space surest of it (answers stored before the
+// verdict: the top content concept, else the first space that answered).
 function defaultTick(answer) {
+  const verdict = answer.verdict;
+  if (verdict && verdict.kind === "match" && verdict.source_space) return { space: verdict.source_space, concept: verdict.concept };
   const first = spaceOrder(answer.spaces).find((a) => a.available && a.concepts.length);
   return first ? { space: first.space, concept: first.concepts[0].concept } : {};
 }
 
-function summary(kase) {
+// The case's headline is the answer's verdict (one answer across the spaces).
+function summary(kase, answer) {
   const none = kase.none_probability;
+  const verdict = answer && answer.verdict;
+  const said = verdict ? (verdict.kind === "match" ? `Match: ${verdict.concept}` : "No source in the catalog") : null;
+  const why = verdict ? `fused from ${verdict.method === "max_rule" ? "the surest space" : `a ${verdict.method} fit (${verdict.chosen})`}; `
+    + `ranked first by: ${verdict.spaces.join(", ") || "–"}` : null;
   return h("div.summary", {},
-    h("div.stat", {}, h("span.k", {}, "Top concept"), h("span.v", {}, kase.top_concept || "–")),
+    said ? h(`div.stat.verdict.${verdict.kind}`, { title: why }, h("span.k", {}, "Verdict"), h("span.v", {}, said)) : null,
+    h("div.stat", {}, h("span.k", {}, verdict ? "Best candidate" : "Top concept"), h("span.v", {}, kase.top_concept || "–")),
     h("div.stat", {}, h("span.k", {}, "Confidence"), h("span.v", {}, pct(kase.confidence))),
     none === null || none === undefined ? null
       : h(`div.stat.none${none >= 0.5 ? ".high" : ""}`, {}, h("span.k", {}, "None of these"), h("span.v", {}, pct(none))));
@@ -177,7 +186,7 @@ export function renderCase(kase, { full = false, onChange = () => {} } = {}) {
       h("h2", {}, `Case #${kase.id} `, statusBadge(kase.status)),
       h("p.meta", {}, `${kase.filename} · ${when(kase.created_at)} · by ${kase.key_name || "–"}`,
         last ? ` · showing the re-score of ${when(last.created_at)}` : ""),
-      summary(kase),
+      summary(kase, answer),
       h("div.actions", {},
         full ? null : h("a.button", { href: `#/cases/${kase.id}` }, "Open case"),
         full ? h("button", { type: "button", onclick: rescore }, "Re-score") : null,

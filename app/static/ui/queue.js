@@ -1,10 +1,10 @@
-// The queue: cases newest first, filtered by status, concept, dates, confidence and reviewer; paged.
+// The queue: cases newest first (or the surest verdict first), filtered by status, concept, dates, confidence and reviewer; paged.
 
 import { api } from "/ui/api.js";
 import { h, pct, replace, showError, statusBadge, statusLabel, when } from "/ui/dom.js";
 
 const PAGE = 20;
-const FILTERS = ["status", "concept", "since", "until", "min_confidence", "reviewer"];
+const FILTERS = ["status", "concept", "since", "until", "min_confidence", "reviewer", "sort"];
 
 // Dates are picked as local days; the API gets the instants that bound them.
 function instant(day, endOfDay) {
@@ -40,6 +40,9 @@ function filterForm(params) {
     field("To", text("f-until", "until", { type: "date" })),
     field("Min. confidence", text("f-min", "min_confidence", { type: "number", min: 0, max: 1, step: 0.05, placeholder: "0–1" })),
     field("Reviewer", text("f-reviewer", "reviewer", { type: "text", placeholder: "key name or id" })),
+    field("Sort", h("select#f-sort", { name: "sort" },
+      h("option", { value: "" }, "Newest first"),
+      h("option", { value: "verdict", selected: params.get("sort") === "verdict" }, "Surest match first"))),
     h("div.buttons", {}, h("button", { type: "submit" }, "Apply"),
       h("a.button.secondary", { href: "#/cases" }, "Clear")));
   form.addEventListener("submit", (event) => {
