@@ -14,7 +14,8 @@ from app.batcher import ForwardBatcher
 from app.errors import install_error_handlers
 from app.metrics import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from app.ratelimit import RateLimits
-from app.routes import attribute, audit, case_reports, cases, catalog, ingest, keys, ops, pool, spaces, training, ui
+from app.routes import (attribute, audit, case_reports, cases, catalog, evidence, ingest, keys, ops, pool, spaces,
+                        training, ui)
 from app.services import open_catalog, open_pool
 from app.settings import Settings
 from app.strict import strict_request
@@ -98,7 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_methods=["GET", "POST", "PUT", "DELETE"], allow_headers=["X-API-Key"],
                            expose_headers=["Retry-After", "Location"], max_age=600)
     # case_reports before cases: GET /cases/export must not be read as GET /cases/{case_id}
-    for module in (attribute, ingest, catalog, spaces, pool, training, case_reports, cases, audit, keys, ops, ui):
+    for module in (attribute, ingest, catalog, spaces, pool, training, case_reports, cases, evidence, audit, keys, ops,
+                   ui):
         app.include_router(module.router)
     return app
 

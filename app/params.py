@@ -6,7 +6,7 @@ The rule: a value outside these bounds can never name anything, so it gets 422 `
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Path, Query
 
@@ -29,3 +29,7 @@ TakedownId = Annotated[str, Path(
 QueryId = Annotated[int, Path(ge=1, le=MAX_ID, description="A query id (GET /queries).")]
 CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="A case id (GET /cases).")]
 KeyId = Annotated[int, Path(ge=1, le=MAX_ID, description="An API key id (GET /keys).")]
+
+EvidenceLevel = Annotated[Literal["none", "regions"], Query(
+    description="`regions`: each space's first concept's sources (and the verdict's source) also carry the "
+                "regions that match the query.")]

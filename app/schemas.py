@@ -7,6 +7,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from app.schemas_evidence import RegionSummary
+
 T = TypeVar("T")
 
 
@@ -25,6 +27,8 @@ class SourceRef(BaseModel):
     score: float = Field(description="Cosine similarity between the query and this source, in [-1, 1].")
     image_url: str
     thumbnail_url: str
+    regions: RegionSummary | None = Field(None, description="Matched regions with the query (only with "
+                                          "`POST /attribute?evidence=regions`, for the first concept's sources).")
 
 
 class ConceptScore(BaseModel):
@@ -56,6 +60,7 @@ class StageTimings(BaseModel):
     embed: float = Field(description="The backbone forwards that the spaces share: one per backbone.")
     embed_backbones: dict[str, float] = Field(default_factory=dict, description="`embed` per backbone, by name.")
     search: dict[str, float] = Field(description="Head, search and grouping, per space.")
+    regions: float | None = Field(None, description="Region matching (`evidence=regions` only).")
 
 
 class SpaceAnswer(BaseModel):

@@ -13,8 +13,8 @@ from app.attribution import SOURCES_PER_CONCEPT, attribute_bytes
 from app.cases import compare, head_ids, headline, open_case
 from app.deps import CatalogDep, MetricsDep, ReviewerRead, ReviewerWriter, SettingsDep
 from app.errors import ApiError
-from app.params import MAX_NAME_LENGTH, NO_CONTROL_CHARACTERS, CaseId, Limit, Offset
-from app.routes.attribute import attribute_response, attribute_upload, stored_answer
+from app.params import MAX_NAME_LENGTH, NO_CONTROL_CHARACTERS, CaseId, EvidenceLevel, Limit, Offset
+from app.routes.attribute import attribute_response, attribute_upload, evidence, stored_answer
 from app.routes.catalog import IMAGE_RESPONSE, IMAGE_TYPES, image_file
 from app.routes.uploads import shown_filename
 from app.schemas import Page, error_responses
@@ -98,12 +98,14 @@ def create_case(
     k: int = Query(10, ge=1, le=100, description="How many concepts to keep per space."),
     space: str = Query("all", max_length=32, description="`content`, `style`, another space's name, or `all`."),
     sources: int = Query(SOURCES_PER_CONCEPT, ge=1, le=50, description="Best sources kept per concept."),
+    evidence: EvidenceLevel = "none",
 ) -> CaseOut:
     """The same attribution as POST /attribute (the image joins the query pool likewise); the case
     keeps the image, the whole answer, the heads that gave it, the time and the key."""
-    data, result, answer = attribute_upload(request, catalog, settings, metrics, file, actor.key_id, k, space, sources)
+    data, result, answer = attribute_upload(request, catalog, settings, metrics, file, actor.key_id, k, space, sources,
+                                            evidence == "regions")
     case_id = open_case(catalog, actor, data, result.query, shown_filename(file.filename or "query"),
-                        {"k": k, "space": space, "sources": sources}, stored_answer(answer))
+                        {"k": k, "space": space, "sources": sources, "evidence": evidence}, stored_answer(answer))
     return case_out(get_case(catalog.sessions, case_id))
 
 
@@ -161,6 +163,7 @@ def rescore(request: Request, case_id: CaseId, catalog: CatalogDep, settings: Se
     params = {"k": 10, "space": "all", "sources": SOURCES_PER_CONCEPT} | (case.params or {})
     result = attribute_bytes(catalog, data, params["k"], settings.share_temperature, params["space"], params["sources"],
                              forward=request.app.state.batchers)
-    answer = stored_answer(attribute_response(result, params["k"]))
+    regions = evidence(catalog, result) if params.get("evidence") == "regions" else None
+    answer = stored_answer(attribute_response(result, params["k"], regions))
     row = add_rescore(catalog.sessions, actor, case_id, answer, head_ids(answer), headline(answer), compare)
     return rescore_out(row)

@@ -21,7 +21,7 @@ JOB_STATES = ("queued", "running", "succeeded", "failed", "interrupted")
 
 @router.get("/", include_in_schema=False)
 def home() -> RedirectResponse:
-    return RedirectResponse("/docs")
+    return RedirectResponse("/ui")  # the reviewer page; it links the API docs (/docs)
 
 
 @router.get("/healthz", summary="Liveness: the process answers")

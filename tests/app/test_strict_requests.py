@@ -18,7 +18,7 @@ def test_unknown_and_repeated_query_parameters_are_named(indexed, corpus, edit):
     api, query = indexed, edit(corpus[1])
     status, code, message = error(api.attribute(query, params={"kk": 3, "spaces": "copy"}))
     assert (status, code) == (422, "unknown_parameter")
-    assert "`kk`, `spaces`" in message and "takes `case`, `k`, `sources`, `space`" in message
+    assert "`kk`, `spaces`" in message and "takes `case`, `evidence`, `k`, `sources`, `space`" in message
     status, code, message = error(api.client.post("/attribute?k=2&k=5", files={"file": ("q.jpg", query)}))
     assert (status, code) == (422, "duplicate_parameter") and "`k`" in message
     status, code, message = error(api.client.get("/concepts?limit=5&colour=red", headers=api.auth))
