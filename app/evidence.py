@@ -60,9 +60,25 @@ def regions_for(catalog, query: DecodedImage, sources: dict[int, str]) -> tuple[
     return found, (time.perf_counter() - started) * 1000
 
 
-def overlay_png(query: Image.Image, source: Image.Image, match: RegionMatch, query_size, source_size) -> bytes:
+def match_stored(catalog, query_sha256: str, source_sha256: str):
+    """Both stored images, decoded, and their region match."""
+    query, source = decode_stored(catalog, query_sha256, "case"), decode_stored(catalog, source_sha256, "source")
+    match = match_regions(query_features(query.image, (query.width, query.height)),
+                          features(source.image, (source.width, source.height)))
+    return query, source, match
+
+
+def encoded(image: Image.Image, format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def overlay(query: DecodedImage, source: DecodedImage, match: RegionMatch) -> Image.Image:
     """The query (left) and the source (right) at one height; the inliers' boxes outlined in both,
     the query's frame drawn in the source, and lines between the strongest inlier pairs."""
+    query_size, source_size = (query.width, query.height), (source.width, source.height)
+    query, source = query.image, source.image
     qs, ss = OVERLAY_HEIGHT / query_size[1], OVERLAY_HEIGHT / source_size[1]
     left = query.convert("RGB").resize((max(1, round(query_size[0] * qs)), OVERLAY_HEIGHT))
     right = source.convert("RGB").resize((max(1, round(source_size[0] * ss)), OVERLAY_HEIGHT))
@@ -78,9 +94,7 @@ def overlay_png(query: Image.Image, source: Image.Image, match: RegionMatch, que
         draw.polygon([(dx + x * ss, y * ss) for x, y in match.source_quad], outline=COLOURS["frame"], width=2)
         _box(draw, match.query_box, qs, 0, COLOURS["query"])
         _box(draw, match.source_box, ss, dx, COLOURS["source"])
-    buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG", optimize=False)
-    return buffer.getvalue()
+    return canvas
 
 
 def _box(draw: ImageDraw.ImageDraw, box, scale: float, dx: float, colour) -> None:

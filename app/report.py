@@ -9,6 +9,7 @@ inline style and data: images.
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 
@@ -22,7 +23,7 @@ table{border-collapse:collapse;width:100%;margin:.4rem 0}td,th{border:1px solid 
 text-align:left;vertical-align:top}th{background:#f4f4f4}.muted{color:#666}.query{max-width:100%;max-height:26rem}
 .thumb{width:96px;height:96px;object-fit:cover;display:block}.sources{display:flex;gap:.4rem;flex-wrap:wrap}
 .sources figure{margin:0;font-size:.75rem;width:96px}.superseded{color:#777;text-decoration:line-through}
-.note{white-space:pre-wrap}.status{font-weight:600;text-transform:uppercase}
+.note{white-space:pre-wrap}.status{font-weight:600;text-transform:uppercase}.regions{margin:.4rem 0}.regions img{max-width:100%}
 @media print{body{margin:0;max-width:none;font-size:11px}h2{break-after:avoid}tr,figure,section{break-inside:avoid}
 a{color:inherit;text-decoration:none}}
 @page{margin:1.5cm}
@@ -42,9 +43,20 @@ def _number(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "—"
 
 
+@dataclass(frozen=True)
+class RegionFigure:
+    """The query and the decided source side by side, matched regions drawn (app/evidence.py)."""
+
+    source_id: int
+    jpeg: bytes | None
+    regions: dict | None
+    problem: str  # why there is no figure
+
+
 def render_report(record: CaseRecord, query_jpeg: bytes | None, thumbnails: dict[int, bytes | None],
-                  generated_at: datetime) -> str:
-    """The page. `thumbnails` maps each candidate source id to its JPEG (None when it is gone)."""
+                  generated_at: datetime, regions: RegionFigure | None = None) -> str:
+    """The page. `thumbnails` maps each candidate source id to its JPEG (None when it is gone);
+    `regions` is the figure of the decided source, if a decision names one."""
     case = record.case
     parts = [
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
@@ -62,6 +74,8 @@ def render_report(record: CaseRecord, query_jpeg: bytes | None, thumbnails: dict
         "<h2>Decisions</h2>",
         _decisions(record),
     ]
+    if regions is not None:
+        parts += ["<h2>Matched regions</h2>", _regions(regions)]
     if record.rescores:
         parts += ["<h2>Re-scorings</h2>", _rescores(record)]
     parts.append("</body></html>")
@@ -150,3 +164,16 @@ def _rescores(record: CaseRecord) -> str:
                     f"<td><code>{_e(heads)}</code></td><td>{'yes' if row.changed else 'no'}</td>"
                     f"<td>{changes or '—'}</td></tr>")
     return f"<table>{''.join(rows)}</table>"
+
+
+def _regions(figure: RegionFigure) -> str:
+    if figure.jpeg is None:
+        return f"<p class=muted>No figure for source #{figure.source_id}: {_e(figure.problem)}</p>"
+    found = figure.regions or {}
+    said = (f"{found.get('inliers')} matched keypoints{' (the query is mirrored)' if found.get('mirrored') else ''}; "
+            f"the query lies at {_e(found.get('source_region'))} in the source" if found.get("source_region")
+            else f"only {found.get('inliers')} matched keypoints: no region is claimed")
+    return (f"<figure class=regions><img alt='the query and source #{figure.source_id} side by side' "
+            f"src='{data_uri(figure.jpeg)}'><figcaption>Left: the query; right: source #{figure.source_id}. "
+            f"Orange and blue boxes: the matched keypoints in each; yellow: the query's frame in the source. "
+            f"{said}.</figcaption></figure>")

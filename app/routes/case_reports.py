@@ -14,11 +14,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from app.deps import CatalogDep, ReviewerRead
 from app.params import CaseId
-from app.report import CANDIDATES_PER_SPACE, CONTENT_SECURITY_POLICY, render_report
+from app.errors import ApiError
+from app.evidence import encoded, match_stored, overlay
+from app.report import CANDIDATES_PER_SPACE, CONTENT_SECURITY_POLICY, RegionFigure, render_report
 from app.routes.cases import CaseFilterDep
 from app.schemas import error_responses
 from app.schemas_desk import CaseExport
-from index.catalog import Catalog
+from index.catalog import Catalog, get_source
+from index.errors import AttribError
 from index.desk import CaseFilter, get_case, latest_decisions, list_cases, source_shas
 from index.images import ImageError, decode_image
 
@@ -98,7 +101,7 @@ def case_report(case_id: CaseId, catalog: CatalogDep) -> HTMLResponse:
     loads nothing else, so the browser's Print to PDF keeps everything."""
     record = get_case(catalog.sessions, case_id)
     page = render_report(record, query_jpeg(catalog, record.case.sha256), candidate_thumbnails(catalog, record.case.answer),
-                         datetime.now(timezone.utc))
+                         datetime.now(timezone.utc), region_figure(catalog, record))
     headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff",
                "Content-Disposition": f'inline; filename="case-{case_id}-report.html"'}
     return HTMLResponse(page, headers=headers)
@@ -130,3 +133,31 @@ def candidate_thumbnails(catalog: Catalog, answer: dict) -> dict[int, bytes | No
             log.warning("report: no thumbnail for source %s: %s", source_id, exc)
             thumbnails[source_id] = None
     return thumbnails
+
+
+def decided_source(record) -> int | None:
+    """The source of the latest decision: the first it names, else the verdict's source when the
+    decision names the verdict's concept; none for `no_match`."""
+    if not record.decisions or record.decisions[-1].decision == "no_match":
+        return None
+    last = record.decisions[-1]
+    if last.source_ids:
+        return last.source_ids[0]
+    verdict = (record.case.answer or {}).get("verdict") or {}
+    source_id = (verdict.get("source") or {}).get("id")
+    return source_id if isinstance(source_id, int) and verdict.get("concept") in (last.concepts or []) else None
+
+
+def region_figure(catalog: Catalog, record) -> RegionFigure | None:
+    """The side-by-side figure of the query and the decided source (app/evidence.py)."""
+    source_id = decided_source(record)
+    if source_id is None:
+        return None
+    try:
+        source, _ = get_source(catalog.sessions, source_id)
+        query, decoded, match = match_stored(catalog, record.case.sha256, source.sha256)
+    except (AttribError, ApiError) as exc:  # taken down, or a stored image is missing
+        return RegionFigure(source_id, None, None, str(exc))
+    figure = overlay(query, decoded, match)
+    figure.thumbnail((2 * REPORT_IMAGE_SIZE, REPORT_IMAGE_SIZE))
+    return RegionFigure(source_id, encoded(figure, "JPEG", quality=85), match.summary(), "")

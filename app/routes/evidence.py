@@ -8,13 +8,13 @@ import time
 from fastapi import APIRouter, Response
 
 from app.deps import CatalogDep, ReviewerRead
-from app.evidence import decode_stored, overlay_png
+from app.evidence import encoded, match_stored, overlay
 from app.params import CaseId, SourceId
 from app.schemas import error_responses
 from app.schemas_evidence import RegionEvidence
 from index.catalog import get_source
 from index.desk import case_image
-from training.regions import RegionMatch, features, match_regions, query_features
+from training.regions import RegionMatch
 
 router = APIRouter(tags=["review desk"])
 METHOD = "ORB keypoints, mutual nearest neighbours with a ratio test, RANSAC similarity (query also mirrored)"
@@ -26,10 +26,7 @@ def matched(catalog, case_id: int, source_id: int):
     """Both decoded images and their region match."""
     case = case_image(catalog.sessions, case_id)
     source, _ = get_source(catalog.sessions, source_id)
-    query, found = decode_stored(catalog, case.sha256, "case"), decode_stored(catalog, source.sha256, "source")
-    match = match_regions(query_features(query.image, (query.width, query.height)),
-                          features(found.image, (found.width, found.height)))
-    return query, found, match
+    return match_stored(catalog, case.sha256, source.sha256)
 
 
 @router.get("/cases/{case_id}/evidence/{source_id}", response_model=RegionEvidence, dependencies=[ReviewerRead],
@@ -48,8 +45,7 @@ def case_evidence(case_id: CaseId, source_id: SourceId, catalog: CatalogDep) -> 
             responses={**PNG, **error_responses(401, 404, 409)}, summary="The matched regions, side by side (PNG)")
 def case_evidence_overlay(case_id: CaseId, source_id: SourceId, catalog: CatalogDep) -> Response:
     query, source, match = matched(catalog, case_id, source_id)
-    png = overlay_png(query.image, source.image, match, (query.width, query.height), (source.width, source.height))
-    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300",
+    return Response(encoded(overlay(query, source, match), "PNG"), media_type="image/png", headers={"Cache-Control": "private, max-age=300",
                                                           "X-Content-Type-Options": "nosniff"})
 
 

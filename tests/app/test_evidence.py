@@ -3,7 +3,9 @@ correspondence of a case and a source as JSON and as a PNG, and what is refused.
 
 from __future__ import annotations
 
+import base64
 import io
+import re
 
 import numpy as np
 import pytest
@@ -110,3 +112,22 @@ def test_a_taken_down_source_has_no_evidence(desk, corpus):
 def test_the_service_address_opens_the_reviewer_page(desk):
     response = desk.client.get("/", follow_redirects=False)
     assert response.status_code in (302, 307) and response.headers["location"] == "/ui"
+
+
+def test_the_report_shows_the_decided_source_side_by_side(desk, corpus):
+    query, _ = mirrored_crop(corpus[5])
+    case = desk.client.post("/cases", files={"file": ("q.jpg", query)}, headers=desk.reviewer).json()
+    report = desk.client.get(case["report_url"], headers=desk.reviewer).text
+    assert "Matched regions" not in report  # no decision yet
+    source_id = case["answer"]["verdict"]["source"]["id"]
+    body = {"decision": "match", "concepts": [corpus[5].stem], "note": "mirrored crop"}
+    assert desk.client.post(f"/cases/{case['id']}/decision", json=body, headers=desk.reviewer).status_code == 201
+    report = desk.client.get(case["report_url"], headers=desk.reviewer).text
+    figure = re.search(r"<figure class=regions><img alt='the query and source #(\d+) side by side' "
+                       r"src='data:image/jpeg;base64,([^']+)'>", report)
+    assert figure and int(figure[1]) == source_id and "(the query is mirrored)" in report
+    image = Image.open(io.BytesIO(base64.b64decode(figure[2])))
+    assert image.format == "JPEG" and image.width > image.height
+    assert desk.client.delete(f"/sources/{source_id}", headers=desk.auth).status_code == 200
+    report = desk.client.get(case["report_url"], headers=desk.reviewer).text
+    assert f"No figure for source #{source_id}: no source with id {source_id}" in report
