@@ -176,9 +176,10 @@ class Page:
     def __init__(self, driver, shots: Path):
         from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
         from selenium.webdriver.support.ui import WebDriverWait
 
-        self.driver, self.By, self.shots = driver, By, shots
+        self.driver, self.By, self.Keys, self.shots = driver, By, Keys, shots
         # Views re-render by replacing their elements, so an element found a moment ago may be gone.
         self.wait = WebDriverWait(driver, 60, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,))
         self.keep = os.environ.get("ATTRIB_UI_SCREENSHOTS")
@@ -275,6 +276,7 @@ def test_review_flow_in_a_real_browser(served, browser, tmp_path, shared_data):
     said = f"Match: {verdict['concept']}" if verdict["kind"] == "match" else "No source in the catalog"
     page.text_in(".summary .stat.verdict", said)  # its label is styled in capitals
     page.screenshot("upload")
+    compare_view(page, browser)
 
     # Decide: the verdict's concept is ticked; a note, then one click.
     ticked = [el.get_attribute("value")
@@ -333,3 +335,41 @@ def test_review_flow_in_a_real_browser(served, browser, tmp_path, shared_data):
         files.items.add(new File([bytes], 'dropped-bird.jpg', {type: 'image/jpeg'}));
         document.querySelector('.drop').dispatchEvent(new DragEvent('drop', {dataTransfer: files, bubbles: true}));""")
     page.text_in(".case", "Case #2", "dropped-bird.jpg", "bird")
+
+
+COUNT_COLOUR = """
+const canvas = document.querySelector(arguments[0]);
+const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+const [r, g, b] = arguments[1];
+let n = 0;
+for (let i = 0; i < data.length; i += 4) {
+  if (Math.abs(data[i] - r) + Math.abs(data[i + 1] - g) + Math.abs(data[i + 2] - b) < 60) n++;
+}
+return n;"""
+
+
+def compare_view(page, browser):
+    """The compare view: the query and a source side by side, the regions drawn on the canvases
+    (counted in pixels), the heat map and the overlay slider, keys to step and to close."""
+    drawn = lambda: page.find("section.compare").get_attribute("data-drawn")  # noqa: E731
+    page.find("button.compare").click()  # the first source of the first space: the tench itself
+    page.wait.until(lambda d: drawn())
+    first = drawn()
+    page.text_in("section.compare", f"Source #{first}", "matched points", "1 of")
+    magenta, cyan = [255, 0, 255], [0, 200, 255]
+    assert browser.execute_script(COUNT_COLOUR, "canvas.cmp-source", magenta) > 300  # the query's frame, in the source
+    assert browser.execute_script(COUNT_COLOUR, "canvas.cmp-query", magenta) < 20  # drawn only there
+    assert browser.execute_script(COUNT_COLOUR, "canvas.cmp-query", cyan) > 300  # the matched region in the query
+    plain = browser.execute_script("return document.querySelector('canvas.cmp-query').toDataURL()")
+    browser.execute_script("const s = document.getElementById('cmp-mix'); s.value = 60;"
+                           "s.dispatchEvent(new Event('input'));")
+    laid = browser.execute_script("return document.querySelector('canvas.cmp-query').toDataURL()")
+    page.find("#cmp-heat").click()
+    heated = browser.execute_script("return document.querySelector('canvas.cmp-query').toDataURL()")
+    assert len({plain, laid, heated}) == 3
+    page.screenshot("compare")
+    page.find("body").send_keys(page.Keys.ARROW_RIGHT)
+    page.wait.until(lambda d: drawn() not in (None, first))
+    page.text_in("section.compare", "2 of")
+    page.find("body").send_keys(page.Keys.ESCAPE)
+    page.wait.until(lambda d: not d.find_elements(page.By.CSS_SELECTOR, "section.compare"))

@@ -1,12 +1,13 @@
 // One case: the query beside its candidates per space, the decision form, and (on the case view) history.
 
 import { api } from "/ui/api.js";
+import { close as closeCompare, isOpen as compareOpen, openCompare, step as compareStep } from "/ui/compare.js";
 import { bar, h, keyedImage, num, pct, showError, showInfo, statusBadge, when } from "/ui/dom.js";
 
 const DECISIONS = [
-  { value: "match", label: "Match", hint: "the ticked concepts were copied" },
-  { value: "no_match", label: "No match", hint: "none of these" },
-  { value: "escalate", label: "Escalate", hint: "needs another reviewer" },
+  { value: "match", label: "Match", hint: "the ticked concepts were copied", key: "m" },
+  { value: "no_match", label: "No match", hint: "none of these", key: "x" },
+  { value: "escalate", label: "Escalate", hint: "needs another reviewer", key: "e" },
 ];
 
 function spaceOrder(spaces) {
@@ -63,7 +64,9 @@ function source(s, spaceName) {
   return h("li", {},
     h("label.thumb", { for: id, title: `${s.filename} · score ${num(s.score)}` },
       keyedImage(s.thumbnail_url, `source ${s.id}: ${s.filename}`),
-      h("span", {}, h("input", { type: "checkbox", id, name: "source", value: s.id }), ` #${s.id}`)));
+      h("span", {}, h("input", { type: "checkbox", id, name: "source", value: s.id }), ` #${s.id}`)),
+    h("button.link.compare", { type: "button", dataset: { sourceId: s.id }, title: `Compare the query with source #${s.id}` },
+      "Compare"));
 }
 
 function spaceColumn(answer, ticked) {
@@ -100,10 +103,12 @@ function decisionForm(kase, answer, onDecided) {
       spaceOrder(answer.spaces).map((a) => spaceColumn(a, ticked))),
     h("fieldset.decision", {},
       h("legend", {}, "Decision"),
-      h("p.hint", {}, "Tick the concepts (and sources) that were copied, add a note, then one click."),
+      h("p.hint", {}, "Tick the concepts (and sources) that were copied, add a note, then one click. Keys: m, x, e decide; "
+        + "→ / ← compare with the next or previous source."),
       h("label", { for: "note" }, "Note"), note,
       h("div.buttons", {}, DECISIONS.map((d) =>
-        h(`button.d-${d.value}`, { type: "submit", name: "decision", value: d.value, title: d.hint }, d.label)))));
+        h(`button.d-${d.value}`, { type: "submit", name: "decision", value: d.value, title: `${d.hint} (key ${d.key})`,
+          "aria-keyshortcuts": d.key }, d.label)))));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const decision = event.submitter ? event.submitter.value : "escalate";
@@ -181,7 +186,15 @@ export function renderCase(kase, { full = false, onChange = () => {} } = {}) {
     }
   };
   const last = (kase.rescores || []).at(-1);
-  return h("article.case", { dataset: { caseId: kase.id } },
+  const host = h("div.compare-host");
+  const sources = compareList(answer);
+  const article = h("article.case", {
+    dataset: { caseId: kase.id },
+    onclick: (event) => {
+      const button = event.target.closest("button.compare");
+      if (button) openCompare(host, kase, sources, sources.findIndex((s) => String(s.id) === button.dataset.sourceId));
+    },
+  },
     h("header.case-head", {},
       h("h2", {}, `Case #${kase.id} `, statusBadge(kase.status)),
       h("p.meta", {}, `${kase.filename} · ${when(kase.created_at)} · by ${kase.key_name || "–"}`,
@@ -191,6 +204,42 @@ export function renderCase(kase, { full = false, onChange = () => {} } = {}) {
         full ? null : h("a.button", { href: `#/cases/${kase.id}` }, "Open case"),
         full ? h("button", { type: "button", onclick: rescore }, "Re-score") : null,
         h("a.button", { href: `#/cases/${kase.id}/report` }, "Report"))),
+    host,
     decisionForm(kase, answer, onChange),
     full ? history(kase) : null);
+  closeCompare();
+  listenForKeys();
+  return article;
+}
+
+// Every source on show, once: the verdict's first, then by space.
+function compareList(answer) {
+  const seen = new Map();
+  const verdictSource = answer.verdict && answer.verdict.source;
+  if (verdictSource) seen.set(verdictSource.id, verdictSource);
+  for (const space of spaceOrder(answer.spaces)) {
+    for (const c of space.concepts || []) for (const s of c.sources || []) if (!seen.has(s.id)) seen.set(s.id, s);
+  }
+  return [...seen.values()];
+}
+
+// Keys on the case on show (one listener for the page): m / x / e press the decision buttons,
+// → / ← step through the sources in the compare view (opening it), Esc closes it.
+let listening = false;
+function listenForKeys() {
+  if (listening) return;
+  listening = true;
+  document.addEventListener("keydown", (event) => {
+    if (event.altKey || event.ctrlKey || event.metaKey || /^(INPUT|TEXTAREA|SELECT)$/.test(event.target.tagName)) return;
+    const article = document.querySelector("article.case");
+    if (!article) return;
+    const decision = DECISIONS.find((d) => d.key === event.key.toLowerCase());
+    if (decision) article.querySelector(`button.d-${decision.value}`)?.click();
+    else if (event.key === "Escape") closeCompare();
+    else if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
+      const delta = event.key === "ArrowRight" ? 1 : -1;
+      if (!compareOpen() || !compareStep(delta)) article.querySelector("button.compare")?.click();
+    } else return;
+    event.preventDefault();
+  });
 }
