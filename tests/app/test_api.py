@@ -36,7 +36,8 @@ def test_index_then_attribute_with_evidence(api, corpus, edit):
     assert len(result["spaces"]["style"]["concepts"]) == 4 and result["k"] == 4
     assert abs(sum(c["share"] for c in result["spaces"]["style"]["concepts"]) - 1) < 1e-6
     assert [c["score"] for c in result["spaces"]["style"]["concepts"]] == sorted((c["score"] for c in result["spaces"]["style"]["concepts"]), reverse=True)
-    assert set(result["timings_ms"]) == {"decode", "embed", "embed_backbones", "search"}
+    assert set(result["timings_ms"]) == {"decode", "embed", "embed_backbones", "search", "regions"}
+    assert result["timings_ms"]["regions"] is None  # region evidence only when asked
     assert set(result["timings_ms"]["embed_backbones"]) == {"efficientnet_lite0", "sscd_distilled"}
     copy = result["spaces"]["copy"]
     assert copy["available"] and copy["backbone"] == "sscd_distilled" and result["backbones"]["sscd_distilled"]
