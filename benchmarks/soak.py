@@ -128,6 +128,13 @@ def start_server(home: Path) -> tuple[subprocess.Popen, str, str]:
     raise SystemExit("the server did not become ready")
 
 
+def index_photos(url: str, key: str, photos: list[Path]) -> None:
+    """Each photo its own concept (its file name's stem), in one POST /index."""
+    files = [("files", (p.name, p.read_bytes())) for p in photos]
+    httpx.post(f"{url}/index", files=files, data={"concept": [p.stem for p in photos]},
+               headers={"X-API-Key": key}, timeout=600).raise_for_status()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30)
@@ -139,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as home:
         process, url, key = start_server(Path(home))
         try:
-            files = [("files", (p.name, p.read_bytes())) for p in photos]
-            httpx.post(f"{url}/index", files=files, data={"concept": [p.stem for p in photos]},
-                       headers={"X-API-Key": key}, timeout=600).raise_for_status()
+            index_photos(url, key, photos)
             soak = Soak(url, key, photos, seed=0)
             start_rss, peak, timeline = rss_mb(process.pid), 0.0, []
             started = time.monotonic()

@@ -36,21 +36,7 @@ class CalibrationStore:
 
     def load_verdict(self, key: str) -> VerdictModel | None:
         """The verdict fitted for the live heads `key` names (index/calibration/verdict_fit.py)."""
-        path = self.verdict_path(key)
-        try:
-            stamp = path.stat().st_mtime_ns
-        except FileNotFoundError:
-            return None
-        cached = self._cache.get(f"verdict-{key}")
-        if cached and cached[0] == stamp:
-            return cached[1]
-        try:
-            model = VerdictModel.from_json(json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            log.warning("verdict file %s is unreadable (%s); fitting a new one", path, exc)
-            return None
-        self._cache[f"verdict-{key}"] = (stamp, model)
-        return model
+        return self._load(f"verdict-{key}", self.verdict_path(key), VerdictModel.from_json, "verdict")
 
     def save_verdict(self, model: VerdictModel) -> Path:
         text = json.dumps(model.to_json(), indent=2) + "\n"
@@ -60,21 +46,24 @@ class CalibrationStore:
         return self.root / f"{head_id}.calibration.json"
 
     def load(self, head_id: str) -> Calibration | None:
-        path = self.path(head_id)
+        return self._load(head_id, self.path(head_id), Calibration.from_json, "calibration")
+
+    def _load(self, name: str, path: Path, parse, what: str):
+        """The parsed file, cached until it changes; None if it is missing or unreadable."""
         try:
             stamp = path.stat().st_mtime_ns
         except FileNotFoundError:
             return None
-        cached = self._cache.get(head_id)
+        cached = self._cache.get(name)
         if cached and cached[0] == stamp:
             return cached[1]
         try:
-            calibration = Calibration.from_json(json.loads(path.read_text()))
+            loaded = parse(json.loads(path.read_text()))
         except (OSError, ValueError, TypeError, KeyError) as exc:
-            log.warning("calibration file %s is unreadable (%s); fitting a new one", path, exc)
+            log.warning("%s file %s is unreadable (%s); fitting a new one", what, path, exc)
             return None
-        self._cache[head_id] = (stamp, calibration)
-        return calibration
+        self._cache[name] = (stamp, loaded)
+        return loaded
 
     def save(self, calibration: Calibration) -> Path:
         data = getattr(calibration, "data", None)

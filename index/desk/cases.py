@@ -149,26 +149,22 @@ def decided_queries(sessions: sessionmaker[Session], limit: int) -> list[tuple[s
     """(query image sha256, concepts) of the `limit` newest cases whose latest decision is a
     verdict, oldest first: the concepts named by a `match`, none for a `no_match`. Escalated
     cases are left out."""
-    newest = select(func.max(CaseDecision.id)).group_by(CaseDecision.case_id)
-    with sessions() as session:
-        rows = session.execute(select(Case.sha256, CaseDecision.decision, CaseDecision.concepts)
-                               .join(Case, Case.id == CaseDecision.case_id)
-                               .where(CaseDecision.id.in_(newest), CaseDecision.decision.in_(("match", "no_match")))
-                               .order_by(Case.id.desc()).limit(limit)).all()
-    return [(sha256, list(concepts or []) if decision == "match" else [])
-            for sha256, decision, concepts in reversed(rows)]
+    return _decided(sessions, Case.sha256, limit)
 
 
 def decided_answers(sessions: sessionmaker[Session], limit: int) -> list[tuple[dict, list[str]]]:
-    """(the answer the case got, concepts) of the `limit` newest cases whose latest decision is
-    `match` (its concepts) or `no_match` (none), oldest first."""
+    """(the answer the case got, concepts) of the same cases as `decided_queries`."""
+    return [(answer or {}, concepts) for answer, concepts in _decided(sessions, Case.answer, limit)]
+
+
+def _decided(sessions: sessionmaker[Session], column, limit: int) -> list[tuple]:
     newest = select(func.max(CaseDecision.id)).group_by(CaseDecision.case_id)
     with sessions() as session:
-        rows = session.execute(select(Case.answer, CaseDecision.decision, CaseDecision.concepts)
+        rows = session.execute(select(column, CaseDecision.decision, CaseDecision.concepts)
                                .join(Case, Case.id == CaseDecision.case_id)
                                .where(CaseDecision.id.in_(newest), CaseDecision.decision.in_(("match", "no_match")))
                                .order_by(Case.id.desc()).limit(limit)).all()
-    return [(answer or {}, list(concepts or []) if decision == "match" else []) for answer, decision, concepts in reversed(rows)]
+    return [(value, list(concepts or []) if decision == "match" else []) for value, decision, concepts in reversed(rows)]
 
 
 def add_decision(sessions: sessionmaker[Session], actor: Actor, case_id: int, decision: str,
