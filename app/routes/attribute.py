@@ -64,10 +64,10 @@ def attribute_upload(request: Request, catalog, settings, metrics, file: UploadF
     if settings.keep_queries:
         request.app.state.pool.remember(data, result.query, shown_filename(file.filename or "query"), "attribute",
                                         key_id, result.answered_by())
-    return data, result, attribute_response(result, k, evidence(catalog, result) if regions else None)
+    return data, result, attribute_response(result, k, region_evidence(catalog, result) if regions else None)
 
 
-def evidence(catalog, result) -> dict:
+def region_evidence(catalog, result) -> dict:
     """Matched regions of each space's first concept's sources and the verdict's source, by id."""
     wanted = {s.id: s.sha256 for answer in result.spaces.values() if answer.concepts
               for s in answer.concepts[0].sources}

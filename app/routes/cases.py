@@ -14,7 +14,7 @@ from app.cases import compare, head_ids, headline, open_case
 from app.deps import CatalogDep, MetricsDep, ReviewerRead, ReviewerWriter, SettingsDep
 from app.errors import ApiError
 from app.params import MAX_NAME_LENGTH, NO_CONTROL_CHARACTERS, CaseId, EvidenceLevel, Limit, Offset
-from app.routes.attribute import attribute_response, attribute_upload, evidence, stored_answer
+from app.routes.attribute import attribute_response, attribute_upload, region_evidence, stored_answer
 from app.routes.catalog import IMAGE_RESPONSE, IMAGE_TYPES, image_file
 from app.routes.uploads import shown_filename
 from app.schemas import Page, error_responses
@@ -163,7 +163,7 @@ def rescore(request: Request, case_id: CaseId, catalog: CatalogDep, settings: Se
     params = {"k": 10, "space": "all", "sources": SOURCES_PER_CONCEPT} | (case.params or {})
     result = attribute_bytes(catalog, data, params["k"], settings.share_temperature, params["space"], params["sources"],
                              forward=request.app.state.batchers)
-    regions = evidence(catalog, result) if params.get("evidence") == "regions" else None
+    regions = region_evidence(catalog, result) if params.get("evidence") == "regions" else None
     answer = stored_answer(attribute_response(result, params["k"], regions))
     row = add_rescore(catalog.sessions, actor, case_id, answer, head_ids(answer), headline(answer), compare)
     return rescore_out(row)

@@ -59,6 +59,8 @@ def test_a_case_and_a_source_side_by_side(desk, corpus):
     case = created.json()
     source_id = case["answer"]["verdict"]["source"]["id"]
     assert case["answer"]["verdict"]["source"]["regions"]["inliers"] >= 20
+    rescored = desk.client.post(f"/cases/{case['id']}/rescore", headers=desk.reviewer).json()  # asked once, kept
+    assert rescored["answer"]["verdict"]["source"]["regions"] == case["answer"]["verdict"]["source"]["regions"]
     evidence = desk.client.get(f"/cases/{case['id']}/evidence/{source_id}", headers=desk.reviewer)
     assert evidence.status_code == 200, evidence.text
     found = evidence.json()
