@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/ui_load.py [--sources 21] [--runs 5]
 
 Starts `attrib serve` (SQLite, a fresh ATTRIB_HOME), indexes 40 photos, opens one case with
-k concepts per space chosen so that at least --sources distinct sources are on screen, then loads
+--sources concepts per space (each photo is its own concept, so each space shows --sources
+sources, many of them the same in every space), then loads
 `/ui#/cases/1` --runs times in a new tab with the key in sessionStorage and reports the time from
 navigation start until the case is drawn and every image on it has loaded (median and max).
 Target (issue 26): under a second with 20 sources on screen.
@@ -27,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from soak import SHARED, index_photos, start_server  # noqa: E402
 
 READY = """
-const imgs = [...document.querySelectorAll('article.case img')];
+const imgs = [...document.querySelectorAll('article.case img')].filter(i => i.getBoundingClientRect().top < innerHeight);
 const ready = document.querySelector('article.case') && imgs.length > 0 &&
   imgs.every(i => i.complete && i.naturalWidth > 0 && i.src.startsWith('blob:'));
-return ready ? [performance.now(), imgs.length] : null;"""
+return ready ? [performance.now(), imgs.length] : null;"""  # images below the fold load lazily, when scrolled to
 
 
 def browser():
@@ -40,7 +41,7 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-dev-shm-usage", "--window-size=1280,1000"):
+                 "--disable-dev-shm-usage", "--window-size=1280,3200"):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=Service(executable_path="/usr/bin/chromedriver"))
 
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
         process, url, key = start_server(Path(home))
         try:
             index_photos(url, key, photos)
-            k = -(-args.sources // 3)  # 3 sources per concept; each space lists k concepts
+            k = args.sources  # each photo is its own concept: one source per concept, k per space
             case = httpx.post(f"{url}/cases", params={"k": k, "sources": 3}, headers={"X-API-Key": key}, timeout=60,
                               files={"file": ("q.jpg", photos[7].read_bytes())}).json()
             shown = {s["id"] for space in case["answer"]["spaces"].values() for c in space["concepts"]
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
             process.terminate()
             process.wait(timeout=60)
     loads = [t[0] for t in times[1:] if t]
-    report = {"sources": len(shown), "images": times[-1][1] if times[-1] else None, "runs": len(loads),
+    report = {"distinct_sources": len(shown), "images_on_screen": times[-1][1] if times[-1] else None, "runs": len(loads),
               "median_ms": round(statistics.median(loads)), "max_ms": round(max(loads))}
     print(json.dumps(report))
     return 0 if report["median_ms"] < 1000 else 1
