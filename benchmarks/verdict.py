@@ -14,6 +14,10 @@ micro-AP (µAP) and recall at 90 % precision (R@P90) in percent, AUROC in [0, 1]
 (15 bins). The verdict's fit is the catalog's own (no labels), made after indexing as
 `attrib index` makes it.
 
+Then what reviewers' decisions would add: the verdict refitted, as the desk's decisions refit
+does it, on the stored answers of every other query with its true label, and scored on the rest;
+then the halves swap. Each half's figures are printed beside each space's on the same queries.
+
 Texture-vs-shape (`--tvs-head CKPT`, an A&D head put live as the `content` space): two
 sourceless splits of tvs-dev-content.csv, built here: the content images are sorted, and every
 4th one (from the 1st in split a, from the 3rd in split b) loses its sources from the gallery, so
@@ -48,8 +52,10 @@ from app.main import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from index.auth import create_key  # noqa: E402
 from index.calibration import refit_verdict  # noqa: E402
+from index.calibration.verdict_decisions import DECISIONS, evidence_of  # noqa: E402
 from training.data import read_manifest  # noqa: E402
 from training.reliability import BINS, auroc, expected_calibration_error, reliability_bins  # noqa: E402
+from training.verdict import fit, predict  # noqa: E402
 from training.verdict_metrics import claim_reliability, format_table, score_answers  # noqa: E402
 
 
@@ -73,7 +79,33 @@ def run(manifest: Path, home: Path, head: Path | None = None) -> dict:
     return {"queries": len(answers), "sourceless": sum(t is None for t in truth), "fit_seconds": round(fit_seconds, 1),
             "fit": {"chosen": model.chosen, **model.summary} if model else None,
             "verdict methods": sorted({b["verdict"]["method"] + "/" + b["verdict"]["chosen"] for b in bodies}),
-            "figures": score_answers(bodies, truth), "_claims": claims_of(bodies, truth)}
+            "figures": score_answers(bodies, truth), "decided_halves": decided_halves(bodies, truth),
+            "_claims": claims_of(bodies, truth)}
+
+
+def decided_halves(bodies: list[dict], truth: list) -> dict:
+    """What reviewers' decisions would give: the verdict refitted (as `attrib calibrate
+    --from-decisions` refits it) on the stored answers of one half of the queries (every other
+    one), with their true labels, then scored on the other half; and the other way round. Beside
+    it, each space and the label-free verdict on the same scored half."""
+    spaces = sorted(name for name, block in bodies[0]["spaces"].items() if block["available"])
+    examples = [{name: evidence_of(body["spaces"][name]) for name in spaces} for body in bodies]
+    out = {}
+    for half in (0, 1):
+        taught = [i for i in range(len(bodies)) if i % 2 == half]
+        scored = [i for i in range(len(bodies)) if i % 2 != half]
+        model = fit([examples[i] for i in taught], [truth[i] for i in taught], np.arange(len(taught)), spaces,
+                    DECISIONS, f"{len(taught)} decided cases")
+        refitted = []
+        for i in scored:
+            v = predict(model, examples[i])
+            refitted.append(bodies[i] | {"verdict": {"concept": v.concept, "probability": v.probability,
+                                                     "none_probability": v.none_probability}})
+        figures = score_answers([bodies[i] for i in scored], [truth[i] for i in scored])
+        figures["verdict, refitted on the other half's decisions"] = score_answers(
+            refitted, [truth[i] for i in scored])["verdict"]
+        out[f"scored on half {1 - half}, chosen {model.chosen}"] = figures
+    return out
 
 
 def claims_of(bodies: list[dict], truth: list) -> dict:
@@ -133,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def format_report(report: dict) -> str:
     lines = format_table({name: result["figures"] for name, result in report.items()})
+    lines.append("\nWith reviewers' decisions on one half of the queries (each half scored on the other):")
+    lines += format_table({f"{name} {half}": figures for name, result in report.items()
+                           for half, figures in result["decided_halves"].items()})
     for name, result in report.items():
         lines.append(f"\n{name}: {result['queries']} queries, {result['sourceless']} without a source; verdict fit "
                      f"in {result['fit_seconds']} s: {json.dumps(result['fit'])}; answers by {result['verdict methods']}")

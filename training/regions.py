@@ -126,34 +126,19 @@ def _fit(query: Features, source: Features, mirrored: bool, pairs: np.ndarray | 
     none = RegionMatch(0, 0 if pairs is None else len(pairs), mirrored, None, None, None, None, None, None, None)
     if pairs is None or len(pairs) < MIN_INLIERS:
         return none
-    # Original pixels on both sides, the query unmirrored: the transform then includes the mirror.
-    q = query.points[pairs[:, 0]] / query.scale
-    if mirrored:
-        q[:, 0] = query.size[0] - q[:, 0]
+    matched = query.points[pairs[:, 0]] / query.scale  # query pixels as matched (mirrored, if so)
     s = source.points[pairs[:, 1]] / source.scale
-    threshold = 4.0 / source.scale  # 4 px at the matching size
-    model, mask = _estimate(q, s, mirrored, query.size[0], threshold)
+    model, mask = cv2.estimateAffinePartial2D(matched, s, method=cv2.RANSAC, maxIters=2000, confidence=0.995,
+                                              ransacReprojThreshold=4.0 / source.scale)  # 4 px at matching size
     if model is None or mask is None:
         return none
-    keep = mask.ravel().astype(bool)
-    qi, si = q[keep], s[keep]
-    return _result(len(pairs), int(keep.sum()), mirrored, model, qi, si, query.size, source.size)
-
-
-def _estimate(q: np.ndarray, s: np.ndarray, mirrored: bool, width: int, threshold: float):
-    """A similarity from query to source pixels; for a mirrored query, fitted on the mirrored
-    points and composed with the mirror x -> width - x."""
-    flip = np.array([[-1.0, 0.0, width], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    fit_q = q.copy()
-    if mirrored:
-        fit_q[:, 0] = width - fit_q[:, 0]
-    model, mask = cv2.estimateAffinePartial2D(fit_q, s, method=cv2.RANSAC, ransacReprojThreshold=threshold,
-                                              maxIters=2000, confidence=0.995)
-    if model is None:
-        return None, None
-    if mirrored:
+    q = matched.copy()
+    if mirrored:  # back to the query as uploaded; the transform then includes the mirror
+        q[:, 0] = query.size[0] - q[:, 0]
+        flip = np.array([[-1.0, 0.0, query.size[0]], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
         model = (np.vstack([model, [0.0, 0.0, 1.0]]) @ flip)[:2]
-    return model, mask
+    keep = mask.ravel().astype(bool)
+    return _result(len(pairs), int(keep.sum()), mirrored, model, q[keep], s[keep], query.size, source.size)
 
 
 def _result(matches, inliers, mirrored, model, qi, si, query_size, source_size) -> RegionMatch:

@@ -77,12 +77,13 @@ def decided_examples(catalog, spaces) -> tuple[list[dict[str, SpaceEvidence]], l
         blocks = answer.get("spaces") or {}
         if {name: (block or {}).get("head_id") for name, block in blocks.items() if name in heads} != heads:
             continue
-        examples.append({name: _evidence(blocks[name]) for name in heads})
+        examples.append({name: evidence_of(blocks[name]) for name in heads})
         truths.append(concepts[0] if concepts else None)
     return examples, truths
 
 
-def _evidence(block: dict) -> SpaceEvidence:
+def evidence_of(block: dict) -> SpaceEvidence:
+    """A stored answer's space block as the verdict reads it."""
     concepts = block.get("concepts") or []
     return SpaceEvidence({c["concept"]: float(c.get("probability") or 0.0) for c in concepts},
                          float(block.get("none_probability") if block.get("none_probability") is not None else 1.0))
