@@ -11,6 +11,7 @@ from collections import OrderedDict
 from PIL import Image, ImageDraw
 
 from app.errors import ApiError
+from index.errors import AttribError
 from index.images import DecodedImage, decode_image
 from training.regions import Features, RegionMatch, features, match_regions, query_features
 
@@ -55,8 +56,8 @@ def regions_for(catalog, query: DecodedImage, sources: dict[int, str]) -> tuple[
     for source_id, sha256 in sources.items():
         try:
             found[source_id] = match_regions(both, source_features(catalog, sha256))
-        except ApiError:
-            continue  # a source taken down while answering: no evidence, not an error
+        except AttribError:  # taken down while answering, or its stored image unreadable: no evidence
+            continue
     return found, (time.perf_counter() - started) * 1000
 
 

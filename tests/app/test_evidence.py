@@ -133,3 +133,17 @@ def test_the_report_shows_the_decided_source_side_by_side(desk, corpus):
     assert desk.client.delete(f"/sources/{source_id}", headers=desk.auth).status_code == 200
     report = desk.client.get(case["report_url"], headers=desk.reviewer).text
     assert f"No figure for source #{source_id}: no source with id {source_id}" in report
+
+
+def test_an_unreadable_stored_source_has_no_regions_and_spoils_nothing(desk, corpus):
+    from app import evidence
+
+    query, _ = mirrored_crop(corpus[0])
+    first = desk.attribute(query, params={"evidence": "regions"}).json()["verdict"]["source"]
+    sha256 = desk.client.get(f"/sources/{first['id']}", headers=desk.auth).json()["sha256"]
+    desk.app.state.catalog.blobs.path(sha256).write_bytes(b"not an image any more")
+    evidence._cache.clear()  # features are cached by content hash, from any earlier test too
+    answer = desk.attribute(query, params={"evidence": "regions"})
+    assert answer.status_code == 200 and answer.json()["verdict"]["source"]["regions"] is None
+    others = [s for c in answer.json()["spaces"]["style"]["concepts"][:1] for s in c["sources"] if s["id"] != first["id"]]
+    assert all(s["regions"] is not None for s in others)
