@@ -42,10 +42,11 @@ def main(argv: list[str]) -> int:
 
 def evaluate_manifest(manifest: Path, head: Path | None, k: int) -> dict[str, dict]:
     from app.attribution import attribute_bytes
+    from app.cli.index import refresh_calibrations
     from app.routes.attribute import attribute_response
     from app.services import open_catalog
     from app.settings import Settings
-    from index.calibration import calibration_for, set_head, verdict_for
+    from index.calibration import set_head
     from index.ingest import IngestItem, ingest
     from training.data import read_manifest
     from training.verdict_metrics import score_answers
@@ -61,10 +62,7 @@ def evaluate_manifest(manifest: Path, head: Path | None, k: int) -> dict[str, di
                                  for i, row in enumerate(gallery)], on_decoded=lambda: bar.update())
             if head is not None:
                 set_head(catalog, "content", head)
-            spaces = catalog.spaces()
-            for live in spaces.values():
-                calibration_for(catalog, live, wait=True)
-            verdict_for(catalog, spaces, wait=True)
+            refresh_calibrations(catalog)  # as `attrib index` does: every space's calibration and the verdict
             queries = [row for row in rows if row.role == "query"]
             answers = [attribute_response(attribute_bytes(catalog, row.path.read_bytes(), k), k).model_dump(mode="json")
                        for row in tqdm(queries, unit="query", desc="attributing", file=sys.stderr)]

@@ -14,15 +14,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from app.deps import CatalogDep, ReviewerRead
 from app.params import CaseId
-from app.errors import ApiError
 from app.evidence import encoded, match_stored, overlay
 from app.report import CANDIDATES_PER_SPACE, CONTENT_SECURITY_POLICY, RegionFigure, render_report
 from app.routes.cases import CaseFilterDep
 from app.schemas import error_responses
 from app.schemas_desk import CaseExport
 from index.catalog import Catalog, get_source
-from index.errors import AttribError
 from index.desk import CaseFilter, get_case, latest_decisions, list_cases, source_shas
+from index.errors import AttribError
 from index.images import ImageError, decode_image
 
 log = logging.getLogger(__name__)
@@ -156,7 +155,7 @@ def region_figure(catalog: Catalog, record) -> RegionFigure | None:
     try:
         source, _ = get_source(catalog.sessions, source_id)
         query, decoded, match = match_stored(catalog, record.case.sha256, source.sha256)
-    except (AttribError, ApiError) as exc:  # taken down, or a stored image is missing
+    except AttribError as exc:  # taken down, a stored image missing (ApiError) or undecodable
         return RegionFigure(source_id, None, None, str(exc))
     figure = overlay(query, decoded, match)
     figure.thumbnail((2 * REPORT_IMAGE_SIZE, REPORT_IMAGE_SIZE))
