@@ -132,7 +132,7 @@ def measure_speed(variants: dict, pixels: torch.Tensor, batches: list[int], roun
 @torch.inference_mode()
 def measure_head(encoder, batch: int = 32) -> float:
     """ms per image of an MLP head (the largest kind) on pooled features: what exporting it would save."""
-    from training.encoders import build_head, project_features
+    from training.projection import build_head, project_features
 
     head = build_head({"type": "mlp", "in_dim": encoder.feature_dim, "out_dim": encoder.feature_dim}).eval()
     features, center = torch.randn(batch, encoder.feature_dim), torch.zeros(encoder.feature_dim)

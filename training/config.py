@@ -24,12 +24,19 @@ class ConfigError(AttribError):
     code = "bad_config"
 
 
+# auto: the self-check keeps the best of raw, head and distilled; views: queries averaged over their
+# views at serving time (query_views + 1 forwards, no query head); the others force that candidate
+RECIPES = ("auto", "raw", "head", "distilled", "views")
+
+
 @dataclass
 class HeadConfig:
     type: str = "linear"  # "linear" (identity-initialised, out_dim = feature dim) or "mlp"
     fit: str = "whiten"  # "whiten": closed-form linear A&D (training/whitening.py); "sgd": loss terms, `steps` steps
     whiten_eps: float = 0.1  # ridge of the nuisance covariance, relative to its mean eigenvalue
-    query_views: int = 8  # queries embed as the mean over their clean view and this many views (0: clean only)
+    query_views: int = 8  # views the teacher averages a query over (distilled into the query head; 0: none)
+    recipe: str = "auto"  # auto: the self-check keeps the best of raw, head, distilled; or force one, or "views"
+    distil_ridge: float = 1e-2  # ridge of the query head's fit, relative to the mean eigenvalue (training/distil.py)
     out_dim: int = 512  # mlp only
     hidden_dim: int = 2048  # mlp only
 
@@ -190,6 +197,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         (config.head.fit == "sgd" or not config.unfreeze_blocks, "unfreeze_blocks (end to end) needs head.fit=sgd"),
         (config.head.whiten_eps > 0, "head.whiten_eps must be > 0"),
         (0 <= config.head.query_views <= 64, "head.query_views must be in [0, 64]"),
+        (config.head.recipe in RECIPES, f"head.recipe must be one of {', '.join(RECIPES)}"),
+        (config.head.distil_ridge > 0, "head.distil_ridge must be > 0"),
         (config.loss.pairing in ("clean", "random"), "loss.pairing must be 'clean' or 'random'"),
         (config.loss.temperature > 0, "loss.temperature must be > 0"),
         (config.loss.infomax_eps > 0, "loss.infomax_eps must be > 0"),

@@ -31,12 +31,14 @@ def _label(spec: BackboneSpec) -> str:
 
 
 def compute_encoder_id(spec: BackboneSpec, backbone: nn.Module, head: nn.Module | None, head_config: dict | None,
-                       center: torch.Tensor) -> str:
+                       center: torch.Tensor, query_head: nn.Module | None = None) -> str:
     """Content hash of the config (backbone spec and head config) and every tensor (backbone,
-    head, centre), in key order."""
+    head, centre, query head), in key order."""
     tensors = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
     if head is not None:
         tensors |= {f"head.{k}": v for k, v in head.state_dict().items()}
+    if query_head is not None:
+        tensors |= {f"query_head.{k}": v for k, v in query_head.state_dict().items()}
     tensors["center"] = center
     label = _label(spec)
     if head_config:

@@ -15,7 +15,6 @@ from typing import Iterable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -30,28 +29,10 @@ from training.engines.names import DEFAULT_ENGINE_BATCH
 from training.errors import EncoderError
 from training.fileio import atomic_write
 from training.preprocess import Preprocess
+from training.projection import build_head, build_query_head, project_features
 
 CHECKPOINT_FORMAT = "attrib.encoder"
 CHECKPOINT_VERSION = 1
-
-
-def build_head(config: dict) -> nn.Module:
-    """Projection head from its config: {"type": "linear"|"mlp", "in_dim", "out_dim", "hidden_dim"}."""
-    kind, in_dim, out_dim = config["type"], int(config["in_dim"]), int(config["out_dim"])
-    if kind == "linear":
-        head = nn.Linear(in_dim, out_dim, bias=False)
-        with torch.no_grad():
-            head.weight.copy_(torch.eye(out_dim, in_dim))
-        return head
-    if kind == "mlp":
-        hidden = int(config.get("hidden_dim") or 2048)
-        return nn.Sequential(
-            nn.Linear(in_dim, hidden, bias=False),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, out_dim),
-        )
-    raise EncoderError(f"unknown head type {kind!r}: use 'linear' or 'mlp'", code="bad_config")
 
 
 class Encoder(nn.Module):
@@ -69,6 +50,7 @@ class Encoder(nn.Module):
         self.feature_dim = feature_dim
         self.head_config = head_config
         self.head = build_head(head_config) if head_config else None
+        self.query_head = build_query_head(head_config)  # a query's one-forward embedding (training/distil.py)
         self.register_buffer("center", center if center is not None else torch.zeros(feature_dim))
         self.preprocess = Preprocess(spec)
         self._encoder_id: str | None = None
@@ -136,6 +118,10 @@ class Encoder(nn.Module):
         """Backbone features -> the final L2-normalised embedding."""
         return project_features(features, self.head, self.center)
 
+    def project_query(self, features: torch.Tensor) -> torch.Tensor:
+        """A query's embedding from its clean-view features: the query head where there is one."""
+        return project_features(features, self.head if self.query_head is None else self.query_head, self.center)
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.project(self.features(pixels))
 
@@ -179,7 +165,8 @@ class Encoder(nn.Module):
     @property
     def encoder_id(self) -> str:
         if self._encoder_id is None:
-            self._encoder_id = compute_encoder_id(self.spec, self.backbone, self.head, self.head_config, self.center)
+            self._encoder_id = compute_encoder_id(self.spec, self.backbone, self.head, self.head_config, self.center,
+                                                  self.query_head)
         return self._encoder_id
 
     @property
@@ -207,6 +194,7 @@ class Encoder(nn.Module):
             "config": self.config,
             "backbone_state": _cpu_state(self.backbone),
             "head_state": _cpu_state(self.head) if self.head is not None else None,
+            "query_head_state": _cpu_state(self.query_head) if self.query_head is not None else None,
             "center": self.center.detach().cpu(),
         }
         return atomic_write(path, lambda tmp: torch.save(payload, tmp))
@@ -214,14 +202,6 @@ class Encoder(nn.Module):
 
 def _cpu_state(module: nn.Module) -> dict:
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
-
-
-def project_features(features: torch.Tensor, head: nn.Module | None, center: torch.Tensor) -> torch.Tensor:
-    """Pooled backbone features -> unit embedding: normalise, centre, head (if any), normalise."""
-    features = F.normalize(features.float(), dim=-1)
-    if head is not None:
-        features = head(features - center)
-    return F.normalize(features, dim=-1)
 
 
 def create_encoder(
@@ -255,6 +235,10 @@ def load_checkpoint(path: str | Path) -> Encoder:
     encoder = Encoder(spec, module, dim, payload["config"]["head"], payload["center"])
     if encoder.head is not None:
         encoder.head.load_state_dict(payload["head_state"])
+    if encoder.query_head is not None:
+        if not payload.get("query_head_state"):
+            raise EncoderError(f"checkpoint {path} names a query head but holds none", code="weights_unreadable")
+        encoder.query_head.load_state_dict(payload["query_head_state"])
     encoder.eval()
     if encoder.encoder_id != payload["encoder_id"]:
         raise EncoderError(

@@ -175,6 +175,8 @@ class Embedder:
     def embed_queries(self, encoder, paths: list[Path], desc: str) -> np.ndarray:
         """Queries: the mean over the clean view and the head's query views, when it asks for them."""
         count, augment = getattr(encoder, "query_views", (0, None))
+        if getattr(encoder, "query_head", None) is not None:
+            return self._project(encoder, self.features(encoder, paths, desc), query=True)
         clean = self.embed(encoder, paths, desc)
         if not count:
             return clean
@@ -183,11 +185,12 @@ class Embedder:
         return average_view_embeddings(clean, projected)
 
     @torch.inference_mode()
-    def _project(self, encoder, features: np.ndarray) -> np.ndarray:
+    def _project(self, encoder, features: np.ndarray, query: bool = False) -> np.ndarray:
         if isinstance(encoder, CopyBackbone):  # plain cosine of the descriptors
             return (features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         feats = torch.from_numpy(np.ascontiguousarray(features)).to(encoder.device)
-        chunks = [encoder.project(feats[s : s + 1024]).float().cpu().numpy() for s in range(0, len(feats), 1024)]
+        project = encoder.project_query if query else encoder.project
+        chunks = [project(feats[s : s + 1024]).float().cpu().numpy() for s in range(0, len(feats), 1024)]
         return np.concatenate(chunks).astype(np.float32, copy=False)
 
 

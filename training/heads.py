@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.encoders import Encoder, load_checkpoint, project_features
+from training.encoders import Encoder, load_checkpoint
+from training.projection import project_features
 from training.errors import AttribError, EncoderError
 from training.query_views import average_view_embeddings, view_settings
 
@@ -36,12 +37,15 @@ class Head(nn.Module):
     """A space's projection: features (N, in_dim) -> unit float32 vectors (N, dim)."""
 
     def __init__(self, head_id: str, backbone_id: str, in_dim: int, dim: int,
-                 head: nn.Module | None = None, center: torch.Tensor | None = None, head_config: dict | None = None):
+                 head: nn.Module | None = None, center: torch.Tensor | None = None, head_config: dict | None = None,
+                 query_head: nn.Module | None = None):
         super().__init__()
         self.head_id, self.backbone_id, self.in_dim, self.dim = head_id, backbone_id, in_dim, dim
         # (count, AugmentConfig): the views a query is embedded with (training/query_views.py); (0, None): none
         self.query_views = view_settings(head_config)
         self.head = head
+        self.query_head = query_head  # a query's embedding from its clean view alone (training/distil.py)
+        self.head_config = dict(head_config or {})
         self.register_buffer("center", center if center is not None else torch.zeros(in_dim))
         self.eval()
 
@@ -60,12 +64,21 @@ class Head(nn.Module):
         if encoder.head is None:
             return cls.identity(encoder.backbone_id, encoder.feature_dim)
         center = encoder.center.detach().cpu().clone()
+        query_head = None if encoder.query_head is None else copy.deepcopy(encoder.query_head).cpu()
         return cls(encoder.encoder_id, encoder.backbone_id, encoder.feature_dim, encoder.dim,
-                   copy.deepcopy(encoder.head).cpu(), center, encoder.head_config)
+                   copy.deepcopy(encoder.head).cpu(), center, encoder.head_config, query_head)
 
-    @torch.inference_mode()
+    @property
+    def self_check(self) -> dict | None:
+        """The figures of the head's self-check (training/self_check.py), if it was checked."""
+        return self.head_config.get("self_check")
+
     def apply(self, features: np.ndarray) -> np.ndarray:
         """Map features to unit vectors, in chunks so memory stays bounded."""
+        return self._map(features, self.head)
+
+    @torch.inference_mode()
+    def _map(self, features: np.ndarray, head: nn.Module | None) -> np.ndarray:
         features = np.asarray(features)
         if features.ndim != 2 or features.shape[1] != self.in_dim:
             raise HeadError(f"head {self.head_id} expects features of width {self.in_dim}, got {features.shape}",
@@ -73,14 +86,17 @@ class Head(nn.Module):
         out = np.empty((len(features), self.dim), np.float32)
         for start in range(0, len(features), HEAD_CHUNK_ROWS):
             chunk = torch.from_numpy(np.ascontiguousarray(features[start:start + HEAD_CHUNK_ROWS], np.float32))
-            out[start:start + len(chunk)] = project_features(chunk, self.head, self.center).numpy()
+            out[start:start + len(chunk)] = project_features(chunk, head, self.center).numpy()
         return out
 
 
     def apply_query(self, features: np.ndarray, view_features: np.ndarray | None = None) -> np.ndarray:
         """A query's vectors: `features` (N, in_dim) of its clean view and, when the head asks for
         query views, `view_features` (N, V, in_dim) of its V views (`query_view_images`); the result
-        is the normalised sum of the head's unit vectors over the clean view and the views."""
+        is the normalised sum of the head's unit vectors over the clean view and the views. A head
+        with a query head maps the clean view through it and needs no views."""
+        if self.query_head is not None:
+            return self._map(features, self.query_head)
         clean = self.apply(features)
         if view_features is None or self.query_views[0] == 0:
             return clean

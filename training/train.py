@@ -51,6 +51,7 @@ FLAGS = {
     "steps": ("steps", int), "lr": ("lr", float), "seed": ("seed", int), "device": ("device", str),
     "unfreeze_blocks": ("unfreeze_blocks", int), "head": ("head.type", str), "out_dim": ("head.out_dim", int),
     "hidden_dim": ("head.hidden_dim", int), "fit": ("head.fit", str), "query_views": ("head.query_views", int),
+    "recipe": ("head.recipe", str),
     "temperature": ("loss.temperature", float),
     "pairing": ("loss.pairing", str), "align_weight": ("loss.align_weight", float),
     "infomax_weight": ("loss.infomax_weight", float), "infomax_eps": ("loss.infomax_eps", float),

@@ -19,7 +19,7 @@ from training.views import ViewMaker, silhouette, sketch, view_rng
 from training.encoders import load_checkpoint
 
 TINY = ["--steps", "2", "--views", "2", "--batch-size", "4", "--negatives", "2", "--head", "mlp", "--fit", "sgd",
-        "--out-dim", "16", "--set", "head.hidden_dim=32", "--set", "warmup_steps=1"]
+        "--out-dim", "16", "--set", "head.hidden_dim=32", "--set", "warmup_steps=1", "--recipe", "head"]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_two_step_smoke_run_writes_a_loadable_checkpoint(manifest, tmp_path, cap
 
 def test_default_run_fits_the_whitening_head_and_checks_separation(manifest, tmp_path, capsys):
     ckpt, cache = tmp_path / "w.pt", str(tmp_path / "cache")
-    assert train.main([str(manifest), "--output", str(ckpt), "--cache-dir", cache, "--views", "2"]) == 0
+    assert train.main([str(manifest), "--output", str(ckpt), "--cache-dir", cache, "--views", "2", "--recipe", "distilled"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["head_fit"]["method"] == "whiten" and summary["loss_plot"] is None
     encoder = load_checkpoint(ckpt)
@@ -73,10 +73,23 @@ def test_default_run_fits_the_whitening_head_and_checks_separation(manifest, tmp
     assert encoder.head_config["type"] == "linear" and torch.allclose(weight, weight.T, atol=1e-5)
     assert not torch.allclose(weight, torch.eye(len(weight)))
     assert summary["separation_check"]["computed"]
-    assert summary["query_views"] == 8 and encoder.query_views == (8, TrainConfig().augment)  # query-side views by default
-    assert train.main([str(manifest), "--output", str(tmp_path / "q0.pt"), "--cache-dir", cache, "--views", "2", "--query-views", "0"]) == 0
+    # one forward per query: the views are distilled into a query head, none are made at serving time
+    assert encoder.query_views == (0, None) and encoder.query_head is not None
+    check = encoder.head_config["self_check"]
+    assert check["kept"] == "distilled" == summary["recipe"]["kept"] and set(check["candidates"]) == {"raw", "head", "distilled"}
+    assert train.main([str(manifest), "--output", str(tmp_path / "v.pt"), "--cache-dir", cache, "--views", "2", "--recipe", "views"]) == 0
     capsys.readouterr()
-    assert load_checkpoint(tmp_path / "q0.pt").query_views == (0, None)
+    views = load_checkpoint(tmp_path / "v.pt")
+    assert views.query_views == (8, TrainConfig().augment) and views.query_head is None  # the old serving-time views
+
+    assert train.main([str(manifest), "--output", str(tmp_path / "auto.pt"), "--cache-dir", cache, "--views", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    auto = load_checkpoint(tmp_path / "auto.pt")
+    kept = summary["recipe"]["kept"]
+    assert kept == auto.head_config["self_check"]["kept"] == auto.head_config["self_check"]["chosen"]
+    assert (auto.query_head is not None) == (kept == "distilled")
+    if kept == "raw":  # the identity on uncentred features
+        assert torch.equal(auto.head.weight, torch.eye(auto.feature_dim)) and not auto.center.any()
 
     sources_only = tmp_path / "catalog.csv"
     sources_only.write_text("\n".join(line for line in manifest.read_text().splitlines() if ",query," not in line) + "\n")

@@ -1,0 +1,156 @@
+"""A head checks itself on its own catalog, without labels: derivations of catalog sources made
+with edits that training never uses (training/check_views.py) are ranked against the catalog,
+and each candidate's mean reciprocal rank of the true source (its mAP: one positive) and R@1
+are measured, per kind of edit.
+
+Candidates are the raw backbone and the heads a run fitted. The rule that keeps one is
+`choose`, and it depends on what is known of the catalog's queries:
+
+- with pool images (unlabelled queries: the service's own traffic, `--pool`), the derivations
+  take their donors from the pool (sources in the look of the queries), and each kind of edit is
+  weighted by the share of pool images whose nearest derived query (raw cosine) is of that
+  kind, add-one smoothed (`kind_weights`): the check is scored on the kinds of derivation the
+  queries look like, and the best weighted mAP wins;
+- without any, nobody knows which kinds the queries will be, so a candidate must not collapse on
+  any kind: among the candidates whose worst kind is within WORST_MARGIN points of the best worst
+  kind, the best mean over kinds wins (a robust choice over the kinds, as in distributionally
+  robust selection; the margin keeps a few noisy queries from deciding).
+
+The raw backbone wins ties. The figures
+go into the head's config (`self_check`), are shown by `attrib spaces` and `GET /spaces`, and
+`attrib spaces set` refuses a head that lost to the raw backbone unless `--force` is given.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from training.check_views import derive_for_check
+from training.data import DataError, file_sha256, load_rgb
+from training.projection import project_features
+
+MAX_QUERIES = 350  # derived queries: one per source, or several per source in a small catalog
+PER_SOURCE = 4  # at most this many derivations of one source
+WORST_MARGIN = 5.0
+RAW = "raw"
+
+
+@dataclass
+class Candidate:
+    """One way of embedding: sources through `head`, queries through `query_head` (or `head`)."""
+
+    name: str
+    head: nn.Module | None
+    center: torch.Tensor
+    query_head: nn.Module | None = None
+
+    @torch.inference_mode()
+    def sources(self, features: np.ndarray) -> np.ndarray:
+        return project_features(torch.from_numpy(features).float(), self.head, self.center).numpy()
+
+    @torch.inference_mode()
+    def queries(self, features: np.ndarray) -> np.ndarray:
+        head = self.head if self.query_head is None else self.query_head
+        return project_features(torch.from_numpy(features).float(), head, self.center).numpy()
+
+
+def raw_candidate(feature_dim: int) -> Candidate:
+    return Candidate(RAW, None, torch.zeros(feature_dim))
+
+
+def derived_queries(encoder, paths: list[Path], donors: list[Path], count: int = MAX_QUERIES,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(features of the derivations, index of each one's source in `paths`, kind of each): up to
+    `count` derivations, of sources picked at random (up to PER_SOURCE of each in a small
+    catalog), each with a donor drawn from `donors`."""
+    rng = random.Random(seed)
+    order = rng.sample(range(len(paths)), len(paths))
+    picked = [(order[j % len(order)], j // len(order)) for j in range(min(count, PER_SOURCE * len(order)))]
+    images, owners, kinds = [], [], []
+    for i, index in tqdm(sorted(picked), desc="self-check derivations", unit="img", file=sys.stderr, dynamic_ncols=True):
+        try:
+            image, donor = load_rgb(paths[i]), load_rgb(donors[rng.randrange(len(donors))])
+        except DataError:
+            continue
+        kind, derived = derive_for_check(image, donor, file_sha256(paths[i]), index)
+        images.append(encoder.preprocess.resize_crop(derived))
+        owners.append(i)
+        kinds.append(kind)
+    if not images:
+        raise DataError("no catalog image could be read for the self-check")
+    with torch.inference_mode():
+        rows = [encoder.features(torch.stack([encoder.preprocess.to_tensor(im) for im in images[s:s + 32]])
+                                 .to(encoder.device)).float().cpu().numpy() for s in range(0, len(images), 32)]
+    return np.concatenate(rows), np.asarray(owners), kinds
+
+
+def score(candidate: Candidate, queries: np.ndarray, owners: np.ndarray, kinds: list[str],
+          gallery: np.ndarray) -> dict:
+    """mAP (mean reciprocal rank of the source; ties count against it) and R@1, overall and by kind."""
+    sims = candidate.queries(queries) @ candidate.sources(gallery).T
+    own = sims[np.arange(len(sims)), owners]
+    ranks = 1 + (sims > own[:, None]).sum(1) + ((sims == own[:, None]).sum(1) - 1)
+    kinds_arr = np.asarray(kinds)
+    per_kind = {k: round(100 * float(np.mean(1 / ranks[kinds_arr == k])), 1) for k in sorted(set(kinds))}
+    return {"mAP": round(100 * float(np.mean(1 / ranks)), 1), "R@1": round(100 * float(np.mean(ranks == 1)), 1),
+            "kinds_mAP": per_kind, "mean_over_kinds": round(float(np.mean(list(per_kind.values()))), 1),
+            "worst_kind": round(min(per_kind.values()), 1)}
+
+
+def kind_weights(pool: np.ndarray, queries: np.ndarray, kinds: list[str]) -> dict[str, float]:
+    """Per kind of edit, the add-one smoothed share of pool images (raw features) whose nearest
+    derived query (raw features) is of that kind."""
+    nearest = np.zeros(len(pool), np.int64)
+    derived = _unit(queries)
+    for start in range(0, len(pool), 4096):
+        nearest[start:start + 4096] = (_unit(pool[start:start + 4096]) @ derived.T).argmax(1)
+    names = sorted(set(kinds))
+    votes = np.asarray(kinds)[nearest]
+    return {k: round(float((np.sum(votes == k) + 1) / (len(pool) + len(names))), 4) for k in names}
+
+
+def weighted(figures: dict, weights: dict[str, float]) -> float:
+    total = sum(weights.values())
+    return round(sum(w * figures["kinds_mAP"][k] for k, w in weights.items()) / total, 1)
+
+
+def choose(figures: dict[str, dict], weights: dict[str, float] | None = None, margin: float = WORST_MARGIN) -> str:
+    """With kind weights, the best weighted mAP; without, among the candidates whose worst kind is
+    within `margin` of the best worst kind, the best mean over kinds. Raw wins ties."""
+    if weights:
+        return max(figures, key=lambda name: (weighted(figures[name], weights), name == RAW))
+    best_worst = max(f["worst_kind"] for f in figures.values())
+    near = [name for name, f in figures.items() if f["worst_kind"] >= best_worst - margin]
+    return max(near, key=lambda name: (figures[name]["mean_over_kinds"], name == RAW))
+
+
+def self_check(encoder, candidates: list[Candidate], paths: list[Path], features: np.ndarray,
+               extra_gallery: np.ndarray | None = None, donors: list[Path] | None = None,
+               pool: np.ndarray | None = None) -> dict:
+    """Score every candidate on derivations of the catalog images `paths` (clean features
+    `features`), ranked against them plus `extra_gallery` (e.g. negative-only images). The
+    derivations take texture, colour and pasted patches from `donors` (default: the catalog
+    images); `pool` (raw features of unlabelled queries) weights the kinds of edit."""
+    queries, owners, kinds = derived_queries(encoder, paths, list(donors or paths))
+    gallery = features if extra_gallery is None or not len(extra_gallery) else np.concatenate([features, extra_gallery])
+    figures = {c.name: score(c, queries, owners, kinds, gallery) for c in candidates}
+    weights = kind_weights(pool, queries, kinds) if pool is not None and len(pool) else None
+    if weights:
+        for f in figures.values():
+            f["weighted_mAP"] = weighted(f, weights)
+    return {"queries": len(owners), "gallery": len(gallery), "edits": "training/check_views.py",
+            "pool_images": 0 if weights is None else len(pool), "kind_weights": weights,
+            "rule": "weighted by the pool" if weights else "worst kind, then mean",
+            "candidates": figures, "chosen": choose(figures, weights)}
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
