@@ -205,7 +205,7 @@ def query_vector(catalog: Catalog, head, features: np.ndarray, decoded: DecodedI
     batch) is counted in `embed` and shared by every space that asks for the same views."""
     count, augment = head.query_views
     if count <= 0:
-        return head.apply(features)[0]
+        return head.apply_query(features)[0]
     key = (count, recipe_key(augment))
     if key not in views:
         started = time.perf_counter()

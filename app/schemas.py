@@ -123,6 +123,9 @@ class SpaceOut(BaseModel):
     count: int = Field(description="Vectors in the space's index.")
     built_at: datetime
     previous_head_id: str | None = Field(description="What `rollback` would put back live.")
+    self_check: dict | None = Field(None, description=(
+        "The head's self-check on its training catalog (training/self_check.py): per candidate (raw, head, "
+        "distilled) mAP, R@1 and mAP per kind of edit, and the candidate kept; null when it was not checked."))
 
 
 class IngestResultOut(BaseModel):
@@ -160,6 +163,8 @@ class TrainOut(BaseModel):
     catalog_anchors: int
     pool_anchors: int
     head_fit: str = Field(description="`whiten` (closed form), `identity` (no pool images yet) or `sgd`.")
+    recipe: str | None = Field(None, description=(
+        "What the self-check kept: `raw`, `head` or `distilled` (one forward per query; training/recipe.py)."))
     separation_warning: str | None = Field(description="Set when the head separates pool images from sources wholesale.")
     space: str | None = Field(description="The space the head was put live in, if one was asked for.")
 

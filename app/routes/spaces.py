@@ -22,18 +22,18 @@ from training.calibration import DECISIONS
 router = APIRouter(tags=["spaces"])
 
 
-def space_out(info: SpaceInfo) -> SpaceOut:
+def space_out(info: SpaceInfo, self_check: dict | None = None) -> SpaceOut:
     return SpaceOut(
         name=info.name, head_id=info.head_id, head="identity" if info.head_path is None else "trained",
         backbone=info.backbone, backbone_id=info.backbone_id, dim=info.dim, factory=info.factory, count=info.count,
-        built_at=info.built_at, previous_head_id=info.previous_head_id,
+        built_at=info.built_at, previous_head_id=info.previous_head_id, self_check=self_check,
     )
 
 
 @router.get("/spaces", response_model=list[SpaceOut], dependencies=[ReadAccess],
             responses=error_responses(401), summary="The catalog's search spaces and their heads")
 def list_spaces(catalog: CatalogDep) -> list[SpaceOut]:
-    return [space_out(space.info) for _, space in sorted(catalog.spaces().items())]
+    return [space_out(space.info, space.head.self_check) for _, space in sorted(catalog.spaces().items())]
 
 
 @router.put(
@@ -43,14 +43,16 @@ def list_spaces(catalog: CatalogDep) -> list[SpaceOut]:
 def put_space(
     name: str, request: Request, catalog: CatalogDep, settings: SettingsDep,
     checkpoint: UploadFile | None = File(None, description="An `attrib train` checkpoint; omit for the identity head."),
+    force: bool = Query(False, description="Put the head live even though it lost its self-check to the raw backbone."),
 ) -> JSONResponse:
     """The head is checked at once: one trained on another backbone, for another feature width,
-    or an unreadable file is refused with 422 and the space keeps serving as before. A good head's
+    or an unreadable file is refused with 422 and the space keeps serving as before, as is a head
+    that lost its own self-check to the raw backbone (`head_loses_self_check`) unless `force`. A good head's
     index is then built from the stored features in the background (`GET /jobs/{id}` shows
     progress) and swapped in atomically: requests keep being answered by the old head until the
     switch, and by the new one after it. The replaced head stays available for rollback."""
     check_name(name)
-    head, kept = _checked_head(catalog, checkpoint, settings.max_request_bytes)
+    head, kept = _checked_head(catalog, checkpoint, settings.max_request_bytes, force)
     total = len(catalog.features)
     job_id = create_work_job(catalog, "space_build", total)
 
@@ -64,7 +66,7 @@ def put_space(
     return JSONResponse(body.model_dump(), status_code=202, headers={"Location": url})
 
 
-def _checked_head(catalog, upload: UploadFile | None, limit: int):
+def _checked_head(catalog, upload: UploadFile | None, limit: int, force: bool):
     if upload is None:
         return prepare_head(catalog, None)
     data = read_single_upload(upload, limit)
@@ -73,13 +75,14 @@ def _checked_head(catalog, upload: UploadFile | None, limit: int):
     with tempfile.TemporaryDirectory(dir=spool) as folder:
         path = Path(folder) / "head.pt"
         path.write_bytes(data)
-        return prepare_head(catalog, path)
+        return prepare_head(catalog, path, force)
 
 
 @router.post("/spaces/{name}/rollback", response_model=SpaceOut, dependencies=[AdminWrite],
              responses=error_responses(401, 403, 404, 409), summary="Put a space's previous head back live (admin)")
 def rollback_space(name: str, catalog: CatalogDep) -> SpaceOut:
-    return space_out(rollback(catalog, check_name(name)))
+    info = rollback(catalog, check_name(name))
+    return space_out(info, catalog.spaces()[info.name].head.self_check)
 
 
 @router.post(

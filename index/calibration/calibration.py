@@ -62,10 +62,10 @@ def catalog_fit(catalog, live: LiveSpace, copies_seen: dict | None = None) -> Ca
     pairs, copies = pick(concepts.codes)
     store, backbone = catalog.features_of(live.info.backbone_id), catalog.backbone_of(live)
     pair_ids, features = store.get(concepts.source_ids[pairs])
-    pair_scores = concept_scores(store, live.head, concepts, live.head.apply(features), pair_ids)
+    pair_scores = concept_scores(store, live.head, concepts, live.head.apply_query(features), pair_ids)
     seen = {} if copies_seen is None else copies_seen
     copy_ids, copy_features = edited_copies(catalog, backbone, concepts, copies, seen)
-    copy_scores = concept_scores(store, live.head, concepts, live.head.apply(copy_features))
+    copy_scores = concept_scores(store, live.head, concepts, live.head.apply_query(copy_features))
     data = self_fit_data(pair_scores, concepts.code_of(pair_ids), copy_scores, concepts.code_of(copy_ids))
     if len(data) == 0:
         return uninformed(head_id, "no source image of the catalog could be read to fit from")

@@ -106,10 +106,10 @@ def _space_rows(catalog, live: LiveSpace, concepts: CatalogConcepts, pairs, copi
     out = {}
     for kind, recipe in (("near", NEAR_COPY), ("derived", DERIVED)):
         ids, features = edited_copies(catalog, backbone, concepts, copies, seen, recipe)
-        scores = concept_scores(store, live.head, concepts, live.head.apply(features))
+        scores = concept_scores(store, live.head, concepts, live.head.apply_query(features))
         out.update({(kind, int(i)): (calibration, row) for i, row in zip(ids, scores)})
     pair_ids, features = store.get(concepts.source_ids[pairs])
-    scores = concept_scores(store, live.head, concepts, live.head.apply(features), pair_ids)
+    scores = concept_scores(store, live.head, concepts, live.head.apply_query(features), pair_ids)
     out.update({("pair", int(i)): (calibration, row) for i, row in zip(pair_ids, scores)})
     return out
 

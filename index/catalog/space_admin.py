@@ -24,6 +24,7 @@ from index.catalog.spaces import (CONTENT, COPY, STYLE, HeadFiles, LiveSpace, Pr
                                   check_name, delete_rows, record_build, space_rows)
 from index.stores import VectorStore, sidecar_path
 from training.heads import Head, load_head
+from training.self_check import RAW, choose
 from training.sscd import COPY_BACKBONES
 
 log = logging.getLogger(__name__)
@@ -111,16 +112,38 @@ def _build(catalog: CatalogCore, name: str, head: Head, head_path: str | None,
     return info
 
 
-def prepare_head(catalog: CatalogCore, checkpoint: str | Path | None) -> tuple[Head, str | None]:
+def prepare_head(catalog: CatalogCore, checkpoint: str | Path | None, force: bool = False) -> tuple[Head, str | None]:
     """Load and check a head (None: the identity head) and keep a copy of its checkpoint.
 
     A bad head (unreadable, another backbone, another feature width) is refused here, before
-    anything changes; the serving index stays as it was.
+    anything changes; the serving index stays as it was. So is a head that lost its own
+    self-check to the raw backbone, unless `force`.
     """
     if checkpoint is None:
         return Head.identity(catalog.backbone_id, catalog.feature_dim), None
     head = load_head(checkpoint, catalog.backbone_id, catalog.feature_dim)
+    if not force and (reason := losing_reason(head)):
+        raise SpaceError(reason, code="head_loses_self_check", status=422)
     return head, None if head.is_identity else HeadFiles(catalog.home).keep(checkpoint, head.head_id)
+
+
+def losing_reason(head: Head) -> str | None:
+    """Why a head should not go live silently: its self-check (training/self_check.py) scored it
+    below the raw backbone; None when it won, tied, or was not checked."""
+    check = head.self_check or {}
+    figures, name = check.get("candidates") or {}, check.get("kept")
+    kept, raw = figures.get(name), figures.get(RAW)
+    weights = check.get("kind_weights")
+    if not kept or not raw or name == RAW or choose({name: kept, RAW: raw}, weights) != RAW:
+        return None
+    if weights:
+        figures = f"mAP weighted by the pool {kept['weighted_mAP']} against {raw['weighted_mAP']} for raw"
+    else:
+        figures = (f"worst kind of edit mAP {kept['worst_kind']} against {raw['worst_kind']} for raw, mean over "
+                   f"kinds {kept['mean_over_kinds']} against {raw['mean_over_kinds']}")
+    return (f"head {head.head_id} lost its self-check to the raw backbone ({check.get('queries')} derived queries "
+            f"of catalog sources): {figures}; train it with the default recipe, or put it live anyway with --force "
+            "(API: ?force=true)")
 
 
 def build_live(catalog: CatalogCore, name: str, head: Head, kept: str | None,

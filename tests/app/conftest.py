@@ -123,3 +123,13 @@ def serve_in_thread():
     for server, thread in servers:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def losing_check() -> dict:
+    """A self-check in which the kept head collapsed on one kind of edit and the raw backbone did not."""
+    def figures(worst, mean):
+        return {"mAP": mean, "R@1": mean - 5, "kinds_mAP": {"halftone": worst, "paste": 2 * mean - worst},
+                "mean_over_kinds": mean, "worst_kind": worst}
+
+    return {"queries": 120, "gallery": 4, "edits": "training/check_views.py", "kept": "head", "chosen": "raw",
+            "candidates": {"raw": figures(41.0, 70.0), "head": figures(12.5, 55.0)}}

@@ -241,3 +241,22 @@ def test_spaces_are_listed_set_rolled_back_and_answer_together(env, tmp_path, ca
     assert "trained on backbone" in capsys.readouterr().err
     assert main(["attribute", str(photos[1]), "--space", "nope"]) == 1
     assert "no space named 'nope'" in capsys.readouterr().err
+
+
+def test_a_head_that_lost_its_self_check_needs_force(env, tmp_path, capsys, photos):
+    from tests.app.conftest import losing_check
+    from training.encoders import create_encoder
+
+    assert main(["index", *map(str, photos[:4]), "--concept-from", "stem"]) == 0
+    loser = create_encoder(head_config={"type": "linear", "out_dim": 32, "self_check": losing_check()})
+    head = loser.save(tmp_path / "loser.pt")
+    capsys.readouterr()
+    assert main(["spaces", "set", "content", str(head)]) == 1
+    err = capsys.readouterr().err
+    assert "lost its self-check to the raw backbone" in err and "12.5 against 41.0" in err and "55.0 against 70.0" in err
+    assert main(["spaces"]) == 0 and "content " not in capsys.readouterr().out  # nothing was put live
+    assert main(["spaces", "set", "content", str(head), "--force"]) == 0
+    capsys.readouterr()
+    assert main(["spaces"]) == 0
+    listing = capsys.readouterr().out
+    assert "content    self-check (120 derived queries" in listing and "raw 41.0/70.0, head 12.5/55.0); kept head" in listing

@@ -123,5 +123,6 @@ def test_post_train_runs_as_a_job_with_progress_and_puts_its_head_live(start_api
     assert (job["kind"], job["state"], job["done"], job["total"]) == ("train", "succeeded", 7, 7), job
     trained = job["train"]
     assert (trained["catalog_anchors"], trained["pool_anchors"], trained["head_fit"], trained["space"]) == (4, 3, "whiten", "content")
+    assert trained["recipe"] in ("raw", "head", "distilled")
     answer = api.attribute(edit(corpus[1])).json()["spaces"]["content"]
     assert answer["available"] and answer["head_id"] == trained["head_id"]

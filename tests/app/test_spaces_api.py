@@ -101,3 +101,21 @@ def test_requests_during_switches_all_succeed(api, corpus, edit, tmp_path):
         seen = [head for reader in readers for head in reader.result()]
     assert set(seen) <= {None, heads[0][1], heads[1][1]} and len(set(seen) - {None}) == 2
     assert api.client.post("/spaces/content/rollback", headers=api.auth).json()["head_id"] == heads[0][1]
+
+
+def test_a_head_that_lost_its_self_check_is_refused_unless_forced(api, corpus, tmp_path):
+    from tests.app.conftest import losing_check
+
+    api.index(corpus[:3])
+    loser = create_encoder(head_config={"type": "linear", "out_dim": 64, "self_check": losing_check()})
+    data = loser.save(tmp_path / "loser.pt").read_bytes()
+    refused = put_head(api, "content", data)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (422, "head_loses_self_check")
+    assert "12.5 against 41.0" in refused.json()["error"]["message"]
+    assert "content" not in [s["name"] for s in api.client.get("/spaces").json()]
+    files = {"checkpoint": ("head.pt", data)}
+    job = wait_for(api, api.client.put("/spaces/content", files=files, params={"force": "true"}, headers=api.auth))
+    assert job["state"] == "succeeded"
+    listed = {s["name"]: s for s in api.client.get("/spaces").json()}
+    assert listed["content"]["self_check"]["kept"] == "head" and listed["style"]["self_check"] is None
+    assert listed["content"]["self_check"]["candidates"]["raw"]["worst_kind"] == 41.0
