@@ -12,7 +12,7 @@ not found (AP contribution 0), so the API figure is a lower bound that equals `a
 when every positive ranks above the cut.
 
 Usage (from the repository root; about 15 minutes on 2 cores from an empty feature cache):
-  .venv/bin/python benchmarks/spaces_tvs.py [--head CKPT] [--out var/benchmarks/spaces]
+  .venv/bin/python benchmarks/spaces_tvs.py [--head CKPT] [--out var/benchmarks/spaces] [--content MANIFEST]
 Without --head, an A&D head is trained first with `attrib train` on tvs-dev-content.csv's
 images, without labels and transductively (the queries are among its training images).
 """
@@ -128,7 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--head", type=Path, help="A&D checkpoint for the content space (default: train one)")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "benchmarks" / "spaces")
+    parser.add_argument("--content", type=Path, help="another content manifest (e.g. photo-dev-content.csv); "
+                        "the style manifest is then skipped")
     args = parser.parse_args(argv)
+    if args.content:
+        MANIFESTS.clear()
+        MANIFESTS["content"] = args.content
     args.out.mkdir(parents=True, exist_ok=True)
     head = args.head or args.out / "content-head.pt"
     if args.head is None and not head.is_file():
@@ -147,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def format_report(report: dict) -> str:
-    names = {"content": MANIFESTS["content"].name, "style": MANIFESTS["style"].name}
+    names = {bench: path.name for bench, path in MANIFESTS.items()}
     lines = ["| benchmark | `attrib eval` raw | `attrib eval` A&D head | API, style space | API, content space |",
              "|---|---|---|---|---|"]
     for bench, api in report["api"].items():

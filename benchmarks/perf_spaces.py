@@ -1,0 +1,93 @@
+"""perf.py section `spaces`: what each space adds to /attribute at concurrency 1 (issue 27).
+
+One catalog of real photos with its copy space (SSCD distilled) live and a content head trained
+on it (`attrib train --from-catalog`). One server answers requests that alternate between
+?space=style (one Lite0 forward) and ?space=all (copy, style and content), so both medians come
+from the same minutes; then the same with the previous content recipe (queries averaged over 8
+views: 9 Lite0 forwards), in a second server. Beside them, the bare batch-1 forward of the SSCD
+student. Target: all-spaces p50 <= style-only p50 + one SSCD forward + 10 ms.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from perf_serving import _drive, _request, served
+
+
+def add_arguments(parser) -> None:
+    group = parser.add_argument_group("spaces")
+    group.add_argument("--spaces-catalog", type=int, default=60, help="photos indexed for the spaces section")
+    group.add_argument("--spaces-requests", type=int, default=40, help="requests per space and recipe at c=1")
+
+
+def run(args) -> tuple[dict, str]:
+    paths = sorted(args.data.glob("*.jpg"))
+    home = Path(tempfile.mkdtemp(prefix="attrib-perf-spaces-"))
+    env = {**os.environ, "ATTRIB_HOME": str(home), "ATTRIB_KEEP_QUERIES": "false", "ATTRIB_WRITE_RATE_PER_MINUTE": "0"}
+    cli = [sys.executable, "-m", "app.cli"]
+    subprocess.run([*cli, "index", *map(str, paths[: args.spaces_catalog]), "--concept-from", "stem"],
+                   env=env, check=True, capture_output=True)
+    queries = [p.read_bytes() for p in paths[300:300 + args.spaces_requests]]
+    rows = {}
+    for recipe in ("distilled", "views"):
+        ckpt = home / f"{recipe}.pt"
+        subprocess.run([*cli, "train", "--from-catalog", "--recipe", recipe, "--output", str(ckpt)],
+                       env=env, check=True, capture_output=True)
+        subprocess.run([*cli, "spaces", "set", "content", str(ckpt), "--force"], env=env, check=True, capture_output=True)
+        with served(env) as (url, _pid):
+            rows[recipe] = alternate(url, queries)
+    sscd = sscd_forward_ms(paths[300:320])
+    style = rows["distilled"]["style_p50_ms"]
+    result = {"served": rows, "sscd_b1_ms": sscd, "target_ms": round(style + sscd + 10, 1),
+              "met": rows["distilled"]["all_p50_ms"] <= style + sscd + 10}
+    return result, table(result)
+
+
+def alternate(url: str, queries: list[bytes]) -> dict:
+    """c=1 medians of ?space=style and ?space=all, requests alternating between the two."""
+    import asyncio
+
+    host, port = url.removeprefix("http://").split(":")
+    style = [_request(host, q) for q in queries]
+    every = [r.replace(b"space=style", b"space=all", 1) for r in style]
+    asyncio.run(_drive(host, int(port), every[:3] + style[:3], 1))  # warm up both paths
+    times = {"style": [], "all": []}
+    for s, a in zip(style, every):
+        times["style"] += asyncio.run(_drive(host, int(port), [s], 1))
+        times["all"] += asyncio.run(_drive(host, int(port), [a], 1))
+    return {f"{k}_p50_ms": round(float(np.median(v)), 1) for k, v in times.items()}
+
+
+def sscd_forward_ms(paths: list[Path]) -> float:
+    from PIL import Image
+
+    from training.sscd import load_copy_backbone
+
+    backbone = load_copy_backbone("sscd_distilled")
+    crops = [backbone.crop(Image.open(p).convert("RGB"))[None] for p in paths]
+    backbone.features_of_pixels(crops[0])
+    times = []
+    for crop in crops:
+        started = time.perf_counter()
+        backbone.features_of_pixels(crop)
+        times.append((time.perf_counter() - started) * 1000)
+    return round(float(np.median(times)), 1)
+
+
+def table(result: dict) -> str:
+    lines = [f"SSCD distilled bare batch-1 forward {result['sscd_b1_ms']} ms; target for all spaces: "
+             f"≤ {result['target_ms']} ms ({'met' if result['met'] else 'not met'})", "",
+             "| content recipe | style only p50 ms | copy + style + content p50 ms | added by copy and content |",
+             "|---|---|---|---|"]
+    for recipe, row in result["served"].items():
+        lines.append(f"| {recipe} | {row['style_p50_ms']} | {row['all_p50_ms']} | "
+                     f"+{round(row['all_p50_ms'] - row['style_p50_ms'], 1)} ms |")
+    return "\n".join(lines)
