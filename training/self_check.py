@@ -16,9 +16,9 @@ Candidates are the raw backbone and the heads a run fitted. The rule that keeps 
   kind, the best mean over kinds wins (a robust choice over the kinds, as in distributionally
   robust selection; the margin keeps a few noisy queries from deciding).
 
-The raw backbone wins ties. The figures
-go into the head's config (`self_check`), are shown by `attrib spaces` and `GET /spaces`, and
-`attrib spaces set` refuses a head that lost to the raw backbone unless `--force` is given.
+The raw backbone wins ties. The figures go into the head's config (`self_check`), are shown by
+`attrib spaces` and `GET /spaces`, and `attrib spaces set` refuses a head that lost to the raw
+backbone unless `--force` is given.
 """
 
 from __future__ import annotations
