@@ -2,10 +2,10 @@
 into a query head (one forward per query), and the self-check on the run's own catalog
 (training/self_check.py) keeps the best of the raw backbone, the head and the distilled head.
 
-`head.recipe` = auto (the default) keeps the self-check's choice; raw, head or distilled force
-one (the check still runs and its figures are kept, so `attrib spaces set` can refuse a forced
-head that lost to raw); views keeps the previous behaviour of averaging every query over its
-views at serving time (query_views + 1 forwards) and is not checked.
+`head.recipe` = auto (the default) keeps the self-check's choice; raw, head, distilled or views
+force one: the check still runs and its figures are kept, so `attrib spaces set` can refuse a
+forced head that lost to raw. views is the previous behaviour: every query averaged over its
+views at serving time (query_views + 1 forwards), checked against raw alone.
 """
 
 from __future__ import annotations
@@ -22,20 +22,19 @@ from training.projection import build_head
 from training.query_views import with_view_settings
 from training.self_check import RAW, Candidate, raw_candidate, self_check
 
-HEAD, DISTILLED = "head", "distilled"
+HEAD, DISTILLED, VIEWS = "head", "distilled", "views"
 
 
 def apply_recipe(encoder, config: TrainConfig, anchors: list[Features], catalog: Features | None,
                  negatives: Features | None, pool: Features | None = None) -> dict:
     """Set the encoder's query embedding by `config.head.recipe`; returns what was done."""
     recipe, count = config.head.recipe, config.head.query_views
-    if recipe == "views":
-        encoder.head_config = with_view_settings(encoder.head_config, count, config.augment)
-        return {"recipe": "views", "query_views": count}
-    encoder.head_config = with_view_settings(encoder.head_config, 0, config.augment)
-    candidates = [raw_candidate(encoder.feature_dim), Candidate(HEAD, encoder.head, encoder.center.clone())]
+    serve_views = recipe == VIEWS and count > 0
+    encoder.head_config = with_view_settings(encoder.head_config, count if serve_views else 0, config.augment)
+    candidates = [raw_candidate(encoder.feature_dim),
+                  Candidate(VIEWS if serve_views else HEAD, encoder.head, encoder.center.clone(), query_views=serve_views)]
     distil = None
-    if count > 0:
+    if count > 0 and not serve_views:
         clean = np.concatenate([f.clean for f in anchors])
         views = np.concatenate([f.views[:, :count] for f in anchors])
         distil = fit_query_head(encoder, clean, views, config.head.distil_ridge)
@@ -45,9 +44,9 @@ def apply_recipe(encoder, config: TrainConfig, anchors: list[Features], catalog:
         extra = None if negatives is None else negatives.clean
         donors = pool.paths if pool is not None else catalog.paths + ([] if negatives is None else negatives.paths)
         check = self_check(encoder, candidates, catalog.paths, catalog.clean, extra, donors,
-                           None if pool is None else pool.clean)
+                           None if pool is None else pool.clean, (count, config.augment) if serve_views else None)
     chosen = check["chosen"] if recipe == "auto" and check else (DISTILLED if recipe == "auto" else recipe)
-    if chosen == DISTILLED and distil is None:
+    if chosen == DISTILLED and distil is None or chosen == VIEWS and not serve_views:
         chosen = HEAD
     _keep(encoder, chosen)
     if check:

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from training.check_views import derive_for_check
 from training.data import DataError, file_sha256, load_rgb
 from training.projection import project_features
+from training.query_views import average_view_embeddings, query_view_images
 
 MAX_QUERIES = 350  # derived queries: one per source, or several per source in a small catalog
 PER_SOURCE = 4  # at most this many derivations of one source
@@ -45,57 +46,72 @@ RAW = "raw"
 
 @dataclass
 class Candidate:
-    """One way of embedding: sources through `head`, queries through `query_head` (or `head`)."""
+    """One way of embedding: sources through `head`, queries through `query_head` (or `head`), or
+    averaged over their views when `query_views` (the 9-forward recipe)."""
 
     name: str
     head: nn.Module | None
     center: torch.Tensor
     query_head: nn.Module | None = None
+    query_views: bool = False
 
     @torch.inference_mode()
     def sources(self, features: np.ndarray) -> np.ndarray:
         return project_features(torch.from_numpy(features).float(), self.head, self.center).numpy()
 
     @torch.inference_mode()
-    def queries(self, features: np.ndarray) -> np.ndarray:
+    def queries(self, features: np.ndarray, view_features: np.ndarray | None = None) -> np.ndarray:
         head = self.head if self.query_head is None else self.query_head
-        return project_features(torch.from_numpy(features).float(), head, self.center).numpy()
+        clean = project_features(torch.from_numpy(features).float(), head, self.center).numpy()
+        if not self.query_views:
+            return clean
+        views = self.sources(view_features.reshape(-1, view_features.shape[-1])).reshape(*view_features.shape[:2], -1)
+        return average_view_embeddings(clean, views)
 
 
 def raw_candidate(feature_dim: int) -> Candidate:
     return Candidate(RAW, None, torch.zeros(feature_dim))
 
 
-def derived_queries(encoder, paths: list[Path], donors: list[Path], count: int = MAX_QUERIES,
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(features of the derivations, index of each one's source in `paths`, kind of each): up to
-    `count` derivations, of sources picked at random (up to PER_SOURCE of each in a small
-    catalog), each with a donor drawn from `donors`."""
+def derived_queries(encoder, paths: list[Path], donors: list[Path], count: int = MAX_QUERIES, seed: int = 0,
+                    views: tuple | None = None) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]:
+    """(features of the derivations, index of each one's source in `paths`, kind of each, features
+    of their query views or None): up to `count` derivations, of sources picked at random (up to
+    PER_SOURCE of each in a small catalog), each with a donor drawn from `donors`; `views` =
+    (count, AugmentConfig) also makes each derivation's query views."""
     rng = random.Random(seed)
     order = rng.sample(range(len(paths)), len(paths))
     picked = [(order[j % len(order)], j // len(order)) for j in range(min(count, PER_SOURCE * len(order)))]
-    images, owners, kinds = [], [], []
+    images, owners, kinds, viewed = [], [], [], []
     for i, index in tqdm(sorted(picked), desc="self-check derivations", unit="img", file=sys.stderr, dynamic_ncols=True):
         try:
             image, donor = load_rgb(paths[i]), load_rgb(donors[rng.randrange(len(donors))])
         except DataError:
             continue
-        kind, derived = derive_for_check(image, donor, file_sha256(paths[i]), index)
+        sha = file_sha256(paths[i])
+        kind, derived = derive_for_check(image, donor, sha, index)
         images.append(encoder.preprocess.resize_crop(derived))
+        if views:
+            viewed += query_view_images(derived, f"selfcheck:{sha}:{index}", *views, encoder.spec.input_size)
         owners.append(i)
         kinds.append(kind)
     if not images:
         raise DataError("no catalog image could be read for the self-check")
+    view_features = _features(encoder, viewed).reshape(len(images), views[0], -1) if views else None
+    return _features(encoder, images), np.asarray(owners), kinds, view_features
+
+
+def _features(encoder, images: list) -> np.ndarray:
     with torch.inference_mode():
         rows = [encoder.features(torch.stack([encoder.preprocess.to_tensor(im) for im in images[s:s + 32]])
                                  .to(encoder.device)).float().cpu().numpy() for s in range(0, len(images), 32)]
-    return np.concatenate(rows), np.asarray(owners), kinds
+    return np.concatenate(rows)
 
 
 def score(candidate: Candidate, queries: np.ndarray, owners: np.ndarray, kinds: list[str],
-          gallery: np.ndarray) -> dict:
+          gallery: np.ndarray, view_features: np.ndarray | None = None) -> dict:
     """mAP (mean reciprocal rank of the source; ties count against it) and R@1, overall and by kind."""
-    sims = candidate.queries(queries) @ candidate.sources(gallery).T
+    sims = candidate.queries(queries, view_features) @ candidate.sources(gallery).T
     own = sims[np.arange(len(sims)), owners]
     ranks = 1 + (sims > own[:, None]).sum(1) + ((sims == own[:, None]).sum(1) - 1)
     kinds_arr = np.asarray(kinds)
@@ -134,14 +150,15 @@ def choose(figures: dict[str, dict], weights: dict[str, float] | None = None, ma
 
 def self_check(encoder, candidates: list[Candidate], paths: list[Path], features: np.ndarray,
                extra_gallery: np.ndarray | None = None, donors: list[Path] | None = None,
-               pool: np.ndarray | None = None) -> dict:
+               pool: np.ndarray | None = None, views: tuple | None = None) -> dict:
     """Score every candidate on derivations of the catalog images `paths` (clean features
     `features`), ranked against them plus `extra_gallery` (e.g. negative-only images). The
     derivations take texture, colour and pasted patches from `donors` (default: the catalog
-    images); `pool` (raw features of unlabelled queries) weights the kinds of edit."""
-    queries, owners, kinds = derived_queries(encoder, paths, list(donors or paths))
+    images); `pool` (raw features of unlabelled queries) weights the kinds of edit; `views`
+    ((count, AugmentConfig)) is needed by a candidate with query views."""
+    queries, owners, kinds, viewed = derived_queries(encoder, paths, list(donors or paths), views=views)
     gallery = features if extra_gallery is None or not len(extra_gallery) else np.concatenate([features, extra_gallery])
-    figures = {c.name: score(c, queries, owners, kinds, gallery) for c in candidates}
+    figures = {c.name: score(c, queries, owners, kinds, gallery, viewed) for c in candidates}
     weights = kind_weights(pool, queries, kinds) if pool is not None and len(pool) else None
     if weights:
         for f in figures.values():

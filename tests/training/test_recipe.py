@@ -102,3 +102,14 @@ def test_pool_images_weight_the_kinds_they_resemble_and_decide():
     distilled = figures(amplitude=70.0, mosaic=55.0, paste=70.0)
     assert choose({RAW: raw, "distilled": distilled}) == RAW  # no pool: the mean decides within the margin
     assert choose({RAW: raw, "distilled": distilled}, weights) == "distilled"  # the queries look like amplitude swaps
+
+
+def test_a_views_candidate_averages_each_query_over_its_views():
+    from training.query_views import average_view_embeddings
+
+    rng = np.random.default_rng(3)
+    clean, views = rng.normal(size=(4, 6)).astype(np.float32), rng.normal(size=(4, 3, 6)).astype(np.float32)
+    candidate = Candidate("views", torch.nn.Identity(), torch.zeros(6), query_views=True)
+    expected = average_view_embeddings(candidate.sources(clean), candidate.sources(views.reshape(-1, 6)).reshape(4, 3, 6))
+    assert np.allclose(candidate.queries(clean, views), expected, atol=1e-6)
+    assert not np.allclose(Candidate("head", torch.nn.Identity(), torch.zeros(6)).queries(clean, views), expected)

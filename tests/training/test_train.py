@@ -81,6 +81,8 @@ def test_default_run_fits_the_whitening_head_and_checks_separation(manifest, tmp
     capsys.readouterr()
     views = load_checkpoint(tmp_path / "v.pt")
     assert views.query_views == (8, TrainConfig().augment) and views.query_head is None  # the old serving-time views
+    assert views.head_config["self_check"]["kept"] == "views"  # checked against raw, so a loser can be refused
+    assert set(views.head_config["self_check"]["candidates"]) == {"raw", "views"}
 
     assert train.main([str(manifest), "--output", str(tmp_path / "auto.pt"), "--cache-dir", cache, "--views", "2"]) == 0
     summary = json.loads(capsys.readouterr().out)
