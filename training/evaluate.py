@@ -168,16 +168,13 @@ class Embedder:
             self._views.update({(key, p): row for p, row in zip(found.paths, found.views)})
         return np.stack([self._views[(key, p)][:count] for p in paths])
 
-    @torch.inference_mode()
     def embed(self, encoder, paths: list[Path], desc: str) -> np.ndarray:
         return self._project(encoder, self.features(encoder, paths, desc))
 
     def embed_queries(self, encoder, paths: list[Path], desc: str) -> np.ndarray:
-        """Queries: the mean over the clean view and the head's query views, when it asks for them."""
+        """Queries: through the query head if any (one forward), else averaged over the head's query views."""
         count, augment = getattr(encoder, "query_views", (0, None))
-        if getattr(encoder, "query_head", None) is not None:
-            return self._project(encoder, self.features(encoder, paths, desc), query=True)
-        clean = self.embed(encoder, paths, desc)
+        clean = self._project(encoder, self.features(encoder, paths, desc), query=True)
         if not count:
             return clean
         views = self.view_features(encoder, paths, count, augment, f"{desc} (views)")

@@ -113,3 +113,17 @@ def test_a_views_candidate_averages_each_query_over_its_views():
     expected = average_view_embeddings(candidate.sources(clean), candidate.sources(views.reshape(-1, 6)).reshape(4, 3, 6))
     assert np.allclose(candidate.queries(clean, views), expected, atol=1e-6)
     assert not np.allclose(Candidate("head", torch.nn.Identity(), torch.zeros(6)).queries(clean, views), expected)
+
+
+def test_attrib_eval_embeds_queries_through_the_query_head(photos, tmp_path):
+    from training.evaluate import Embedder
+
+    encoder = create_encoder(head_config={"type": "linear"})
+    rng = np.random.default_rng(4)
+    clean = rng.normal(size=(64, encoder.feature_dim)).astype(np.float32)
+    fit_query_head(encoder, clean, clean[:, None, :] + rng.normal(size=(64, 2, encoder.feature_dim)).astype(np.float32))
+    embedder = Embedder(tmp_path / "cache")
+    features = embedder.features(encoder, photos[:3], "t")
+    queries = embedder.embed_queries(encoder, photos[:3], "t")
+    assert np.allclose(queries, encoder.project_query(torch.from_numpy(features)).detach().numpy(), atol=1e-5)
+    assert not np.allclose(queries, embedder.embed(encoder, photos[:3], "t"), atol=1e-3)  # sources: the plain head
