@@ -20,7 +20,8 @@ from training.data import Features
 from training.distil import fit_query_head
 from training.projection import build_head
 from training.query_views import with_view_settings
-from training.self_check import RAW, Candidate, raw_candidate, self_check
+from training.heads import Head
+from training.self_check import RAW, self_check
 
 HEAD, DISTILLED, VIEWS = "head", "distilled", "views"
 
@@ -29,22 +30,23 @@ def apply_recipe(encoder, config: TrainConfig, anchors: list[Features], catalog:
                  negatives: Features | None, pool: Features | None = None) -> dict:
     """Set the encoder's query embedding by `config.head.recipe`; returns what was done."""
     recipe, count = config.head.recipe, config.head.query_views
+    encoder.cpu()  # the check and the fit below work on CPU arrays, whatever device trained the head
     serve_views = recipe == VIEWS and count > 0
     encoder.head_config = with_view_settings(encoder.head_config, count if serve_views else 0, config.augment)
-    candidates = [raw_candidate(encoder.feature_dim),
-                  Candidate(VIEWS if serve_views else HEAD, encoder.head, encoder.center.clone(), query_views=serve_views)]
+    candidates = {RAW: Head.identity(encoder.backbone_id, encoder.feature_dim),
+                  VIEWS if serve_views else HEAD: _candidate(encoder)}
     distil = None
     if count > 0 and not serve_views:
         clean = np.concatenate([f.clean for f in anchors])
         views = np.concatenate([f.views[:, :count] for f in anchors])
         distil = fit_query_head(encoder, clean, views, config.head.distil_ridge)
-        candidates.append(Candidate(DISTILLED, encoder.head, encoder.center.clone(), encoder.query_head))
+        candidates[DISTILLED] = _candidate(encoder, encoder.query_head)
     check = None
     if catalog is not None:
         extra = None if negatives is None else negatives.clean
         donors = pool.paths if pool is not None else catalog.paths + ([] if negatives is None else negatives.paths)
         check = self_check(encoder, candidates, catalog.paths, catalog.clean, extra, donors,
-                           None if pool is None else pool.clean, (count, config.augment) if serve_views else None)
+                           None if pool is None else pool.clean)
     chosen = check["chosen"] if recipe == "auto" and check else (DISTILLED if recipe == "auto" else recipe)
     if chosen == DISTILLED and distil is None or chosen == VIEWS and not serve_views:
         chosen = HEAD
@@ -54,6 +56,13 @@ def apply_recipe(encoder, config: TrainConfig, anchors: list[Features], catalog:
         print(f"self-check: {describe(check)}; kept {chosen}", file=sys.stderr)
     encoder.invalidate_id()
     return {"recipe": recipe, "kept": chosen, "distil": distil, "self_check": check}
+
+
+def _candidate(encoder, query_head=None) -> Head:
+    """The encoder's head as it stands (its query views, if it asks for them), as a space would
+    apply it; a copy of the centre, since the raw candidate may zero it later."""
+    return Head(encoder.encoder_id, encoder.backbone_id, encoder.feature_dim, encoder.dim, encoder.head,
+                encoder.center.detach().clone(), encoder.head_config, query_head)
 
 
 def describe(check: dict) -> str:

@@ -25,52 +25,21 @@ from __future__ import annotations
 
 import random
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from training.check_views import derive_for_check
 from training.data import DataError, file_sha256, load_rgb
-from training.projection import project_features
-from training.query_views import average_view_embeddings, query_view_images
+from training.heads import Head
+from training.query_views import query_view_images
 
 MAX_QUERIES = 350  # derived queries: one per source, or several per source in a small catalog
 PER_SOURCE = 4  # at most this many derivations of one source
 WORST_MARGIN = 5.0
 RAW = "raw"
-
-
-@dataclass
-class Candidate:
-    """One way of embedding: sources through `head`, queries through `query_head` (or `head`), or
-    averaged over their views when `query_views` (the 9-forward recipe)."""
-
-    name: str
-    head: nn.Module | None
-    center: torch.Tensor
-    query_head: nn.Module | None = None
-    query_views: bool = False
-
-    @torch.inference_mode()
-    def sources(self, features: np.ndarray) -> np.ndarray:
-        return project_features(torch.from_numpy(features).float(), self.head, self.center).numpy()
-
-    @torch.inference_mode()
-    def queries(self, features: np.ndarray, view_features: np.ndarray | None = None) -> np.ndarray:
-        head = self.head if self.query_head is None else self.query_head
-        clean = project_features(torch.from_numpy(features).float(), head, self.center).numpy()
-        if not self.query_views:
-            return clean
-        views = self.sources(view_features.reshape(-1, view_features.shape[-1])).reshape(*view_features.shape[:2], -1)
-        return average_view_embeddings(clean, views)
-
-
-def raw_candidate(feature_dim: int) -> Candidate:
-    return Candidate(RAW, None, torch.zeros(feature_dim))
 
 
 def derived_queries(encoder, paths: list[Path], donors: list[Path], count: int = MAX_QUERIES, seed: int = 0,
@@ -108,10 +77,11 @@ def _features(encoder, images: list) -> np.ndarray:
     return np.concatenate(rows)
 
 
-def score(candidate: Candidate, queries: np.ndarray, owners: np.ndarray, kinds: list[str],
+def score(head: Head, queries: np.ndarray, owners: np.ndarray, kinds: list[str],
           gallery: np.ndarray, view_features: np.ndarray | None = None) -> dict:
-    """mAP (mean reciprocal rank of the source; ties count against it) and R@1, overall and by kind."""
-    sims = candidate.queries(queries, view_features) @ candidate.sources(gallery).T
+    """mAP (mean reciprocal rank of the source; ties count against it) and R@1, overall and by kind,
+    of a candidate head embedding queries and sources exactly as a live space does."""
+    sims = head.apply_query(queries, view_features) @ head.apply(gallery).T
     own = sims[np.arange(len(sims)), owners]
     ranks = 1 + (sims > own[:, None]).sum(1) + ((sims == own[:, None]).sum(1) - 1)
     kinds_arr = np.asarray(kinds)
@@ -148,17 +118,18 @@ def choose(figures: dict[str, dict], weights: dict[str, float] | None = None, ma
     return max(near, key=lambda name: (figures[name]["mean_over_kinds"], name == RAW))
 
 
-def self_check(encoder, candidates: list[Candidate], paths: list[Path], features: np.ndarray,
+def self_check(encoder, candidates: dict[str, Head], paths: list[Path], features: np.ndarray,
                extra_gallery: np.ndarray | None = None, donors: list[Path] | None = None,
-               pool: np.ndarray | None = None, views: tuple | None = None) -> dict:
+               pool: np.ndarray | None = None) -> dict:
     """Score every candidate on derivations of the catalog images `paths` (clean features
     `features`), ranked against them plus `extra_gallery` (e.g. negative-only images). The
     derivations take texture, colour and pasted patches from `donors` (default: the catalog
-    images); `pool` (raw features of unlabelled queries) weights the kinds of edit; `views`
-    ((count, AugmentConfig)) is needed by a candidate with query views."""
+    images); `pool` (raw features of unlabelled queries) weights the kinds of edit. A candidate
+    with query views has the derivations' views made for it."""
+    views = next((h.query_views for h in candidates.values() if h.query_views[0] > 0), None)
     queries, owners, kinds, viewed = derived_queries(encoder, paths, list(donors or paths), views=views)
     gallery = features if extra_gallery is None or not len(extra_gallery) else np.concatenate([features, extra_gallery])
-    figures = {c.name: score(c, queries, owners, kinds, gallery, viewed) for c in candidates}
+    figures = {name: score(head, queries, owners, kinds, gallery, viewed) for name, head in candidates.items()}
     weights = kind_weights(pool, queries, kinds) if pool is not None and len(pool) else None
     if weights:
         for f in figures.values():

@@ -10,7 +10,8 @@ from training.check_views import KINDS, derive_for_check
 from training.distil import fit_query_head, ridge_map, teacher_embeddings
 from training.encoders import create_encoder, load_checkpoint
 from training.heads import load_head
-from training.self_check import RAW, Candidate, choose, raw_candidate, score
+from training.heads import Head
+from training.self_check import RAW, choose, score
 
 
 def test_ridge_map_recovers_a_linear_map_and_shrinks_with_the_ridge():
@@ -63,13 +64,13 @@ def test_check_derivations_are_deterministic_and_cover_every_kind():
 
 
 def test_score_counts_ties_against_the_source_and_choose_prefers_raw_on_a_tie():
-    identity = Candidate("head", torch.nn.Identity(), torch.zeros(3))
+    identity = Head("head", "b", 3, 3, torch.nn.Identity(), torch.zeros(3))
     gallery = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
     queries = np.array([[1, 0.1, 0], [0, 1, 1], [0.2, 0, 1]], np.float32)  # ranks 1, tie (2), 1
     figures = score(identity, queries, np.array([0, 1, 2]), ["a", "b", "a"], gallery)
     assert figures["mAP"] == pytest.approx(100 * (1 + 0.5 + 1) / 3, abs=0.1) and figures["R@1"] == pytest.approx(66.7, abs=0.1)
     assert figures["kinds_mAP"] == {"a": 100.0, "b": 50.0}
-    raw = score(raw_candidate(3), queries, np.array([0, 1, 2]), ["a", "b", "a"], gallery)
+    raw = score(Head.identity("b", 3), queries, np.array([0, 1, 2]), ["a", "b", "a"], gallery)
     assert figures["worst_kind"] == 50.0 and choose({"head": figures, RAW: raw}) == RAW
 
 
@@ -105,14 +106,16 @@ def test_pool_images_weight_the_kinds_they_resemble_and_decide():
 
 
 def test_a_views_candidate_averages_each_query_over_its_views():
-    from training.query_views import average_view_embeddings
+    from training.config import AugmentConfig
+    from training.query_views import average_view_embeddings, with_view_settings
 
     rng = np.random.default_rng(3)
     clean, views = rng.normal(size=(4, 6)).astype(np.float32), rng.normal(size=(4, 3, 6)).astype(np.float32)
-    candidate = Candidate("views", torch.nn.Identity(), torch.zeros(6), query_views=True)
-    expected = average_view_embeddings(candidate.sources(clean), candidate.sources(views.reshape(-1, 6)).reshape(4, 3, 6))
-    assert np.allclose(candidate.queries(clean, views), expected, atol=1e-6)
-    assert not np.allclose(Candidate("head", torch.nn.Identity(), torch.zeros(6)).queries(clean, views), expected)
+    config = with_view_settings({}, 3, AugmentConfig())
+    candidate = Head("views", "b", 6, 6, torch.nn.Identity(), torch.zeros(6), config)
+    expected = average_view_embeddings(candidate.apply(clean), candidate.apply(views.reshape(-1, 6)).reshape(4, 3, 6))
+    assert np.allclose(candidate.apply_query(clean, views), expected, atol=1e-6)
+    assert not np.allclose(Head("head", "b", 6, 6, torch.nn.Identity(), torch.zeros(6)).apply_query(clean, views), expected)
 
 
 def test_attrib_eval_embeds_queries_through_the_query_head(photos, tmp_path):
