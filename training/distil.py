@@ -20,17 +20,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from training.projection import build_query_head
+from training.query_views import average_view_embeddings
+
 DEFAULT_RIDGE = 1e-2
 
 
 def teacher_embeddings(encoder, clean: np.ndarray, views: np.ndarray) -> np.ndarray:
     """(N, dim) unit view-averaged embeddings of clean (N, D) and views (N, V, D) features."""
     with torch.inference_mode():
-        plain = encoder.project(torch.from_numpy(clean).float()).numpy().astype(np.float64)
+        plain = encoder.project(torch.from_numpy(clean).float()).numpy()
         flat = torch.from_numpy(views.reshape(-1, views.shape[-1])).float()
-        viewed = encoder.project(flat).numpy().astype(np.float64).reshape(len(views), views.shape[1], -1)
-    total = plain + viewed.sum(axis=1)
-    return total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)
+        viewed = encoder.project(flat).numpy().reshape(len(views), views.shape[1], -1)
+    return average_view_embeddings(plain, viewed)
 
 
 def ridge_map(inputs: np.ndarray, targets: np.ndarray, ridge: float = DEFAULT_RIDGE) -> np.ndarray:
@@ -45,8 +47,6 @@ def ridge_map(inputs: np.ndarray, targets: np.ndarray, ridge: float = DEFAULT_RI
 def fit_query_head(encoder, clean: np.ndarray, views: np.ndarray, ridge: float = DEFAULT_RIDGE) -> dict:
     """Give `encoder` a query head distilled from its view-averaged embeddings of the images with
     features clean (N, D) and views (N, V, D); returns a summary with the fit's agreement."""
-    from training.projection import build_query_head
-
     targets = teacher_embeddings(encoder, clean, views)
     unit = clean / np.maximum(np.linalg.norm(clean, axis=1, keepdims=True), 1e-12)
     inputs = unit.astype(np.float64) - encoder.center.detach().cpu().numpy().astype(np.float64)
