@@ -71,7 +71,7 @@ class SpaceAnswer(BaseModel):
                             "its features are still being embedded).")
     message: str | None = None
     backbone: str | None = Field(None, description="The backbone whose features the space maps: `sscd_distilled` "
-                                 "(or `sscd`) for `copy`, `efficientnet_lite0` for `style` and `content`.")
+                                 "(or `sscd`) for `copy`, `efficientnet_lite0` for `style`; `content` maps either, as its head was trained.")
     none_probability: float | None = Field(
         None, ge=0, le=1, description="Calibrated probability that no catalog concept explains the query (null when "
         "the space is unavailable). It assumes the share of no-source queries the calibration was fitted with.")
@@ -165,6 +165,9 @@ class TrainOut(BaseModel):
     head_fit: str = Field(description="`whiten` (closed form), `identity` (no pool images yet) or `sgd`.")
     recipe: str | None = Field(None, description=(
         "What the self-check kept: `raw`, `head` or `distilled` (one forward per query; training/recipe.py)."))
+    backbone: str | None = Field(None, description=(
+        "The backbone whose features the head maps, as the self-checks chose (training/backbone_choice.py): "
+        "`efficientnet_lite0`, or `sscd_distilled` (the copy space's descriptors: no forward of its own)."))
     separation_warning: str | None = Field(description="Set when the head separates pool images from sources wholesale.")
     space: str | None = Field(description="The space the head was put live in, if one was asked for.")
 

@@ -1,6 +1,7 @@
 """The content recipe of issue 27 through `attrib train` and `attrib eval`: what the self-check
-keeps on a photo catalog and on the texture-vs-shape splits, against the raw backbone and the
-previous recipe (queries averaged over 8 views at serving time: 9 forwards a query).
+keeps (backbone and recipe) on a photo catalog and on the texture-vs-shape splits, against the raw
+Lite0 backbone, SSCD's plain cosine (the copy space) and the previous recipe (Lite0, queries
+averaged over 8 views at serving time: 9 forwards a query).
 
   photo-dev-content.csv   catalog-only (the 1,000 photos, no pool), and transductive (its 600
                           queries as the pool)
@@ -41,12 +42,14 @@ def run(manifest: Path, evaluation: Path, out: Path, cache: list[str]) -> dict:
         with contextlib.redirect_stdout(io.StringIO()):
             train.main([str(manifest), "--output", str(ckpt), "--recipe", recipe, *cache])
         row[recipe] = ckpt
-    args = evaluate.build_parser().parse_args([str(evaluation), "--encoder", "raw=default", "--encoder",
-                                               f"kept={row['auto']}", "--encoder", f"views={row['views']}", *cache])
+    args = evaluate.build_parser().parse_args([str(evaluation), "--encoder", "raw=default", "--encoder", "copy=sscd_distilled",
+                                               "--encoder", f"kept={row['auto']}", "--encoder", f"views={row['views']}", *cache])
     results = evaluate.run(args)
     figures = {label: next(iter(r["benchmarks"].values())) for label, r in results.items()}
-    check = json.loads(Path(f"{row['auto']}.config.json").read_text())["recipe"]
-    return {"figures": figures, "self_check": check.get("self_check"), "kept": check.get("kept")}
+    sidecar = json.loads(Path(f"{row['auto']}.config.json").read_text())
+    check, backbone = sidecar["recipe"], sidecar["config"]["backbone"]
+    return {"figures": figures, "self_check": check.get("self_check"), "kept": f"{backbone}: {check.get('kept')}",
+            "backbone_choice": sidecar.get("backbone_choice")}
 
 
 def catalog_only(manifest: Path, out: Path) -> Path:
@@ -71,8 +74,12 @@ def line(label: str, result: dict) -> str:
         checked = "weighted by the pool: " + ", ".join(f"{n} {c['weighted_mAP']}" for n, c in cands.items())
     else:
         checked = "worst kind/mean: " + ", ".join(f"{n} {c['worst_kind']}/{c['mean_over_kinds']}" for n, c in cands.items())
-    return (f"| {label} | {f['raw']['mAP']:.1f} / {f['raw']['R@1']:.1f} | {f['views']['mAP']:.1f} / {f['views']['R@1']:.1f} | "
-            f"**{f['kept']['mAP']:.1f}** / {f['kept']['R@1']:.1f} | {result['kept']} | {checked} |")
+    choice = result.get("backbone_choice") or {}
+    key = "weighted_mAP" if choice.get("kind_weights") else "mean_over_kinds"
+    across = ", ".join(f"{n} {c[key]}" for n, c in choice.get("candidates", {}).items())
+    return (f"| {label} | {f['raw']['mAP']:.1f} / {f['raw']['R@1']:.1f} | {f['copy']['mAP']:.1f} / {f['copy']['R@1']:.1f} | "
+            f"{f['views']['mAP']:.1f} / {f['views']['R@1']:.1f} | "
+            f"**{f['kept']['mAP']:.1f}** / {f['kept']['R@1']:.1f} | {result['kept']} | {across} | {checked} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     cache = ["--cache-dir", str(args.cache_dir)] if args.cache_dir else []
-    lines = ["| run | raw mAP / R@1 | previous recipe (9 forwards) | kept head (1 forward) | kept "
-             "| self-check mAP (raw, head, distilled) |", "|---|---|---|---|---|---|"]
+    lines = ["| run | raw Lite0 mAP / R@1 | SSCD plain cosine | previous recipe (9 forwards) | kept head (1 forward) | kept "
+             "| self-check across backbones | self-check of the kept backbone (raw, head, distilled) |",
+             "|---|---|---|---|---|---|---|---|"]
     results = {}
     if args.only != "tvs":
         photo = SHARED / "photo-dev-content.csv"

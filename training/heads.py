@@ -8,7 +8,8 @@ vectors come from a head applied to those features:
                   its id is the checkpoint's encoder_id
 
 A head only fits the backbone it was trained on: `load_head` refuses a checkpoint whose
-backbone differs from the catalog's, or whose head expects another feature dimension.
+backbone is none of the catalog's (its encoder's, or its copy backbone's), or whose head expects
+another feature dimension.
 """
 
 from __future__ import annotations
@@ -107,19 +108,22 @@ class Head(nn.Module):
         return average_view_embeddings(clean, projected)
 
 
-def load_head(path: str | Path, backbone_id: str, feature_dim: int) -> Head:
-    """The head of an encoder checkpoint, checked against the catalog's backbone."""
+def load_head(path: str | Path, backbone_id: str, feature_dim: int, others: dict[str, int] | None = None) -> Head:
+    """The head of an encoder checkpoint, checked against the catalog's backbone or one of the
+    `others` it has configured (backbone id -> feature width: its copy backbone)."""
     try:
         encoder = load_checkpoint(path)
     except EncoderError as exc:
         raise HeadError(exc.message, code="head_unreadable") from exc
-    if encoder.backbone_id != backbone_id:
+    allowed = {backbone_id: feature_dim, **(others or {})}
+    if encoder.backbone_id not in allowed:
         raise HeadError(
             f"the head in {path} was trained on backbone {encoder.backbone_id}, but this catalog's "
-            f"backbone is {backbone_id}; train a head on the catalog's backbone "
-            "(`attrib train --from-catalog`), or change ATTRIB_ENCODER and run `attrib reindex`",
+            f"backbones are {', '.join(allowed)}; train a head on one of them "
+            "(`attrib train --from-catalog [--backbone NAME]`), or change ATTRIB_ENCODER and run `attrib reindex`",
             code="backbone_mismatch",
         )
+    feature_dim = allowed[encoder.backbone_id]
     if encoder.head is not None and int(encoder.head_config.get("in_dim", -1)) != feature_dim:
         raise HeadError(
             f"the head in {path} expects {encoder.head_config.get('in_dim')}-d features, but the "

@@ -14,12 +14,13 @@ from training.data import FeatureCache, FeatureExtractor, backbone_key
 
 
 def make_encoder(config: TrainConfig, head_type: str | None = None, out_dim: int | None = None):
+    from training.backbones import AUTO, DEFAULT_BACKBONE
     from training.encoders import create_encoder
 
     head = {"type": head_type or config.head.type, "hidden_dim": config.head.hidden_dim}
     if head["type"] == "mlp" or out_dim is not None:
         head["out_dim"] = out_dim or config.head.out_dim
-    return create_encoder(config.backbone, config.weights, head_config=head)
+    return create_encoder(DEFAULT_BACKBONE if config.backbone == AUTO else config.backbone, config.weights, head_config=head)
 
 
 def training_device(config: TrainConfig) -> torch.device:

@@ -8,7 +8,7 @@ normalisation. torch is imported only when a tensor is made.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
@@ -16,7 +16,15 @@ from PIL import Image
 if TYPE_CHECKING:
     import torch
 
-    from training.backbones import BackboneSpec
+
+class Geometry(Protocol):
+    """What preprocessing reads of a backbone (training/backbones.py's BackboneSpec, or the copy
+    backbone's own geometry in training/sscd.py)."""
+
+    input_size: int
+    interpolation: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
 
 _RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -26,7 +34,7 @@ _RESAMPLE = {
 
 
 class Preprocess:
-    def __init__(self, spec: BackboneSpec):
+    def __init__(self, spec: Geometry):
         self.size = spec.input_size
         self.resample = _RESAMPLE.get(spec.interpolation, Image.Resampling.BICUBIC)
         self.mean = np.asarray(spec.mean, dtype=np.float32)

@@ -9,7 +9,8 @@ INPUT is an image folder, an image, or a benchmark manifest (labels ignored; `so
 catalog images, `query` rows pool images, `distractor` rows negative-only). `--from-catalog` trains
 on the catalog's stored sources; `--pool` adds unlabeled synthetic images. The frozen backbone's
 features of a clean view and `views` augmented views per anchor image are cached on disk; a
-projection head on L2-normalised, centred features is then fitted: by default in closed form (a
+projection head on L2-normalised, centred features is then fitted (with `--backbone auto`, the
+default, on Lite0 and on the copy backbone, and the self-check keeps the better: training/backbone_choice.py): by default in closed form (a
 linear head that whitens the differences between images and their views; the identity when
 there are no pool images), or with `--fit sgd` by InfoNCE between the clean view and an augmented
 view (alignment) plus a log-det covariance term (disentanglement). A label-free check of whether
@@ -29,6 +30,7 @@ Outputs: CKPT (a self-describing encoder checkpoint ATTRIB_ENCODER can point to)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import sys
@@ -42,7 +44,8 @@ from training.config import TrainConfig, load_config_file, merge, parse_assignme
 from training.data import DataError, collect_training_images
 from training.errors import run_as_script
 from training.loop import training_device
-from training.unsupervised import train_unsupervised
+from training.backbone_choice import train_on_best_backbone
+from training.backbones import AUTO, DEFAULT_BACKBONE
 
 # flag -> dotted config key; each flag overrides the config file
 FLAGS = {
@@ -114,12 +117,13 @@ def main(argv: list[str] | None = None, catalog_images: list[Path] | None = None
         raise DataError("no training input: give image folders or manifests, --pool, or --from-catalog")
     seed_everything(config.seed)
     if config.supervised:
+        config = config if config.backbone != AUTO else dataclasses.replace(config, backbone=DEFAULT_BACKBONE)
         summary = train_supervised(config, [Path(p) for p in args.inputs], args.output)
     else:
         images = collect_training_images(
             args.inputs, catalog_images if args.from_catalog else None, args.negative_input, args.pool, pool_images,
         )
-        summary = train_unsupervised(config, images, args.output, progress)
+        summary = train_on_best_backbone(config, images, args.output, progress)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -27,8 +27,9 @@ def start_training(
 ) -> JSONResponse:
     """The same run as `attrib train --from-catalog`: the catalog's sources are catalog anchors, the
     query pool is the pool; no label is read. `GET /jobs/{id}` counts the images whose features are
-    ready, then gives the checkpoint (under ATTRIB_HOME/heads), its head id, the recipe its
-    self-check kept (raw, head or distilled; training/recipe.py) and the separation check.
+    ready, then gives the checkpoint (under ATTRIB_HOME/heads), its head id, the backbone and the
+    recipe its self-check kept (efficientnet_lite0 or sscd_distilled, training/backbone_choice.py;
+    raw, head or distilled, training/recipe.py) and the separation check.
     With `space`, the head is put live there at the end, as `PUT /spaces/{space}` would."""
     if space is not None:
         check_name(space)
@@ -50,6 +51,7 @@ def start_training(
         return {"checkpoint": str(output), "head_id": summary["encoder_id"], "space": space,
                 "catalog_anchors": summary["catalog_anchors"], "pool_anchors": summary["pool_anchors"],
                 "head_fit": summary["head_fit"]["method"], "recipe": summary["recipe"].get("kept"),
+                "backbone": summary["config"]["backbone"],
                 "separation_warning": summary["separation_check"].get("warning")}
 
     request.app.state.executor.submit(run_work_job, catalog, job_id, work)

@@ -121,10 +121,16 @@ def prepare_head(catalog: CatalogCore, checkpoint: str | Path | None, force: boo
     """
     if checkpoint is None:
         return Head.identity(catalog.backbone_id, catalog.feature_dim), None
-    head = load_head(checkpoint, catalog.backbone_id, catalog.feature_dim)
+    head = load_head(checkpoint, catalog.backbone_id, catalog.feature_dim, other_backbones(catalog))
     if not force and (reason := losing_reason(head)):
         raise SpaceError(reason, code="head_loses_self_check", status=422)
     return head, None if head.is_identity else HeadFiles(catalog.home).keep(checkpoint, head.head_id)
+
+
+def other_backbones(catalog: CatalogCore) -> dict[str, int]:
+    """The configured backbones besides the encoder's (the copy backbone), whose features a
+    trained head may map: backbone id -> feature width."""
+    return {bid: b.feature_dim for bid, b in catalog.backbones.items() if bid != catalog.backbone_id}
 
 
 def losing_reason(head: Head) -> str | None:
@@ -167,7 +173,7 @@ def build_previous(catalog: CatalogCore, name: str, progress: Progress | None = 
         if info.previous_head_id is None:
             raise SpaceError(f"space {name!r} has no previous head to roll back to", code="no_previous_head")
         head = HeadFiles(catalog.home).load(info.previous_head_id, info.previous_head_path,
-                                            catalog.backbone_id, catalog.feature_dim)
+                                            catalog.backbone_id, catalog.feature_dim, other_backbones(catalog))
         return _build(catalog, name, head, info.previous_head_path, progress)
 
 

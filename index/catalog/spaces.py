@@ -176,10 +176,11 @@ class HeadFiles:
             atomic_write(kept, lambda tmp: shutil.copyfile(path, tmp))
         return str(kept)
 
-    def load(self, info_head_id: str, head_path: str | None, backbone_id: str, feature_dim: int) -> Head:
+    def load(self, info_head_id: str, head_path: str | None, backbone_id: str, feature_dim: int,
+             others: dict[str, int] | None = None) -> Head:
         if head_path is None:
             return Head.identity(backbone_id, feature_dim)
-        head = load_head(head_path, backbone_id, feature_dim)
+        head = load_head(head_path, backbone_id, feature_dim, others)
         if head.head_id != info_head_id:
             raise SpaceError(f"the head file {head_path} holds {head.head_id}, not {info_head_id}",
                              code="head_unreadable")

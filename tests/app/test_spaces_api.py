@@ -1,13 +1,17 @@
 """Spaces over HTTP: both answers in one response, roll-out while requests keep coming, refusals.
 On both vector stores."""
 
+import io
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from training.encoders import create_encoder
+from training.sscd import load_copy_backbone
 
 pytestmark = pytest.mark.both_stores
 
@@ -119,3 +123,33 @@ def test_a_head_that_lost_its_self_check_is_refused_unless_forced(api, corpus, t
     listed = {s["name"]: s for s in api.client.get("/spaces").json()}
     assert listed["content"]["self_check"]["kept"] == "head" and listed["style"]["self_check"] is None
     assert listed["content"]["self_check"]["candidates"]["raw"]["worst_kind"] == 41.0
+
+
+def test_a_head_on_the_copy_backbone_serves_content_from_the_copy_features(api, corpus, edit, tmp_path):
+    """`attrib train --backbone sscd_distilled`'s head maps the copy space's stored descriptors: no
+    encoder forward of its own, the same vectors as the head applied to the copy backbone's."""
+    api.index(corpus[:6])
+    first, _ = head_bytes(tmp_path, 1)
+    assert wait_for(api, put_head(api, "content", first))["state"] == "succeeded"
+    encoder = create_encoder("sscd_distilled", head_config={"type": "linear", "out_dim": 32})
+    with torch.no_grad():
+        encoder.center.copy_(torch.randn(encoder.feature_dim, generator=torch.Generator().manual_seed(3)) * 0.01)
+    encoder.invalidate_id()
+    job = wait_for(api, put_head(api, "content", encoder.save(tmp_path / "copy-head.pt").read_bytes()))
+    assert job["state"] == "succeeded" and job["space"]["count"] == 6
+    listed = {s["name"]: s for s in api.client.get("/spaces").json()}
+    assert listed["content"]["backbone"] == "sscd_distilled" and listed["content"]["head_id"] == encoder.encoder_id
+
+    query = edit(corpus[2])
+    body = api.attribute(query, k=6).json()
+    content = body["spaces"]["content"]
+    assert content["available"] and content["concepts"][0]["concept"] == corpus[2].stem
+    sources = encoder.embed_images([Image.open(p).convert("RGB") for p in corpus[:6]])
+    vector = encoder.embed_images([Image.open(io.BytesIO(query)).convert("RGB")])[0]
+    expected = sorted(sources @ vector, reverse=True)
+    served = sorted((c["score"] for c in content["concepts"]), reverse=True)
+    np.testing.assert_allclose(served, expected, atol=2e-3)
+    assert load_copy_backbone("sscd_distilled").backbone_id == encoder.backbone_id
+    back = api.client.post("/spaces/content/rollback", headers=api.auth)
+    assert back.status_code == 200 and back.json()["backbone"] == "efficientnet_lite0"
+    assert back.json()["previous_head_id"] == encoder.encoder_id
