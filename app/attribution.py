@@ -154,7 +154,7 @@ def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 
         else:
             embedded = timings["embed"]
             vector = query_vector(catalog, live.head, features[live.info.backbone_id], decoded, views, timings,
-                                  forwards.get(catalog.backbone_id))
+                                  forwards.get(live.info.backbone_id))
             started += (timings["embed"] - embedded) / 1000  # a views forward counts as embedding
             answers[name] = rank_space(catalog, name, live, vector, k, concepts, temperature, per_concept)
         timings["search"][name] = _ms_since(started)
@@ -206,10 +206,11 @@ def query_vector(catalog: Catalog, head, features: np.ndarray, decoded: DecodedI
     count, augment = head.query_views
     if count <= 0:
         return head.apply_query(features)[0]
-    key = (count, recipe_key(augment))
+    key = (head.backbone_id, count, recipe_key(augment))
     if key not in views:
         started = time.perf_counter()
-        views[key] = query_view_features(catalog.encoder, decoded.image, decoded.sha256, count, augment, forward)
+        views[key] = query_view_features(catalog.backbones[head.backbone_id], decoded.image, decoded.sha256, count,
+                                         augment, forward)
         timings["embed"] = round(timings["embed"] + _ms_since(started), 3)
     return head.apply_query(features, views[key][None])[0]
 

@@ -1,10 +1,11 @@
 """perf.py section `spaces`: what each space adds to /attribute at concurrency 1 (issue 27).
 
 One catalog of real photos with its copy space (SSCD distilled) live and a content head trained
-on it (`attrib train --from-catalog`). One server answers requests that alternate between
+on it (`attrib train --from-catalog`): the distilled query head on Lite0, the same on the SSCD
+student's descriptors (no forward of its own), and the previous recipe (queries averaged over 8
+views: 9 Lite0 forwards). For each, one server answers requests that alternate between
 ?space=style (one Lite0 forward) and ?space=all (copy, style and content), so both medians come
-from the same minutes; then the same with the previous content recipe (queries averaged over 8
-views: 9 Lite0 forwards), in a second server. Beside them, the bare batch-1 forward of the SSCD
+from the same minutes. Beside them, the bare batch-1 forward of the SSCD
 student. Target: all-spaces p50 <= style-only p50 + one SSCD forward + 10 ms.
 """
 
@@ -37,18 +38,24 @@ def run(args) -> tuple[dict, str]:
                    env=env, check=True, capture_output=True)
     queries = [p.read_bytes() for p in paths[300:300 + args.spaces_requests]]
     rows = {}
-    for recipe in ("distilled", "views"):
-        ckpt = home / f"{recipe}.pt"
-        subprocess.run([*cli, "train", "--from-catalog", "--recipe", recipe, "--output", str(ckpt)],
+    for label, flags in RECIPES.items():
+        ckpt = home / f"{label.replace(' ', '-')}.pt"
+        subprocess.run([*cli, "train", "--from-catalog", *flags, "--output", str(ckpt)],
                        env=env, check=True, capture_output=True)
         subprocess.run([*cli, "spaces", "set", "content", str(ckpt), "--force"], env=env, check=True, capture_output=True)
         with served(env) as (url, _pid):
-            rows[recipe] = alternate(url, queries)
+            rows[label] = alternate(url, queries)
     sscd = sscd_forward_ms(paths[300:320])
-    style = rows["distilled"]["style_p50_ms"]
-    result = {"served": rows, "sscd_b1_ms": sscd, "target_ms": round(style + sscd + 10, 1),
-              "met": rows["distilled"]["all_p50_ms"] <= style + sscd + 10}
-    return result, table(result)
+    for row in rows.values():  # each server's own style-only median is its baseline
+        row["target_ms"] = round(row["style_p50_ms"] + sscd + 10, 1)
+        row["met"] = row["all_p50_ms"] <= row["target_ms"]
+    return {"served": rows, "sscd_b1_ms": sscd}, table({"served": rows, "sscd_b1_ms": sscd})
+
+
+# the content heads measured: one forward a query on either backbone, and the previous recipe
+RECIPES = {"distilled on Lite0": ["--backbone", "efficientnet_lite0", "--recipe", "distilled"],
+           "distilled on SSCD": ["--backbone", "sscd_distilled", "--recipe", "distilled"],
+           "views (previous)": ["--backbone", "efficientnet_lite0", "--recipe", "views"]}
 
 
 def alternate(url: str, queries: list[bytes]) -> dict:
@@ -83,11 +90,12 @@ def sscd_forward_ms(paths: list[Path]) -> float:
 
 
 def table(result: dict) -> str:
-    lines = [f"SSCD distilled bare batch-1 forward {result['sscd_b1_ms']} ms; target for all spaces: "
-             f"≤ {result['target_ms']} ms ({'met' if result['met'] else 'not met'})", "",
-             "| content recipe | style only p50 ms | copy + style + content p50 ms | added by copy and content |",
-             "|---|---|---|---|"]
+    lines = [f"SSCD distilled bare batch-1 forward {result['sscd_b1_ms']} ms; target for all spaces: style only "
+             "+ that + 10 ms", "",
+             "| content head | style only p50 ms | copy + style + content p50 ms | added by copy and content | target |",
+             "|---|---|---|---|---|"]
     for recipe, row in result["served"].items():
         lines.append(f"| {recipe} | {row['style_p50_ms']} | {row['all_p50_ms']} | "
-                     f"+{round(row['all_p50_ms'] - row['style_p50_ms'], 1)} ms |")
+                     f"+{round(row['all_p50_ms'] - row['style_p50_ms'], 1)} ms | "
+                     f"≤ {row['target_ms']} ({'met' if row['met'] else 'not met'}) |")
     return "\n".join(lines)

@@ -27,7 +27,7 @@ class ConfigError(AttribError):
 
 # auto: the self-check keeps the best of raw, head and distilled; views: queries averaged over their
 # views at serving time (query_views + 1 forwards, no query head); the others force that candidate
-RECIPES = ("auto", "raw", "head", "distilled", "views")
+RECIPES = ("auto", "raw", "head", "distilled", "rendered", "views")
 
 
 @dataclass
@@ -72,6 +72,9 @@ class AugmentConfig:
     p_blur: float = 0.5
     p_solarize: float = 0.2
     p_invert: float = 0.1
+    # when set, view i is renderings[i % n] of the image's centre crop, with nothing random (the
+    # query renderings of training/recipe.py's `rendered` candidate); names in training/views.py's RENDERINGS
+    renderings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -142,7 +145,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 def _coerce_one(value: Any, option: Any) -> Any:
     if typing.get_origin(option) is tuple:
         kinds = typing.get_args(option)
-        items = value.split(",") if isinstance(value, str) else list(value)
+        items = ([v for v in value.split(",") if v] if isinstance(value, str) else list(value))
+        if len(kinds) == 2 and kinds[1] is Ellipsis:
+            return tuple(_coerce_one(item, kinds[0]) for item in items)
         if len(items) != len(kinds):
             raise ValueError("wrong length")
         return tuple(_coerce_one(item, kind) for item, kind in zip(items, kinds))
@@ -215,6 +220,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         (config.device in ("auto", "cpu", "cuda"), "device must be 'auto', 'cpu' or 'cuda'"),
         (0 <= config.pool_share < 1, "pool_share must be in [0, 1)"),
         (0 < config.augment.crop_scale[0] <= config.augment.crop_scale[1] <= 1, "augment.crop_scale: 0 < lo <= hi <= 1"),
+        (set(config.augment.renderings) <= {"sketch", "silhouette"}, "augment.renderings: names of sketch, silhouette"),
     ]
     weights = [config.loss.align_weight, config.loss.infomax_weight, config.loss.variance_weight, config.loss.covariance_weight]
     checks.append((all(w >= 0 for w in weights) and any(w > 0 for w in weights), "loss weights must be >= 0, one > 0"))

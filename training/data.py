@@ -251,7 +251,7 @@ class FeatureExtractor:
                     continue
                 if clean is None:
                     work.append((len(entries), "clean", self.encoder.preprocess.resize_crop(image)))
-                work += [(len(entries), kind, self.views(image, view_rng(sha, i, self.recipe))) for i in range(have, views)]
+                work += [(len(entries), kind, self.views(image, view_rng(sha, i, self.recipe), i)) for i in range(have, views)]
             entries.append({"path": path, "sha": sha, "clean": clean, kind: stored})
         if work:
             self._fill(entries, work, kind)

@@ -55,10 +55,10 @@ def json_ready(value):
 
 def query_view_images(image: Image.Image, sha256: str, count: int, augment: AugmentConfig, size: int) -> list[Image.Image]:
     """The `count` augmented views of a query image (RGB, `size` px), exactly as training makes
-    them: view i is `ViewMaker(augment, size)(image, view_rng(sha256, i, recipe_key(augment)))`.
+    them: view i is `ViewMaker(augment, size)(image, view_rng(sha256, i, recipe_key(augment)), i)`.
     `sha256` is the hex digest of the image file's bytes."""
     maker, recipe = ViewMaker(augment, size), recipe_key(augment)
-    return [maker(image, view_rng(sha256, i, recipe)) for i in range(count)]
+    return [maker(image, view_rng(sha256, i, recipe), i) for i in range(count)]
 
 
 def average_view_embeddings(clean: np.ndarray, views: np.ndarray) -> np.ndarray:
@@ -70,21 +70,25 @@ def average_view_embeddings(clean: np.ndarray, views: np.ndarray) -> np.ndarray:
     return (total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
-def query_view_features(encoder, image: Image.Image, sha256: str, count: int, augment: AugmentConfig,
+def query_view_features(backbone, image: Image.Image, sha256: str, count: int, augment: AugmentConfig,
                         forward=None) -> np.ndarray:
-    """(count, D) backbone features of a query image's views, computed exactly as training's
-    feature cache computes them (`FeatureExtractor`): the views are already at the input size, so
-    they only go through `preprocess.to_tensor`, not the clean view's resize + crop. The service
-    passes `image` decoded from the uploaded bytes and `sha256` = their hex digest, then
-    `Head.apply_query(clean_features, view_features[None])`. `forward` (pixels -> features array)
-    replaces the encoder's own forward, e.g. with the service's shared batch."""
+    """(count, D) features of a query image's views by `backbone` (an encoder, or a copy backbone
+    for a head on its descriptors), computed exactly as training's feature cache computes them
+    (`FeatureExtractor`): the views are already at the input size, so they only go through
+    `preprocess.to_tensor`, not the clean view's resize + crop. The service passes `image` decoded
+    from the uploaded bytes and `sha256` = their hex digest, then `Head.apply_query(clean_features,
+    view_features[None])`. `forward` (pixels -> features array) replaces the backbone's own forward,
+    e.g. with the service's shared batch."""
     import torch
 
     if count <= 0:
-        return np.zeros((0, encoder.feature_dim), np.float32)
-    views = query_view_images(image, sha256, count, augment, encoder.spec.input_size)
-    pixels = torch.stack([encoder.preprocess.to_tensor(v) for v in views])
+        return np.zeros((0, backbone.feature_dim), np.float32)
+    views = query_view_images(image, sha256, count, augment, backbone.input_size)
+    if not hasattr(backbone, "preprocess"):  # a copy backbone: uint8 pixels (its module gets the same, training/copy_module.py)
+        pixels = [np.asarray(v, np.uint8) for v in views]
+        return forward(np.stack(pixels)) if forward is not None else backbone.features_of_pixels(pixels)
+    pixels = torch.stack([backbone.preprocess.to_tensor(v) for v in views])
     if forward is not None:
         return forward(pixels)
     with torch.inference_mode():
-        return encoder.features(pixels.to(encoder.device)).float().cpu().numpy()
+        return backbone.features(pixels.to(backbone.device)).float().cpu().numpy()

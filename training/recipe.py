@@ -1,9 +1,11 @@
 """A run's content recipe: the A&D head is fitted, its view-averaged query embedding is distilled
 into a query head (one forward per query), and the self-check on the run's own catalog
-(training/self_check.py) keeps the best of the raw backbone, the head and the distilled head.
+(training/self_check.py) keeps the best of the raw backbone, the head, the distilled head and the
+head with rendered query views (the query averaged with its sketch and its silhouette: three
+forwards of the backbone, chosen only where the catalog's own check says it pays).
 
-`head.recipe` = auto (the default) keeps the self-check's choice; raw, head, distilled or views
-force one: the check still runs and its figures are kept, so `attrib spaces set` can refuse a
+`head.recipe` = auto (the default) keeps the self-check's choice; raw, head, distilled, rendered or
+views force one: the check still runs and its figures are kept, so `attrib spaces set` can refuse a
 forced head that lost to raw. views is the previous behaviour: every query averaged over its
 views at serving time (query_views + 1 forwards), checked against raw alone.
 """
@@ -15,7 +17,7 @@ import sys
 import numpy as np
 import torch
 
-from training.config import TrainConfig
+from training.config import AugmentConfig, TrainConfig
 from training.data import Features
 from training.distil import fit_query_head
 from training.projection import build_head
@@ -23,7 +25,10 @@ from training.query_views import with_view_settings
 from training.heads import Head
 from training.self_check import RAW, self_check
 
-HEAD, DISTILLED, VIEWS = "head", "distilled", "views"
+HEAD, DISTILLED, VIEWS, RENDERED = "head", "distilled", "views", "rendered"
+# the `rendered` candidate's query views: the query's centre crop drawn as a line drawing and as a
+# cut-out, so a query meets a catalog of drawings or silhouettes in its own medium
+RENDERINGS = AugmentConfig(renderings=("sketch", "silhouette"))
 
 
 def apply_recipe(encoder, config: TrainConfig, anchors: list[Features], catalog: Features | None,
@@ -35,6 +40,8 @@ def apply_recipe(encoder, config: TrainConfig, anchors: list[Features], catalog:
     encoder.head_config = with_view_settings(encoder.head_config, count if serve_views else 0, config.augment)
     candidates = {RAW: Head.identity(encoder.backbone_id, encoder.feature_dim),
                   VIEWS if serve_views else HEAD: _candidate(encoder)}
+    if not serve_views:
+        candidates[RENDERED] = _candidate(encoder, config=_rendered(encoder.head_config))
     distil = None
     if count > 0 and not serve_views:
         clean = np.concatenate([f.clean for f in anchors])
@@ -58,11 +65,15 @@ def apply_recipe(encoder, config: TrainConfig, anchors: list[Features], catalog:
     return {"recipe": recipe, "kept": chosen, "distil": distil, "self_check": check}
 
 
-def _candidate(encoder, query_head=None) -> Head:
-    """The encoder's head as it stands (its query views, if it asks for them), as a space would
-    apply it; a copy of the centre, since the raw candidate may zero it later."""
+def _candidate(encoder, query_head=None, config: dict | None = None) -> Head:
+    """The encoder's head as it stands (its query views, if it asks for them; or `config`'s), as a
+    space would apply it; a copy of the centre, since the raw candidate may zero it later."""
     return Head(encoder.encoder_id, encoder.backbone_id, encoder.feature_dim, encoder.dim, encoder.head,
-                encoder.center.detach().clone(), encoder.head_config, query_head)
+                encoder.center.detach().clone(), config or encoder.head_config, query_head)
+
+
+def _rendered(head_config: dict) -> dict:
+    return with_view_settings(head_config, len(RENDERINGS.renderings), RENDERINGS)
 
 
 def describe(check: dict) -> str:
@@ -78,6 +89,8 @@ def describe(check: dict) -> str:
 
 def _keep(encoder, chosen: str) -> None:
     """Leave the encoder as the chosen candidate: raw is the identity head with no centre."""
+    if chosen == RENDERED:
+        encoder.head_config = _rendered(encoder.head_config)
     if chosen != DISTILLED:
         encoder.query_head = None
         encoder.head_config = {k: v for k, v in encoder.head_config.items() if k != "query_head"}

@@ -35,6 +35,7 @@ from training.check_views import derive_for_check
 from training.data import DataError, file_sha256, load_rgb
 from training.heads import Head
 from training.query_views import query_view_images
+from training.views import recipe_key
 
 MAX_QUERIES = 350  # derived queries: one per source, or several per source in a small catalog
 PER_SOURCE = 4  # at most this many derivations of one source
@@ -43,15 +44,15 @@ RAW = "raw"
 
 
 def derived_queries(encoder, paths: list[Path], donors: list[Path], count: int = MAX_QUERIES, seed: int = 0,
-                    views: tuple | None = None) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]:
+                    views: list[tuple] = ()) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
     """(features of the derivations, index of each one's source in `paths`, kind of each, features
-    of their query views or None): up to `count` derivations, of sources picked at random (up to
-    PER_SOURCE of each in a small catalog), each with a donor drawn from `donors`; `views` =
-    (count, AugmentConfig) also makes each derivation's query views."""
+    of their query views by `view_key` of each setting in `views`): up to `count` derivations, of
+    sources picked at random (up to PER_SOURCE of each in a small catalog), each with a donor drawn
+    from `donors`; `views` lists (count, AugmentConfig) settings whose query views to make."""
     rng = random.Random(seed)
     order = rng.sample(range(len(paths)), len(paths))
     picked = [(order[j % len(order)], j // len(order)) for j in range(min(count, PER_SOURCE * len(order)))]
-    images, owners, kinds, viewed = [], [], [], []
+    images, owners, kinds, viewed = [], [], [], {view_key(v): [] for v in views}
     for i, index in tqdm(sorted(picked), desc="self-check derivations", unit="img", file=sys.stderr, dynamic_ncols=True):
         try:
             image, donor = load_rgb(paths[i]), load_rgb(donors[rng.randrange(len(donors))])
@@ -60,14 +61,21 @@ def derived_queries(encoder, paths: list[Path], donors: list[Path], count: int =
         sha = file_sha256(paths[i])
         kind, derived = derive_for_check(image, donor, sha, index)
         images.append(encoder.preprocess.resize_crop(derived))
-        if views:
-            viewed += query_view_images(derived, f"selfcheck:{sha}:{index}", *views, encoder.spec.input_size)
+        for setting in views:
+            viewed[view_key(setting)] += query_view_images(derived, f"selfcheck:{sha}:{index}", *setting,
+                                                           encoder.spec.input_size)
         owners.append(i)
         kinds.append(kind)
     if not images:
         raise DataError("no catalog image could be read for the self-check")
-    view_features = _features(encoder, viewed).reshape(len(images), views[0], -1) if views else None
+    view_features = {key: _features(encoder, made).reshape(len(images), -1, encoder.feature_dim)
+                     for key, made in viewed.items()}
     return _features(encoder, images), np.asarray(owners), kinds, view_features
+
+
+def view_key(setting: tuple) -> tuple[int, str]:
+    """A query-view setting (count, AugmentConfig) as a dictionary key."""
+    return setting[0], recipe_key(setting[1])
 
 
 def _features(encoder, images: list) -> np.ndarray:
@@ -125,11 +133,13 @@ def self_check(encoder, candidates: dict[str, Head], paths: list[Path], features
     `features`), ranked against them plus `extra_gallery` (e.g. negative-only images). The
     derivations take texture, colour and pasted patches from `donors` (default: the catalog
     images); `pool` (raw features of unlabelled queries) weights the kinds of edit. A candidate
-    with query views has the derivations' views made for it."""
-    views = next((h.query_views for h in candidates.values() if h.query_views[0] > 0), None)
+    with query views (random views, or renderings) has the derivations' views made for it."""
+    views = list({view_key(h.query_views): h.query_views for h in candidates.values() if h.query_views[0] > 0}.values())
     queries, owners, kinds, viewed = derived_queries(encoder, paths, list(donors or paths), views=views)
     gallery = features if extra_gallery is None or not len(extra_gallery) else np.concatenate([features, extra_gallery])
-    figures = {name: score(head, queries, owners, kinds, gallery, viewed) for name, head in candidates.items()}
+    figures = {name: score(head, queries, owners, kinds, gallery,
+                           viewed.get(view_key(head.query_views)) if head.query_views[0] else None)
+               for name, head in candidates.items()}
     weights = kind_weights(pool, queries, kinds) if pool is not None and len(pool) else None
     if weights:
         for f in figures.values():

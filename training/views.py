@@ -16,7 +16,10 @@ from training.config import AugmentConfig
 
 
 def recipe_key(config: AugmentConfig) -> str:
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True)
+    fields = dataclasses.asdict(config)
+    if not fields["renderings"]:  # the keys (and so the views and caches) of recipes made before renderings
+        del fields["renderings"]
+    text = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(f"views-v1:{text}".encode()).hexdigest()[:12]
 
 
@@ -32,8 +35,12 @@ class ViewMaker:
         self.config = config
         self.size = size
 
-    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    def __call__(self, image: Image.Image, rng: np.random.Generator, index: int = 0) -> Image.Image:
+        """View `index` of the image: random from `rng`, or with renderings the index-th rendering."""
         cfg = self.config
+        if cfg.renderings:
+            render = RENDERINGS[cfg.renderings[index % len(cfg.renderings)]]
+            return render(ImageOps.fit(image, (self.size, self.size), Image.Resampling.BICUBIC))
         image = self.crop(image, rng)
         if rng.random() < cfg.p_flip:
             image = ImageOps.mirror(image)
@@ -69,6 +76,18 @@ class ViewMaker:
         if rng.random() < cfg.p_invert:
             image = ImageOps.invert(image)
         return image
+
+
+def _render_sketch(image: Image.Image) -> Image.Image:
+    return sketch(image)
+
+
+def _render_silhouette(image: Image.Image) -> Image.Image:
+    return silhouette(image)
+
+
+# deterministic renderings of a query's centre crop into the media of line drawings and cut-outs
+RENDERINGS = {"sketch": _render_sketch, "silhouette": _render_silhouette}
 
 
 def colour_jitter(image: Image.Image, strength: float, rng: np.random.Generator) -> Image.Image:

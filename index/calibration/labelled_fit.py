@@ -49,10 +49,10 @@ def labelled_work(spaces: dict[str, LiveSpace], queries: list) -> int:
     of each distinct view recipe among the heads."""
     from training.views import recipe_key
 
-    recipes = {(live.head.query_views[0], recipe_key(live.head.query_views[1])) for live in spaces.values()
-               if live.head.query_views[0] > 0}
+    recipes = {(live.info.backbone_id, live.head.query_views[0], recipe_key(live.head.query_views[1]))
+               for live in spaces.values() if live.head.query_views[0] > 0}
     backbones = {live.info.backbone_id for live in spaces.values()}
-    return len(queries) * (len(backbones) + sum(count for count, _ in recipes))
+    return len(queries) * (len(backbones) + sum(count for _, count, _ in recipes))
 
 
 def manifest_fit(catalog, live: LiveSpace, queries: list, features: np.ndarray, name: str = "manifest",
@@ -151,12 +151,13 @@ def embed_query_views(catalog, head, paths: list[Path], seen: dict,
     count, augment = head.query_views
     if count <= 0:
         return None
-    key = (count, recipe_key(augment))
+    key = (head.backbone_id, count, recipe_key(augment))
     if key not in seen:
         rows = []
         for path in paths:
             decoded = _decode_query(catalog, path)
-            rows.append(query_view_features(catalog.encoder, decoded.image, decoded.sha256, count, augment))
+            rows.append(query_view_features(catalog.backbones[head.backbone_id], decoded.image, decoded.sha256,
+                                            count, augment))
             if progress:
                 progress(1)
         seen[key] = np.stack(rows)

@@ -8,10 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from training.encoders import create_encoder
 from training.sscd import load_copy_backbone
+from training.views import silhouette, sketch
 
 pytestmark = pytest.mark.both_stores
 
@@ -153,3 +154,26 @@ def test_a_head_on_the_copy_backbone_serves_content_from_the_copy_features(api, 
     back = api.client.post("/spaces/content/rollback", headers=api.auth)
     assert back.status_code == 200 and back.json()["backbone"] == "efficientnet_lite0"
     assert back.json()["previous_head_id"] == encoder.encoder_id
+
+
+def test_a_rendered_head_averages_the_query_with_its_sketch_and_silhouette(api, corpus, edit, tmp_path):
+    """The `rendered` recipe on the copy backbone: the query's centre crop drawn as a line drawing and
+    as a cut-out, each through the copy model, averaged with the clean view; sources stay clean."""
+    api.index(corpus[:6])
+    renderings = {"query_views": 2, "query_augment": {"renderings": ["sketch", "silhouette"]}}
+    encoder = create_encoder("sscd_distilled", head_config={"type": "linear", "out_dim": 32, **renderings})
+    assert encoder.query_views[0] == 2
+    job = wait_for(api, put_head(api, "content", encoder.save(tmp_path / "rendered.pt").read_bytes()))
+    assert job["state"] == "succeeded"
+    query = edit(corpus[3])
+    content = api.attribute(query, k=6).json()["spaces"]["content"]
+    assert content["available"] and len(content["concepts"]) == 6
+
+    image = Image.open(io.BytesIO(query)).convert("RGB")
+    crop = ImageOps.fit(image, (256, 256), Image.Resampling.BICUBIC)
+    parts = encoder.embed_images([image, sketch(crop), silhouette(crop)])
+    vector = parts.sum(0) / np.linalg.norm(parts.sum(0))
+    sources = encoder.embed_images([Image.open(p).convert("RGB") for p in corpus[:6]])
+    served = sorted((c["score"] for c in content["concepts"]), reverse=True)
+    np.testing.assert_allclose(served, sorted(sources @ vector, reverse=True), atol=2e-3)
+    assert not np.allclose(served, sorted(sources @ parts[0], reverse=True), atol=2e-3), "the renderings count"

@@ -13,7 +13,7 @@ from training import evaluate, train
 from training.end_to_end import fit_end_to_end
 from training.head import AnchorBatches
 from training.loop import make_encoder
-from training.config import ConfigError, TrainConfig, merge
+from training.config import AugmentConfig, ConfigError, TrainConfig, merge
 from training.data import DataError, collect_training_images
 from training.views import ViewMaker, silhouette, sketch, view_rng
 from training.encoders import load_checkpoint
@@ -76,7 +76,7 @@ def test_default_run_fits_the_whitening_head_and_checks_separation(manifest, tmp
     # one forward per query: the views are distilled into a query head, none are made at serving time
     assert encoder.query_views == (0, None) and encoder.query_head is not None
     check = encoder.head_config["self_check"]
-    assert check["kept"] == "distilled" == summary["recipe"]["kept"] and set(check["candidates"]) == {"raw", "head", "distilled"}
+    assert check["kept"] == "distilled" == summary["recipe"]["kept"] and set(check["candidates"]) == {"raw", "head", "distilled", "rendered"}
     assert train.main([str(manifest), "--output", str(tmp_path / "v.pt"), "--cache-dir", cache, "--views", "2", "--recipe", "views"]) == 0
     capsys.readouterr()
     views = load_checkpoint(tmp_path / "v.pt")
@@ -90,8 +90,16 @@ def test_default_run_fits_the_whitening_head_and_checks_separation(manifest, tmp
     kept = summary["recipe"]["kept"]
     assert kept == auto.head_config["self_check"]["kept"] == auto.head_config["self_check"]["chosen"]
     assert (auto.query_head is not None) == (kept == "distilled")
+    assert (auto.query_views[0] == 2 and auto.query_views[1].renderings == ("sketch", "silhouette")) == (kept == "rendered")
     if kept == "raw":  # the identity on uncentred features
         assert torch.equal(auto.head.weight, torch.eye(auto.feature_dim)) and not auto.center.any()
+
+    assert train.main([str(manifest), "--output", str(tmp_path / "r.pt"), "--cache-dir", cache, "--views", "2",
+                       "--recipe", "rendered", "--backbone", "sscd_distilled"]) == 0
+    capsys.readouterr()
+    rendered = load_checkpoint(tmp_path / "r.pt")  # the query averaged with its sketch and silhouette: 3 forwards
+    assert rendered.query_views == (2, AugmentConfig(renderings=("sketch", "silhouette"))) and rendered.query_head is None
+    assert rendered.head_config["self_check"]["kept"] == "rendered" and rendered.name == "sscd_distilled"
 
     sources_only = tmp_path / "catalog.csv"
     sources_only.write_text("\n".join(line for line in manifest.read_text().splitlines() if ",query," not in line) + "\n")
