@@ -1,12 +1,14 @@
-"""A&D on the copy backbone's features (issue 27: "try A&D on SSCD features too"), an experiment
-the service does not run yet: the closed-form whitening head (training/whitening.py) and its
-distilled query head (training/distil.py) fitted on the SSCD student's 512-d descriptors instead
-of Lite0's, with training's own views (training/views.py) made at the student's 256 px.
+"""A&D on the copy backbone's features (issue 27: "try A&D on SSCD features too"): the closed-form
+whitening head (training/whitening.py) and its distilled query head (training/distil.py) fitted
+on the SSCD student's 512-d descriptors instead of Lite0's, with training's own views
+(training/views.py) made at the student's 256 px.
 
 Protocols: benchmarks/tvs_compare.py's (both halves: catalog-only, pool with the same or new
 concepts, transductive) and photo-dev-content catalog-only and transductive. Columns: SSCD raw
-(plain cosine), the head (clean view), the head with query views (9 forwards) and the distilled
-query head (1 forward). Labels are read only to score.
+(plain cosine), the head (clean view), the head with query views (9 forwards), the distilled
+query head (1 forward) and the head with the query's sketch and silhouette (`rendered`, 3
+forwards). Every column is a candidate scored on the real queries, whichever the self-check would
+keep (benchmarks/recipe.py has what it keeps). Labels are read only to score.
 
 Usage (from the repository root; about 10 minutes on 2 cores, features kept in memory only):
   .venv/bin/python benchmarks/ad_on_sscd.py [--out var/benchmarks/ad-on-sscd]
@@ -33,6 +35,7 @@ from training.data import file_sha256, load_rgb, read_manifest  # noqa: E402
 from training.distil import ridge_map  # noqa: E402
 from training.ranking import average_precision, positive_ranks, recall_at  # noqa: E402
 from training.sscd import load_copy_backbone  # noqa: E402
+from training.recipe import RENDERINGS  # noqa: E402
 from training.views import ViewMaker, recipe_key, view_rng  # noqa: E402
 from training.whitening import nuisance_covariance, whitening_matrix  # noqa: E402
 
@@ -46,16 +49,23 @@ class Features:
         self.backbone = load_copy_backbone("sscd_distilled")
         self.augment = AugmentConfig()
         self.views = ViewMaker(self.augment, 256)
-        self.cache: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
+        self.render = ViewMaker(RENDERINGS, 256)
+        self.cache: dict[Path, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def __call__(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+        """Clean (N, D) and views (N, VIEWS, D); `rendered(paths)` the renderings' (N, 2, D)."""
         for path in paths:
             if path not in self.cache:
                 image, sha = load_rgb(path), file_sha256(path)
-                made = [self.views(image, view_rng(sha, i, recipe_key(self.augment))) for i in range(VIEWS)]
+                made = [self.views(image, view_rng(sha, i, recipe_key(self.augment)), i) for i in range(VIEWS)]
+                made += [self.render(image, None, i) for i in range(len(RENDERINGS.renderings))]
                 rows = self.backbone.embed_features([image, *made])
-                self.cache[path] = (rows[0], rows[1:])
+                self.cache[path] = (rows[0], rows[1:1 + VIEWS], rows[1 + VIEWS:])
         return np.stack([self.cache[p][0] for p in paths]), np.stack([self.cache[p][1] for p in paths])
+
+    def rendered(self, paths: list[Path]) -> np.ndarray:
+        self(paths)
+        return np.stack([self.cache[p][2] for p in paths])
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -98,7 +108,9 @@ def run(features: Features, training: Path, evaluation: Path) -> dict:
     return {"raw": scores(unit(q), unit(g), query_concepts, gallery_concepts),
             "head": scores(head(q), head(g), query_concepts, gallery_concepts),
             "views": scores(viewed(q, q_views), head(g), query_concepts, gallery_concepts),
-            "distilled": scores(unit((unit(q) - centre) @ query_map.T), head(g), query_concepts, gallery_concepts)}
+            "distilled": scores(unit((unit(q) - centre) @ query_map.T), head(g), query_concepts, gallery_concepts),
+            "rendered": scores(viewed(q, features.rendered([r.path for r in queries])), head(g), query_concepts,
+                               gallery_concepts)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     for half in ("A", "B"):
         for label, (training, evaluation) in PROTOCOLS.items():
             runs[f"tvs {half} {label.split(' (')[0]}"] = (splits[half][training], splits[half][evaluation])
-    lines = ["| run | SSCD raw | head | head + views (9 forwards) | distilled (1 forward) |", "|---|---|---|---|---|"]
+    lines = ["| run | SSCD raw | head | head + views (9 forwards) | distilled (1 forward) | rendered (3 forwards) |",
+             "|---|---|---|---|---|---|"]
     for name, (training, evaluation) in runs.items():
         results[name] = run(features, training, evaluation)
         lines.append(f"| {name} | " + " | ".join(f"{m} / {r1}" for m, r1 in results[name].values()) + " |")

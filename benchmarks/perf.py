@@ -12,8 +12,8 @@ listed in SECTIONS):
             and without decoding worker processes (benchmarks/perf_ingest.py)
   serving   /attribute at concurrency 1 and 16 against the engine's bare forward, with and
             without the shared inference batches (benchmarks/perf_serving.py)
-  spaces    /attribute at c=1: style alone against copy + style + content, with the one-forward
-            content head and with the previous 9-forward recipe (benchmarks/perf_spaces.py)
+  spaces    /attribute at c=1: style alone against copy + style + content, with content heads on
+            either backbone and with the previous 9-forward recipe (benchmarks/perf_spaces.py)
 
 Timings on a shared machine are noisy: variants are measured interleaved (A, B, A, B, ...), in a
 rotating order, best of `--rounds`; the load average before and after is recorded with them.

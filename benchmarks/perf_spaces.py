@@ -2,7 +2,8 @@
 
 One catalog of real photos with its copy space (SSCD distilled) live and a content head trained
 on it (`attrib train --from-catalog`): the distilled query head on Lite0, the same on the SSCD
-student's descriptors (no forward of its own), and the previous recipe (queries averaged over 8
+student's descriptors (no forward of its own), the rendered head on them (the query's sketch and
+silhouette: two SSCD forwards of its own), and the previous recipe (queries averaged over 8
 views: 9 Lite0 forwards). For each, one server answers requests that alternate between
 ?space=style (one Lite0 forward) and ?space=all (copy, style and content), so both medians come
 from the same minutes. Beside them, the bare batch-1 forward of the SSCD
@@ -55,6 +56,7 @@ def run(args) -> tuple[dict, str]:
 # the content heads measured: one forward a query on either backbone, and the previous recipe
 RECIPES = {"distilled on Lite0": ["--backbone", "efficientnet_lite0", "--recipe", "distilled"],
            "distilled on SSCD": ["--backbone", "sscd_distilled", "--recipe", "distilled"],
+           "rendered on SSCD": ["--backbone", "sscd_distilled", "--recipe", "rendered"],
            "views (previous)": ["--backbone", "efficientnet_lite0", "--recipe", "views"]}
 
 
