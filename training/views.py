@@ -78,18 +78,6 @@ class ViewMaker:
         return image
 
 
-def _render_sketch(image: Image.Image) -> Image.Image:
-    return sketch(image)
-
-
-def _render_silhouette(image: Image.Image) -> Image.Image:
-    return silhouette(image)
-
-
-# deterministic renderings of a query's centre crop into the media of line drawings and cut-outs
-RENDERINGS = {"sketch": _render_sketch, "silhouette": _render_silhouette}
-
-
 def colour_jitter(image: Image.Image, strength: float, rng: np.random.Generator) -> Image.Image:
     """Brightness, contrast, saturation (factor in [1-s, 1+s]) and hue (shift up to s/4 turn)."""
     from PIL import ImageEnhance
@@ -123,3 +111,8 @@ def silhouette(image: Image.Image, blur: float = 5.0) -> Image.Image:
     if border.mean() > 0.5:
         mask = ~mask
     return Image.fromarray(np.where(mask, 0, 255).astype(np.uint8)).convert("RGB")
+
+
+# deterministic renderings of a query's centre crop into the media of line drawings and cut-outs
+# (AugmentConfig.renderings), with the default sigma and blur
+RENDERINGS = {"sketch": sketch, "silhouette": silhouette}

@@ -29,7 +29,7 @@ def start_training(
     query pool is the pool; no label is read. `GET /jobs/{id}` counts the images whose features are
     ready, then gives the checkpoint (under ATTRIB_HOME/heads), its head id, the backbone and the
     recipe its self-check kept (efficientnet_lite0 or sscd_distilled, training/backbone_choice.py;
-    raw, head or distilled, training/recipe.py) and the separation check.
+    raw, head, distilled or rendered, training/recipe.py) and the separation check.
     With `space`, the head is put live there at the end, as `PUT /spaces/{space}` would."""
     if space is not None:
         check_name(space)

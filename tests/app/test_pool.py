@@ -123,7 +123,7 @@ def test_post_train_runs_as_a_job_with_progress_and_puts_its_head_live(start_api
     assert (job["kind"], job["state"], job["done"], job["total"]) == ("train", "succeeded", 7, 7), job
     trained = job["train"]
     assert (trained["catalog_anchors"], trained["pool_anchors"], trained["head_fit"], trained["space"]) == (4, 3, "whiten", "content")
-    assert trained["recipe"] in ("raw", "head", "distilled")
+    assert trained["recipe"] in ("raw", "head", "distilled", "rendered")
     assert trained["backbone"] in ("efficientnet_lite0", "sscd_distilled")  # the self-checks chose (training/backbone_choice.py)
     answer = api.attribute(edit(corpus[1])).json()["spaces"]["content"]
     assert answer["available"] and answer["head_id"] == trained["head_id"] and answer["backbone"] == trained["backbone"]

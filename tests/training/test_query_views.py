@@ -4,13 +4,13 @@ through a checkpoint, and one computation shared by the service's head and `attr
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
-from training.config import AugmentConfig
+from training.config import AugmentConfig, ConfigError, TrainConfig, merge, validate
 from training.encoders import create_encoder, load_checkpoint
 from training.heads import Head
 from training.query_views import average_view_embeddings, query_view_images, view_settings, with_view_settings
-from training.views import ViewMaker, recipe_key, view_rng
+from training.views import ViewMaker, recipe_key, silhouette, sketch, view_rng
 
 
 def unit(x):
@@ -80,3 +80,19 @@ def test_service_view_features_equal_the_training_cache(tmp_path):
     cached = FeatureExtractor(encoder, FeatureCache(None, "k"), augment).extract([path], views=2).views[0]
     served = query_view_features(encoder, load_rgb(path), file_sha256(path), 2, augment)
     assert served.shape == cached.shape and np.allclose(served, cached, atol=1e-5)
+
+
+def test_renderings_are_the_centre_crop_drawn_as_a_sketch_and_a_silhouette(photos):
+    image = Image.open(photos[0]).convert("RGB")
+    renderings = AugmentConfig(renderings=("sketch", "silhouette"))
+    made = query_view_images(image, "a" * 64, 2, renderings, 224)
+    crop = ImageOps.fit(image, (224, 224), Image.Resampling.BICUBIC)
+    for view, expected in zip(made, (sketch(crop), silhouette(crop))):
+        assert np.array_equal(np.asarray(view), np.asarray(expected))
+    assert all(np.array_equal(np.asarray(a), np.asarray(b))  # nothing random: the image's hash does not matter
+               for a, b in zip(made, query_view_images(image, "b" * 64, 2, renderings, 224)))
+    # the head config round trip (JSON lists), and a recipe without renderings keeps its old key (and caches)
+    assert view_settings(with_view_settings({"type": "linear"}, 2, renderings)) == (2, renderings)
+    assert recipe_key(AugmentConfig()) == "5909f9137c14" != recipe_key(renderings)
+    with pytest.raises(ConfigError, match="renderings"):
+        validate(merge(TrainConfig(), {"augment": {"renderings": ["sketch", "oil painting"]}}))
