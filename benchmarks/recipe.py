@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from tvs_compare import PROTOCOLS, SHARED, write_splits  # noqa: E402
 
 from training import evaluate, train  # noqa: E402
+from training.self_check import weighted  # noqa: E402
 
 
 def run(manifest: Path, evaluation: Path, out: Path, cache: list[str]) -> dict:
@@ -75,8 +76,9 @@ def line(label: str, result: dict) -> str:
     else:
         checked = "worst kind/mean: " + ", ".join(f"{n} {c['worst_kind']}/{c['mean_over_kinds']}" for n, c in cands.items())
     choice = result.get("backbone_choice") or {}
-    key = "weighted_mAP" if choice.get("kind_weights") else "mean_over_kinds"
-    across = ", ".join(f"{n} {c[key]}" for n, c in choice.get("candidates", {}).items())
+    weights = choice.get("kind_weights")
+    across = ", ".join(f"{n} ({c['recipe']}) {weighted(c, weights) if weights else c['mean_over_kinds']}"
+                       for n, c in choice.get("candidates", {}).items())
     return (f"| {label} | {f['raw']['mAP']:.1f} / {f['raw']['R@1']:.1f} | {f['copy']['mAP']:.1f} / {f['copy']['R@1']:.1f} | "
             f"{f['views']['mAP']:.1f} / {f['views']['R@1']:.1f} | "
             f"**{f['kept']['mAP']:.1f}** / {f['kept']['R@1']:.1f} | {result['kept']} | {across} | {checked} |")

@@ -23,7 +23,7 @@ from training.backbones import AUTO, DEFAULT_BACKBONE
 from training.config import TrainConfig
 from training.data import TrainingImages
 from training.errors import AttribError
-from training.self_check import choose
+from training.self_check import choose, weighted
 from training.sscd import model_path
 from training.unsupervised import train_unsupervised
 
@@ -75,8 +75,10 @@ def compare(runs: dict[str, dict]) -> tuple[str, dict]:
     first = next(iter(runs))
     if not all(checks.values()):
         return first, {"candidates": {}, "reason": "no self-check (no catalog images): the encoder's backbone"}
-    figures = {name: checks[name]["candidates"][runs[name]["recipe"]["kept"]] for name in runs}
+    figures = {name: dict(checks[name]["candidates"][runs[name]["recipe"]["kept"]]) for name in runs}
     weights = _mean_weights([c.get("kind_weights") for c in checks.values()])
+    for f in figures.values() if weights else ():  # each run weighted its kinds by its own backbone: re-weigh alike
+        f["weighted_mAP"] = weighted(f, weights)
     kept = {name: {"recipe": runs[name]["recipe"]["kept"], **figures[name]} for name in runs}
     return choose(figures, weights), {"candidates": kept, "kind_weights": weights,
                                       "rule": "weighted by the pool" if weights else "worst kind, then mean"}

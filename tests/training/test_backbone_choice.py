@@ -67,6 +67,7 @@ def test_the_backbones_compare_by_the_self_check_rule():
     weighted = compare({"efficientnet_lite0": _run("head", 10, 20, {"a": 0.9, "b": 0.1}),
                         "sscd_distilled": _run("distilled", 5, 40, {"a": 0.1, "b": 0.9})})
     assert weighted[0] == "sscd_distilled" and weighted[1]["kind_weights"] == {"a": 0.5, "b": 0.5}
+    assert weighted[1]["candidates"]["sscd_distilled"]["weighted_mAP"] == 40.0  # (5 + 75) / 2, under the mean weights
     no_check = {"efficientnet_lite0": {"recipe": {"kept": "head"}}, "sscd_distilled": copy}
     assert compare(no_check)[0] == "efficientnet_lite0"
 
