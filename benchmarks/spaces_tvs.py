@@ -12,7 +12,7 @@ not found (AP contribution 0), so the API figure is a lower bound that equals `a
 when every positive ranks above the cut.
 
 Usage (from the repository root; about 15 minutes on 2 cores from an empty feature cache):
-  .venv/bin/python benchmarks/spaces_tvs.py [--head CKPT] [--out var/benchmarks/spaces] [--content MANIFEST]
+  .venv/bin/python benchmarks/spaces_tvs.py [--head CKPT] [--out var/benchmarks/spaces] [--content MANIFEST] [--cache-dir DIR]
 Without --head, an A&D head is trained first with `attrib train` on tvs-dev-content.csv's
 images, without labels and transductively (the queries are among its training images).
 """
@@ -130,16 +130,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "var" / "benchmarks" / "spaces")
     parser.add_argument("--content", type=Path, help="another content manifest (e.g. photo-dev-content.csv); "
                         "the style manifest is then skipped")
+    parser.add_argument("--cache-dir", type=Path, help="feature cache of `attrib train` and `attrib eval`")
     args = parser.parse_args(argv)
+    cache = ["--cache-dir", str(args.cache_dir)] if args.cache_dir else []
     if args.content:
         MANIFESTS.clear()
         MANIFESTS["content"] = args.content
     args.out.mkdir(parents=True, exist_ok=True)
     head = args.head or args.out / "content-head.pt"
     if args.head is None and not head.is_file():
-        train.main([str(MANIFESTS["content"]), "--output", str(head)])
+        train.main([str(MANIFESTS["content"]), "--output", str(head), *cache])
     eval_args = evaluate.build_parser().parse_args(
-        [str(m) for m in MANIFESTS.values()] + ["--encoder", "raw=default", "--encoder", f"A&D head={head}"])
+        [str(m) for m in MANIFESTS.values()] + ["--encoder", "raw=default", "--encoder", f"A&D head={head}", *cache])
     evaluated = evaluate.run(eval_args)
     report = {"eval": evaluated, "api": {}}
     for bench in MANIFESTS:
