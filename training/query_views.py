@@ -74,21 +74,16 @@ def query_view_features(backbone, image: Image.Image, sha256: str, count: int, a
                         forward=None) -> np.ndarray:
     """(count, D) features of a query image's views by `backbone` (an encoder, or a copy backbone
     for a head on its descriptors), computed exactly as training's feature cache computes them
-    (`FeatureExtractor`): the views are already at the input size, so they only go through
-    `preprocess.to_tensor`, not the clean view's resize + crop. The service passes `image` decoded
+    (`FeatureExtractor`): the views are already at the input size, so they go to the backbone as
+    they are (`features_of_pixels`), not through the clean view's resize + crop. The service passes `image` decoded
     from the uploaded bytes and `sha256` = their hex digest, then `Head.apply_query(clean_features,
     view_features[None])`. `forward` (pixels -> features array) replaces the backbone's own forward,
     e.g. with the service's shared batch."""
-    import torch
-
     if count <= 0:
         return np.zeros((0, backbone.feature_dim), np.float32)
-    views = query_view_images(image, sha256, count, augment, backbone.input_size)
-    if not hasattr(backbone, "preprocess"):  # a copy backbone: uint8 pixels (its module gets the same, training/copy_module.py)
-        pixels = [np.asarray(v, np.uint8) for v in views]
-        return forward(np.stack(pixels)) if forward is not None else backbone.features_of_pixels(pixels)
-    pixels = torch.stack([backbone.preprocess.to_tensor(v) for v in views])
-    if forward is not None:
-        return forward(pixels)
-    with torch.inference_mode():
-        return backbone.features(pixels.to(backbone.device)).float().cpu().numpy()
+    pixels = [np.asarray(v, np.uint8) for v in query_view_images(image, sha256, count, augment, backbone.input_size)]
+    if forward is None:
+        return backbone.features_of_pixels(pixels)
+    if hasattr(backbone, "preprocess"):  # the encoder's shared batches take normalised tensors
+        return forward(backbone.preprocess.normalize_batch(np.stack(pixels)))
+    return forward(np.stack(pixels))  # a copy backbone's take uint8 pixels

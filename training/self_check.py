@@ -28,7 +28,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from training.check_views import derive_for_check
@@ -60,7 +59,7 @@ def derived_queries(encoder, paths: list[Path], donors: list[Path], count: int =
             continue
         sha = file_sha256(paths[i])
         kind, derived = derive_for_check(image, donor, sha, index)
-        images.append(encoder.preprocess.resize_crop(derived))
+        images.append(derived)
         for setting in views:
             viewed[view_key(setting)] += query_view_images(derived, f"selfcheck:{sha}:{index}", *setting,
                                                            encoder.spec.input_size)
@@ -68,21 +67,14 @@ def derived_queries(encoder, paths: list[Path], donors: list[Path], count: int =
         kinds.append(kind)
     if not images:
         raise DataError("no catalog image could be read for the self-check")
-    view_features = {key: _features(encoder, made).reshape(len(images), -1, encoder.feature_dim)
+    view_features = {key: encoder.embed_features(made).reshape(len(images), -1, encoder.feature_dim)
                      for key, made in viewed.items()}
-    return _features(encoder, images), np.asarray(owners), kinds, view_features
+    return encoder.embed_features(images), np.asarray(owners), kinds, view_features
 
 
 def view_key(setting: tuple) -> tuple[int, str]:
     """A query-view setting (count, AugmentConfig) as a dictionary key."""
     return setting[0], recipe_key(setting[1])
-
-
-def _features(encoder, images: list) -> np.ndarray:
-    with torch.inference_mode():
-        rows = [encoder.features(torch.stack([encoder.preprocess.to_tensor(im) for im in images[s:s + 32]])
-                                 .to(encoder.device)).float().cpu().numpy() for s in range(0, len(images), 32)]
-    return np.concatenate(rows)
 
 
 def score(head: Head, queries: np.ndarray, owners: np.ndarray, kinds: list[str],
