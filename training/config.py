@@ -28,6 +28,7 @@ class ConfigError(AttribError):
 # auto: the self-check keeps the best of raw, head and distilled; views: queries averaged over their
 # views at serving time (query_views + 1 forwards, no query head); the others force that candidate
 RECIPES = ("auto", "raw", "head", "distilled", "rendered", "views")
+RENDERING_NAMES = ("sketch", "silhouette")  # AugmentConfig.renderings; the drawings are training/views.py's RENDERINGS
 
 
 @dataclass
@@ -220,7 +221,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         (config.device in ("auto", "cpu", "cuda"), "device must be 'auto', 'cpu' or 'cuda'"),
         (0 <= config.pool_share < 1, "pool_share must be in [0, 1)"),
         (0 < config.augment.crop_scale[0] <= config.augment.crop_scale[1] <= 1, "augment.crop_scale: 0 < lo <= hi <= 1"),
-        (set(config.augment.renderings) <= {"sketch", "silhouette"}, "augment.renderings: names of sketch, silhouette"),
+        (set(config.augment.renderings) <= set(RENDERING_NAMES), f"augment.renderings: names of {', '.join(RENDERING_NAMES)}"),
     ]
     weights = [config.loss.align_weight, config.loss.infomax_weight, config.loss.variance_weight, config.loss.covariance_weight]
     checks.append((all(w >= 0 for w in weights) and any(w > 0 for w in weights), "loss weights must be >= 0, one > 0"))

@@ -12,7 +12,7 @@ import json
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from training.config import AugmentConfig
+from training.config import RENDERING_NAMES, AugmentConfig
 
 
 def recipe_key(config: AugmentConfig) -> str:
@@ -115,4 +115,4 @@ def silhouette(image: Image.Image, blur: float = 5.0) -> Image.Image:
 
 # deterministic renderings of a query's centre crop into the media of line drawings and cut-outs
 # (AugmentConfig.renderings), with the default sigma and blur
-RENDERINGS = {"sketch": sketch, "silhouette": silhouette}
+RENDERINGS = dict(zip(RENDERING_NAMES, (sketch, silhouette)))
