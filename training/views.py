@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 
+import cv2
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
@@ -16,11 +17,10 @@ from training.config import RENDERING_NAMES, AugmentConfig
 
 
 def recipe_key(config: AugmentConfig) -> str:
-    fields = dataclasses.asdict(config)
-    if not fields["renderings"]:  # the keys (and so the views and caches) of recipes made before renderings
-        del fields["renderings"]
-    text = json.dumps(fields, sort_keys=True)
-    return hashlib.sha256(f"views-v1:{text}".encode()).hexdigest()[:12]
+    """The views' identity: the recipe and the version of the drawings (v2: OpenCV's sketch and
+    silhouette), so a feature cache never mixes views drawn by different code."""
+    text = json.dumps(dataclasses.asdict(config), sort_keys=True)
+    return hashlib.sha256(f"views-v2:{text}".encode()).hexdigest()[:12]
 
 
 def view_rng(sha256: str, index: int, recipe: str) -> np.random.Generator:
@@ -89,24 +89,32 @@ def colour_jitter(image: Image.Image, strength: float, rng: np.random.Generator)
     return Image.fromarray(hsv, "HSV").convert("RGB")
 
 
-def sketch(image: Image.Image, sigma: float = 3.5) -> Image.Image:
-    """Edge-map view: Canny edges of the grey image, dilated, drawn black on white."""
-    from skimage import feature, morphology
+# Canny's gradients go to OpenCV as int16: the [0, 1] grey image's Sobel responses (at most 4 in
+# size) times this scale keep four bits below the 8-bit grey level and stay within int16.
+GRADIENT_SCALE = 255.0 * 16
+CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
+
+def sketch(image: Image.Image, sigma: float = 3.5, low: float = 0.1, high: float = 0.2) -> Image.Image:
+    """Edge-map view: Canny edges (Canny, IEEE TPAMI 1986) of the grey image smoothed with a
+    Gaussian of `sigma` px, the gradient magnitude's hysteresis thresholds `low` and `high` as
+    fractions of the grey range, dilated by a 3x3 cross, drawn black on white. OpenCV draws it in
+    ~2 ms at 288 px (scikit-image's canny took ~9 ms), which a rendered head pays per query."""
     grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    edges = morphology.dilation(feature.canny(grey, sigma=sigma), morphology.disk(1))
-    return Image.fromarray(np.where(edges, 0, 255).astype(np.uint8)).convert("RGB")
+    smooth = cv2.GaussianBlur(grey, (0, 0), sigma)
+    dx, dy = (cv2.Sobel(smooth, cv2.CV_32F, x, 1 - x, ksize=3, scale=GRADIENT_SCALE).astype(np.int16) for x in (1, 0))
+    edges = cv2.dilate(cv2.Canny(dx, dy, low * GRADIENT_SCALE, high * GRADIENT_SCALE, L2gradient=True), CROSS)
+    return Image.fromarray(np.where(edges > 0, 0, 255).astype(np.uint8)).convert("RGB")
 
 
 def silhouette(image: Image.Image, blur: float = 5.0) -> Image.Image:
-    """Silhouette view: Otsu threshold of a blurred grey image; the side that owns less of the
-    border is taken as the figure and drawn black on white."""
-    from skimage.filters import threshold_otsu
-
-    grey = np.asarray(ImageOps.grayscale(image).filter(ImageFilter.GaussianBlur(blur)), dtype=np.float32)
-    if grey.max() - grey.min() < 1e-3:
+    """Silhouette view: Otsu's threshold (IEEE TSMC 1979) of the grey image blurred with a Gaussian
+    of `blur` px; the side that owns less of the border is taken as the figure and drawn black on
+    white. A flat image has no figure."""
+    grey = cv2.GaussianBlur(np.asarray(image.convert("L")), (0, 0), blur)
+    if grey.max() == grey.min():
         return Image.new("RGB", image.size, (255, 255, 255))
-    mask = grey > threshold_otsu(grey)
+    mask = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)[1].astype(bool)
     border = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
     if border.mean() > 0.5:
         mask = ~mask
