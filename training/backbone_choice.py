@@ -23,7 +23,7 @@ from training.backbones import AUTO, DEFAULT_BACKBONE
 from training.config import TrainConfig
 from training.data import TrainingImages
 from training.errors import AttribError
-from training.self_check import choose, weighted
+from training.self_check import choose, weighted, weighted_error
 from training.sscd import model_path
 from training.unsupervised import train_unsupervised
 
@@ -78,7 +78,7 @@ def compare(runs: dict[str, dict]) -> tuple[str, dict]:
     figures = {name: dict(checks[name]["candidates"][runs[name]["recipe"]["kept"]]) for name in runs}
     weights = _mean_weights([c.get("kind_weights") for c in checks.values()])
     for f in figures.values() if weights else ():  # each run weighted its kinds by its own backbone: re-weigh alike
-        f["weighted_mAP"] = weighted(f, weights)
+        f |= {"weighted_mAP": weighted(f, weights), "weighted_se": weighted_error(f, weights)}
     kept = {name: {"recipe": runs[name]["recipe"]["kept"], **figures[name]} for name in runs}
     return choose(figures, weights), {"candidates": kept, "kind_weights": weights,
                                       "rule": "weighted by the pool" if weights else "worst kind, then mean"}

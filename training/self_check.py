@@ -10,7 +10,9 @@ Candidates are the raw backbone and the heads a run fitted. The rule that keeps 
   take their donors from the pool (sources in the look of the queries), and each kind of edit is
   weighted by the share of pool images whose nearest derived query (raw cosine) is of that
   kind, add-one smoothed (`kind_weights`): the check is scored on the kinds of derivation the
-  queries look like, and the best weighted mAP wins;
+  queries look like, and the best weighted mAP wins, if its lead over the pick of the rule below
+  is beyond noise (more than SIGNIFICANCE standard errors: the weights may pile onto a kind
+  that few derived queries measure, and then a few of them would decide); else that pick stands;
 - without any, nobody knows which kinds the queries will be, so a candidate must not collapse on
   any kind: among the candidates whose worst kind is within WORST_MARGIN points of the best worst
   kind, the best mean over kinds wins (a robust choice over the kinds, as in distributionally
@@ -39,6 +41,7 @@ from training.views import recipe_key
 MAX_QUERIES = 350  # derived queries: one per source, or several per source in a small catalog
 PER_SOURCE = 4  # at most this many derivations of one source
 WORST_MARGIN = 5.0
+SIGNIFICANCE = 2.0  # standard errors of the weighted lead (two-sided ~95 %)
 RAW = "raw"
 
 
@@ -84,11 +87,16 @@ def score(head: Head, queries: np.ndarray, owners: np.ndarray, kinds: list[str],
     sims = head.apply_query(queries, view_features) @ head.apply(gallery).T
     own = sims[np.arange(len(sims)), owners]
     ranks = 1 + (sims > own[:, None]).sum(1) + ((sims == own[:, None]).sum(1) - 1)
-    kinds_arr = np.asarray(kinds)
-    per_kind = {k: round(100 * float(np.mean(1 / ranks[kinds_arr == k])), 1) for k in sorted(set(kinds))}
-    return {"mAP": round(100 * float(np.mean(1 / ranks)), 1), "R@1": round(100 * float(np.mean(ranks == 1)), 1),
-            "kinds_mAP": per_kind, "mean_over_kinds": round(float(np.mean(list(per_kind.values()))), 1),
+    kinds_arr, reciprocal = np.asarray(kinds), 100 / ranks
+    per_kind = {k: round(float(np.mean(reciprocal[kinds_arr == k])), 1) for k in sorted(set(kinds))}
+    errors = {k: round(_standard_error(reciprocal[kinds_arr == k]), 2) for k in per_kind}
+    return {"mAP": round(float(np.mean(reciprocal)), 1), "R@1": round(100 * float(np.mean(ranks == 1)), 1),
+            "kinds_mAP": per_kind, "kinds_se": errors, "mean_over_kinds": round(float(np.mean(list(per_kind.values()))), 1),
             "worst_kind": round(min(per_kind.values()), 1)}
+
+
+def _standard_error(values: np.ndarray) -> float:
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 def kind_weights(pool: np.ndarray, queries: np.ndarray, kinds: list[str]) -> dict[str, float]:
@@ -108,14 +116,26 @@ def weighted(figures: dict, weights: dict[str, float]) -> float:
     return round(sum(w * figures["kinds_mAP"][k] for k, w in weights.items()) / total, 1)
 
 
+def weighted_error(figures: dict, weights: dict[str, float]) -> float:
+    """The standard error of `weighted` (kinds measured on disjoint derived queries); 0 for
+    figures recorded before the check kept its errors."""
+    total, errors = sum(weights.values()), figures.get("kinds_se") or {}
+    return round(float(np.sqrt(sum((w / total * errors.get(k, 0.0)) ** 2 for k, w in weights.items()))), 2)
+
+
 def choose(figures: dict[str, dict], weights: dict[str, float] | None = None, margin: float = WORST_MARGIN) -> str:
-    """With kind weights, the best weighted mAP; without, among the candidates whose worst kind is
-    within `margin` of the best worst kind, the best mean over kinds. Raw wins ties."""
-    if weights:
-        return max(figures, key=lambda name: (weighted(figures[name], weights), name == RAW))
+    """Without kind weights, among the candidates whose worst kind is within `margin` of the best
+    worst kind, the best mean over kinds. With them, the best weighted mAP, where its lead over
+    that pick exceeds SIGNIFICANCE standard errors of the difference. Raw wins ties in each rule."""
     best_worst = max(f["worst_kind"] for f in figures.values())
     near = [name for name, f in figures.items() if f["worst_kind"] >= best_worst - margin]
-    return max(near, key=lambda name: (figures[name]["mean_over_kinds"], name == RAW))
+    robust = max(near, key=lambda name: (figures[name]["mean_over_kinds"], name == RAW))
+    if not weights:
+        return robust
+    best = max(figures, key=lambda name: (weighted(figures[name], weights), name == RAW))
+    lead = weighted(figures[best], weights) - weighted(figures[robust], weights)
+    noise = np.hypot(weighted_error(figures[best], weights), weighted_error(figures[robust], weights))
+    return best if lead > SIGNIFICANCE * noise else robust
 
 
 def self_check(encoder, candidates: dict[str, Head], paths: list[Path], features: np.ndarray,
@@ -133,9 +153,8 @@ def self_check(encoder, candidates: dict[str, Head], paths: list[Path], features
                            viewed.get(view_key(head.query_views)) if head.query_views[0] else None)
                for name, head in candidates.items()}
     weights = kind_weights(pool, queries, kinds) if pool is not None and len(pool) else None
-    if weights:
-        for f in figures.values():
-            f["weighted_mAP"] = weighted(f, weights)
+    for f in figures.values() if weights else ():
+        f |= {"weighted_mAP": weighted(f, weights), "weighted_se": weighted_error(f, weights)}
     return {"queries": len(owners), "gallery": len(gallery), "edits": "training/check_views.py",
             "pool_images": 0 if weights is None else len(pool), "kind_weights": weights,
             "rule": "weighted by the pool" if weights else "worst kind, then mean",

@@ -86,7 +86,7 @@ def test_choose_never_keeps_a_candidate_that_collapses_on_one_kind():
 
 
 def test_pool_images_weight_the_kinds_they_resemble_and_decide():
-    from training.self_check import kind_weights
+    from training.self_check import kind_weights, weighted_error
 
     queries = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0, 1]], np.float32)
     kinds = ["amplitude", "amplitude", "paste", "mosaic"]
@@ -103,6 +103,12 @@ def test_pool_images_weight_the_kinds_they_resemble_and_decide():
     distilled = figures(amplitude=70.0, mosaic=55.0, paste=70.0)
     assert choose({RAW: raw, "distilled": distilled}) == RAW  # no pool: the mean decides within the margin
     assert choose({RAW: raw, "distilled": distilled}, weights) == "distilled"  # the queries look like amplitude swaps
+    # the same lead, measured on too few derived queries to be told from noise: the robust pick stands
+    noisy = {k: 12.0 for k in weights}
+    assert weighted_error(distilled | {"kinds_se": noisy}, weights) == pytest.approx(12 * np.sqrt(16 + 4 + 1) / 7, abs=0.01)
+    assert choose({RAW: raw | {"kinds_se": noisy}, "distilled": distilled | {"kinds_se": noisy}}, weights) == RAW
+    steady = {k: 1.0 for k in weights}
+    assert choose({RAW: raw | {"kinds_se": steady}, "distilled": distilled | {"kinds_se": steady}}, weights) == "distilled"
 
 
 def test_a_views_candidate_averages_each_query_over_its_views():
