@@ -33,6 +33,7 @@ import threading
 import numpy as np
 
 from index.calibration.concept_scores import CatalogConcepts, catalog_concepts, concept_scores
+from index.calibration.query_side import head_queries
 from index.catalog import LiveSpace
 from index.db import Actor, record
 from index.images import decode_image
@@ -61,11 +62,12 @@ def catalog_fit(catalog, live: LiveSpace, copies_seen: dict | None = None) -> Ca
         return uninformed(head_id, f"{len(concepts)} concept(s) in the catalog: nothing to compare with")
     pairs, copies = pick(concepts.codes)
     store, backbone = catalog.features_of(live.info.backbone_id), catalog.backbone_of(live)
-    pair_ids, features = store.get(concepts.source_ids[pairs])
-    pair_scores = concept_scores(store, live.head, concepts, live.head.apply_query(features), pair_ids)
     seen = {} if copies_seen is None else copies_seen
-    copy_ids, copy_features = edited_copies(catalog, backbone, concepts, copies, seen)
-    copy_scores = concept_scores(store, live.head, concepts, live.head.apply_query(copy_features))
+    pair_ids, queries = head_queries(catalog, live, concepts, *store.get(concepts.source_ids[pairs]), seen)
+    pair_scores = concept_scores(store, live.head, concepts, queries, pair_ids)
+    copy_ids, queries = head_queries(catalog, live, concepts, *edited_copies(catalog, backbone, concepts, copies, seen),
+                                     seen, NEAR_COPY)
+    copy_scores = concept_scores(store, live.head, concepts, queries)
     data = self_fit_data(pair_scores, concepts.code_of(pair_ids), copy_scores, concepts.code_of(copy_ids))
     if len(data) == 0:
         return uninformed(head_id, "no source image of the catalog could be read to fit from")

@@ -23,6 +23,7 @@ import numpy as np
 
 from index.calibration.calibration import REFIT_DRIFT, edited_copies, calibration_for
 from index.calibration.concept_scores import CatalogConcepts, catalog_concepts, concept_scores
+from index.calibration.query_side import head_queries
 from index.catalog import LiveSpace
 from training.calibration import WINDOW, left_out, predict
 from training.selffit import DERIVED, NEAR_COPY, pick
@@ -105,11 +106,12 @@ def _space_rows(catalog, live: LiveSpace, concepts: CatalogConcepts, pairs, copi
     calibration, seen = calibration_for(catalog, live, wait=True), catalog.calibrations.copies
     out = {}
     for kind, recipe in (("near", NEAR_COPY), ("derived", DERIVED)):
-        ids, features = edited_copies(catalog, backbone, concepts, copies, seen, recipe)
-        scores = concept_scores(store, live.head, concepts, live.head.apply_query(features))
+        ids, queries = head_queries(catalog, live, concepts, *edited_copies(catalog, backbone, concepts, copies, seen, recipe),
+                                    seen, recipe)
+        scores = concept_scores(store, live.head, concepts, queries)
         out.update({(kind, int(i)): (calibration, row) for i, row in zip(ids, scores)})
-    pair_ids, features = store.get(concepts.source_ids[pairs])
-    scores = concept_scores(store, live.head, concepts, live.head.apply_query(features), pair_ids)
+    pair_ids, queries = head_queries(catalog, live, concepts, *store.get(concepts.source_ids[pairs]), seen)
+    scores = concept_scores(store, live.head, concepts, queries, pair_ids)
     out.update({("pair", int(i)): (calibration, row) for i, row in zip(pair_ids, scores)})
     return out
 

@@ -10,7 +10,11 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+from index.calibration.calibration import edited_copies
+from index.calibration.concept_scores import catalog_concepts
+from index.calibration.query_side import head_queries
 from training.encoders import create_encoder
+from training.selffit import DERIVED, edited_copy
 from training.sscd import load_copy_backbone
 from training.views import silhouette, sketch
 
@@ -177,3 +181,19 @@ def test_a_rendered_head_averages_the_query_with_its_sketch_and_silhouette(api, 
     served = sorted((c["score"] for c in content["concepts"]), reverse=True)
     np.testing.assert_allclose(served, sorted(sources @ vector, reverse=True), atol=2e-3)
     assert not np.allclose(served, sorted(sources @ parts[0], reverse=True), atol=2e-3), "the renderings count"
+
+    # the label-free fits see their queries as /attribute embeds them: a source as a query, and its edited copy
+    catalog = api.app.state.catalog
+    live, concepts = catalog.spaces()["content"], catalog_concepts(catalog.sessions)
+    ids, clean = catalog.features_of(live.info.backbone_id).get(concepts.source_ids[:2])
+    edited = edited_copies(catalog, catalog.backbone_of(live), concepts, np.arange(2), {}, DERIVED)
+    for edit, (shown, features) in ((None, (ids, clean)), (DERIVED, edited)):
+        kept, queries = head_queries(catalog, live, concepts, shown, features, {}, edit)
+        images = [Image.open(p).convert("RGB") for p in corpus[:2]]
+        if edit:
+            images = [edited_copy(image, sha, 256, recipe=DERIVED) for image, sha in zip(images, concepts.shas[:2])]
+        for image, query in zip(images, queries):
+            crop = ImageOps.fit(image, (256, 256), Image.Resampling.BICUBIC)
+            parts = encoder.embed_images([image, sketch(crop), silhouette(crop)])
+            np.testing.assert_allclose(query, parts.sum(0) / np.linalg.norm(parts.sum(0)), atol=2e-3)
+        assert list(kept) == list(shown)
