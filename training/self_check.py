@@ -15,8 +15,9 @@ Candidates are the raw backbone and the heads a run fitted. The rule that keeps 
   that few derived queries measure, and then a few of them would decide); else that pick stands;
 - without any, nobody knows which kinds the queries will be, so a candidate must not collapse on
   any kind: among the candidates whose worst kind is within WORST_MARGIN points of the best worst
-  kind, the best mean over kinds wins (a robust choice over the kinds, as in distributionally
-  robust selection; the margin keeps a few noisy queries from deciding).
+  kind (or, if more, SIGNIFICANCE standard errors of the difference), the best mean over kinds
+  wins (a robust choice over the kinds, as in distributionally robust selection; the margin
+  keeps a few noisy queries from deciding).
 
 The raw backbone wins ties. The figures go into the head's config (`self_check`), are shown by
 `attrib spaces` and `GET /spaces`, and `attrib spaces set` refuses a head that lost to the raw
@@ -123,12 +124,20 @@ def weighted_error(figures: dict, weights: dict[str, float]) -> float:
     return round(float(np.sqrt(sum((w / total * errors.get(k, 0.0)) ** 2 for k, w in weights.items()))), 2)
 
 
+def _worst_error(figures: dict) -> float:
+    """The standard error of a candidate's worst kind (0 for figures recorded without errors)."""
+    kinds = figures["kinds_mAP"]
+    return float((figures.get("kinds_se") or {}).get(min(kinds, key=kinds.get), 0.0))
+
+
 def choose(figures: dict[str, dict], weights: dict[str, float] | None = None, margin: float = WORST_MARGIN) -> str:
-    """Without kind weights, among the candidates whose worst kind is within `margin` of the best
-    worst kind, the best mean over kinds. With them, the best weighted mAP, where its lead over
+    """Without kind weights, among the candidates whose worst kind is within `margin` (or, if
+    more, SIGNIFICANCE standard errors of the difference) of the best worst kind, the best mean
+    over kinds. With them, the best weighted mAP, where its lead over
     that pick exceeds SIGNIFICANCE standard errors of the difference. Raw wins ties in each rule."""
-    best_worst = max(f["worst_kind"] for f in figures.values())
-    near = [name for name, f in figures.items() if f["worst_kind"] >= best_worst - margin]
+    floor = max(figures.values(), key=lambda f: f["worst_kind"])
+    near = [name for name, f in figures.items()
+            if f["worst_kind"] >= floor["worst_kind"] - max(margin, SIGNIFICANCE * np.hypot(_worst_error(f), _worst_error(floor)))]
     robust = max(near, key=lambda name: (figures[name]["mean_over_kinds"], name == RAW))
     if not weights:
         return robust

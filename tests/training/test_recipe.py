@@ -83,6 +83,10 @@ def test_choose_never_keeps_a_candidate_that_collapses_on_one_kind():
     assert choose({RAW: raw, "head": head}) == "head"
     close = figures({"copy": 80.0, "medium": 8.0, "colour": 90.0})  # worst kind within the margin: the mean decides
     assert choose({RAW: raw, "distilled": close}) == RAW
+    # a worst kind 25 points down, but measured with a standard error of 10 on both sides: not a collapse
+    noisy = {"copy": 2.0, "medium": 10.0, "colour": 2.0}
+    assert choose({RAW: raw | {"kinds_se": noisy}, "head": head | {"kinds_se": noisy}}) == RAW
+    assert choose({RAW: raw | {"kinds_se": {**noisy, "medium": 3.0}}, "head": head | {"kinds_se": noisy}}) == "head"
 
 
 def test_pool_images_weight_the_kinds_they_resemble_and_decide():
