@@ -27,7 +27,7 @@ class ConfigError(AttribError):
 
 # auto: the self-check keeps the best of raw, head and distilled; views: queries averaged over their
 # views at serving time (query_views + 1 forwards, no query head); the others force that candidate
-RECIPES = ("auto", "raw", "head", "distilled", "rendered", "views")
+RECIPES = ("auto", "one-forward", "raw", "head", "distilled", "rendered", "views")
 RENDERING_NAMES = ("sketch", "silhouette")  # AugmentConfig.renderings; the drawings are training/views.py's RENDERINGS
 
 
@@ -37,7 +37,8 @@ class HeadConfig:
     fit: str = "whiten"  # "whiten": closed-form linear A&D (training/whitening.py); "sgd": loss terms, `steps` steps
     whiten_eps: float = 0.1  # ridge of the nuisance covariance, relative to its mean eigenvalue
     query_views: int = 8  # views the teacher averages a query over (distilled into the query head; 0: none)
-    recipe: str = "auto"  # auto: the self-check keeps the best of raw, head, distilled; or force one, or "views"
+    recipe: str = "auto"  # auto: the self-check keeps the best of raw, head, distilled, rendered; one-forward:
+    # the best but rendered (one forward per query and backbone); or force one, or "views"
     distil_ridge: float = 1e-2  # ridge of the query head's fit, relative to the mean eigenvalue (training/distil.py)
     out_dim: int = 512  # mlp only
     hidden_dim: int = 2048  # mlp only

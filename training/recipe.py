@@ -4,7 +4,8 @@ into a query head (one forward per query), and the self-check on the run's own c
 head with rendered query views (the query averaged with its sketch and its silhouette: three
 forwards of the backbone, chosen only where the catalog's own check says it pays).
 
-`head.recipe` = auto (the default) keeps the self-check's choice; raw, head, distilled, rendered or
+`head.recipe` = auto (the default) keeps the self-check's choice; one-forward keeps its choice among
+all but the rendered head, so a query costs one forward of each backbone; raw, head, distilled, rendered or
 views force one: the check still runs and its figures are kept, so `attrib spaces set` can refuse a
 forced head that lost to raw. views is the previous behaviour: every query averaged over its
 views at serving time (query_views + 1 forwards), checked against raw alone.
@@ -26,6 +27,7 @@ from training.heads import Head
 from training.self_check import RAW, self_check
 
 HEAD, DISTILLED, VIEWS, RENDERED = "head", "distilled", "views", "rendered"
+CHECKED = ("auto", "one-forward")  # the recipes the self-check chooses; one-forward leaves out RENDERED
 # the `rendered` candidate's query views: the query's centre crop drawn as a line drawing and as a
 # cut-out, so a query meets a catalog of drawings or silhouettes in its own medium
 RENDERINGS = AugmentConfig(renderings=("sketch", "silhouette"))
@@ -40,7 +42,7 @@ def apply_recipe(encoder, config: TrainConfig, anchors: list[Features], catalog:
     encoder.head_config = with_view_settings(encoder.head_config, count if serve_views else 0, config.augment)
     candidates = {RAW: Head.identity(encoder.backbone_id, encoder.feature_dim),
                   VIEWS if serve_views else HEAD: _candidate(encoder)}
-    if not serve_views:
+    if not serve_views and recipe != "one-forward":
         candidates[RENDERED] = _candidate(encoder, config=_rendered(encoder.head_config))
     distil = None
     if count > 0 and not serve_views:
@@ -54,7 +56,7 @@ def apply_recipe(encoder, config: TrainConfig, anchors: list[Features], catalog:
         donors = pool.paths if pool is not None else catalog.paths + ([] if negatives is None else negatives.paths)
         check = self_check(encoder, candidates, catalog.paths, catalog.clean, extra, donors,
                            None if pool is None else pool.clean)
-    chosen = check["chosen"] if recipe == "auto" and check else (DISTILLED if recipe == "auto" else recipe)
+    chosen = check["chosen"] if recipe in CHECKED and check else (DISTILLED if recipe in CHECKED else recipe)
     if chosen == DISTILLED and distil is None or chosen == VIEWS and not serve_views:
         chosen = HEAD
     _keep(encoder, chosen)

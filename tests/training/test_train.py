@@ -100,6 +100,11 @@ def test_default_run_fits_the_whitening_head_and_checks_separation(manifest, tmp
     rendered = load_checkpoint(tmp_path / "r.pt")  # the query averaged with its sketch and silhouette: 3 forwards
     assert rendered.query_views == (2, AugmentConfig(renderings=("sketch", "silhouette"))) and rendered.query_head is None
     assert rendered.head_config["self_check"]["kept"] == "rendered" and rendered.name == "sscd_distilled"
+    assert train.main([str(manifest), "--output", str(tmp_path / "one.pt"), "--cache-dir", cache, "--views", "2",
+                       "--recipe", "one-forward"]) == 0
+    one = json.loads(capsys.readouterr().out)["recipe"]  # the check's choice, the rendered head left out
+    assert set(one["self_check"]["candidates"]) == {"raw", "head", "distilled"} and one["kept"] == one["self_check"]["chosen"]
+    assert load_checkpoint(tmp_path / "one.pt").query_views == (0, None)
 
     sources_only = tmp_path / "catalog.csv"
     sources_only.write_text("\n".join(line for line in manifest.read_text().splitlines() if ",query," not in line) + "\n")
