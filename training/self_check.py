@@ -42,7 +42,7 @@ from training.views import recipe_key
 MAX_QUERIES = 350  # derived queries: one per source, or several per source in a small catalog
 PER_SOURCE = 4  # at most this many derivations of one source
 WORST_MARGIN = 5.0
-SIGNIFICANCE = 2.0  # standard errors of the weighted lead (two-sided ~95 %)
+SIGNIFICANCE = 2.0  # standard errors a lead must exceed to decide (two-sided ~95 %)
 RAW = "raw"
 
 
@@ -133,11 +133,15 @@ def _worst_error(figures: dict) -> float:
 def choose(figures: dict[str, dict], weights: dict[str, float] | None = None, margin: float = WORST_MARGIN) -> str:
     """Without kind weights, among the candidates whose worst kind is within `margin` (or, if
     more, SIGNIFICANCE standard errors of the difference) of the best worst kind, the best mean
-    over kinds. With them, the best weighted mAP, where its lead over
-    that pick exceeds SIGNIFICANCE standard errors of the difference. Raw wins ties in each rule."""
+    over kinds. With them, the best weighted mAP, where its lead over that pick exceeds
+    SIGNIFICANCE standard errors of the difference. Raw wins ties in each rule."""
     floor = max(figures.values(), key=lambda f: f["worst_kind"])
-    near = [name for name, f in figures.items()
-            if f["worst_kind"] >= floor["worst_kind"] - max(margin, SIGNIFICANCE * np.hypot(_worst_error(f), _worst_error(floor)))]
+
+    def within(f: dict) -> bool:
+        noise = SIGNIFICANCE * np.hypot(_worst_error(f), _worst_error(floor))
+        return f["worst_kind"] >= floor["worst_kind"] - max(margin, noise)
+
+    near = [name for name, f in figures.items() if within(f)]
     robust = max(near, key=lambda name: (figures[name]["mean_over_kinds"], name == RAW))
     if not weights:
         return robust
