@@ -113,7 +113,9 @@ def test_the_drawings_find_a_known_shape():
             near |= np.roll(outline, (dy, dx), axis=(0, 1))
     ink = np.asarray(sketch(Image.fromarray(pixels)))[..., 0] == 0
     assert ink[near].mean() > 0.3 and not ink[~near].any()
-    assert all(ink[near & np.roll(outline, s, axis=a)].any() for s in (-1, 1) for a in (0, 1))  # all four sides
+    # every side is inked along its whole length: each column of the top and bottom bands, each row of the left and right
+    assert all(band.any(axis=0).all() for band in (ink[56:64, 80:160], ink[156:164, 80:160]))
+    assert all(band.any(axis=1).all() for band in (ink[70:150, 66:74], ink[70:150, 166:174]))
     figure = np.asarray(silhouette(Image.fromarray(pixels)))[..., 0] == 0
     assert (figure & square).sum() / (figure | square).sum() > 0.95
     inverted = np.asarray(silhouette(Image.fromarray(255 - pixels)))[..., 0] == 0
