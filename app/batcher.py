@@ -90,6 +90,15 @@ class ForwardBatcher:
         return batch
 
     def _forward(self, batch: list[tuple[torch.Tensor, Future]]) -> None:
+        """One forward per pixel shape among the gathered requests (a rendered head's renderings
+        are smaller than the clean crop, training/views.py)."""
+        shapes: dict[tuple, list[tuple[torch.Tensor, Future]]] = {}
+        for pixels, done in batch:
+            shapes.setdefault(tuple(pixels.shape[1:]), []).append((pixels, done))
+        for group in shapes.values():
+            self._forward_group(group)
+
+    def _forward_group(self, batch: list[tuple[torch.Tensor, Future]]) -> None:
         try:
             parts = [pixels for pixels, _ in batch]
             with torch.inference_mode():

@@ -6,8 +6,8 @@ on the SSCD student's 512-d descriptors instead of Lite0's, with training's own 
 Protocols: benchmarks/tvs_compare.py's (both halves: catalog-only, pool with the same or new
 concepts, transductive) and photo-dev-content catalog-only and transductive. Columns: SSCD raw
 (plain cosine), the head (clean view), the head with query views (9 forwards), the distilled
-query head (1 forward) and the head with the query's sketch and silhouette (`rendered`, 3
-forwards). Every column is a candidate scored on the real queries, whichever the self-check would
+query head (1 forward) and the head with the query's sketch and silhouette (`rendered`: two more
+forwards, at 192 px). Every column is a candidate scored on the real queries, whichever the self-check would
 keep (benchmarks/recipe.py has what it keeps). Labels are read only to score.
 
 Usage (from the repository root; about 10 minutes on 2 cores, features kept in memory only):
@@ -30,12 +30,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from recipe import catalog_only  # noqa: E402
 from tvs_compare import PROTOCOLS, SHARED, write_splits  # noqa: E402
 
-from training.config import AugmentConfig  # noqa: E402
+from training.config import RENDERING_NAMES, AugmentConfig  # noqa: E402
 from training.data import file_sha256, load_rgb, read_manifest  # noqa: E402
 from training.distil import ridge_map  # noqa: E402
 from training.ranking import average_precision, positive_ranks, recall_at  # noqa: E402
 from training.sscd import load_copy_backbone  # noqa: E402
-from training.recipe import RENDERINGS  # noqa: E402
+from training.recipe import RENDER_SIZE  # noqa: E402
 from training.views import ViewMaker, recipe_key, view_rng  # noqa: E402
 from training.whitening import nuisance_covariance, whitening_matrix  # noqa: E402
 
@@ -49,7 +49,7 @@ class Features:
         self.backbone = load_copy_backbone("sscd_distilled")
         self.augment = AugmentConfig()
         self.views = ViewMaker(self.augment, 256)
-        self.render = ViewMaker(RENDERINGS, 256)
+        self.render = ViewMaker(AugmentConfig(renderings=RENDERING_NAMES, render_size=RENDER_SIZE), 256)
         self.cache: dict[Path, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def __call__(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
@@ -58,9 +58,9 @@ class Features:
             if path not in self.cache:
                 image, sha = load_rgb(path), file_sha256(path)
                 made = [self.views(image, view_rng(sha, i, recipe_key(self.augment)), i) for i in range(VIEWS)]
-                made += [self.render(image, None, i) for i in range(len(RENDERINGS.renderings))]
                 rows = self.backbone.embed_features([image, *made])
-                self.cache[path] = (rows[0], rows[1:1 + VIEWS], rows[1 + VIEWS:])
+                drawn = self.backbone.features_of_pixels([np.asarray(v) for v in self.render.renderings(image)])
+                self.cache[path] = (rows[0], rows[1:1 + VIEWS], drawn)
         return np.stack([self.cache[p][0] for p in paths]), np.stack([self.cache[p][1] for p in paths])
 
     def rendered(self, paths: list[Path]) -> np.ndarray:
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     for half in ("A", "B"):
         for label, (training, evaluation) in PROTOCOLS.items():
             runs[f"tvs {half} {label.split(' (')[0]}"] = (splits[half][training], splits[half][evaluation])
-    lines = ["| run | SSCD raw | head | head + views (9 forwards) | distilled (1 forward) | rendered (3 forwards) |",
+    lines = ["| run | SSCD raw | head | head + views (9 forwards) | distilled (1 forward) "
+             "| rendered (+2 forwards at 192 px) |",
              "|---|---|---|---|---|---|"]
     for name, (training, evaluation) in runs.items():
         results[name] = run(features, training, evaluation)

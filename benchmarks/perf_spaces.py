@@ -3,8 +3,8 @@
 One catalog of real photos with its copy space (SSCD distilled) live and a content head trained
 on it (`attrib train --from-catalog`): the distilled query head on Lite0, the same on the SSCD
 student's descriptors (no forward of its own), the rendered head on them (the query's sketch and
-silhouette: two SSCD forwards of its own), and the previous recipe (queries averaged over 8
-views: 9 Lite0 forwards). For each, one server answers requests that alternate between
+silhouette at 192 px: two small SSCD forwards of its own), and the previous recipe (queries
+averaged over 8 views: 9 Lite0 forwards). For each, one server answers requests that alternate between
 ?space=style (one Lite0 forward) and ?space=all (copy, style and content), so both medians come
 from the same minutes. Beside them, the bare batch-1 forward of the SSCD
 student. Target: all-spaces p50 <= style-only p50 + one SSCD forward + 10 ms.
@@ -98,10 +98,12 @@ def rendering_ms(paths: list[Path]) -> dict:
     from PIL import Image
 
     from training.config import RENDERING_NAMES, AugmentConfig
+    from training.recipe import RENDER_SIZE
     from training.query_views import query_view_images
     from training.sscd import load_copy_backbone
 
-    backbone, augment = load_copy_backbone("sscd_distilled"), AugmentConfig(renderings=RENDERING_NAMES)
+    backbone = load_copy_backbone("sscd_distilled")
+    augment = AugmentConfig(renderings=RENDERING_NAMES, render_size=RENDER_SIZE)  # what the recipe's rendered head draws
     draw, forward = [], []
     for path in paths:
         image = Image.open(path).convert("RGB")
@@ -118,7 +120,7 @@ def table(result: dict) -> str:
     lines = [f"SSCD distilled bare batch-1 forward {result['sscd_b1_ms']} ms; target for all spaces: style only "
              "+ that + 10 ms", "",
              f"A rendered head's two renderings: drawn in {result['rendering']['draw_ms']} ms, their batch-2 SSCD "
-             f"forward {result['rendering']['views_forward_ms']} ms", "",
+             f"forward at 192 px {result['rendering']['views_forward_ms']} ms", "",
              "| content head | style only p50 ms | copy + style + content p50 ms | added by copy and content | target |",
              "|---|---|---|---|---|"]
     for recipe, row in result["served"].items():

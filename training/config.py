@@ -78,6 +78,9 @@ class AugmentConfig:
     # when set, view i is renderings[i % n] of the image's centre crop, with nothing random (the
     # query renderings of training/recipe.py's `rendered` candidate); names in training/views.py's RENDERINGS
     renderings: tuple[str, ...] = ()
+    # the renderings' size in px (0: the backbone's input size): the copy backbone's rendered head
+    # draws and embeds them at 192, 0.56x the pixels of its 256 px input (training/recipe.py)
+    render_size: int = 0
 
 
 @dataclass
@@ -224,6 +227,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         (0 <= config.pool_share < 1, "pool_share must be in [0, 1)"),
         (0 < config.augment.crop_scale[0] <= config.augment.crop_scale[1] <= 1, "augment.crop_scale: 0 < lo <= hi <= 1"),
         (set(config.augment.renderings) <= set(RENDERING_NAMES), f"augment.renderings: names of {', '.join(RENDERING_NAMES)}"),
+        (config.augment.render_size == 0 or 64 <= config.augment.render_size <= 1024,
+         "augment.render_size must be 0 (the backbone's input size) or in [64, 1024]"),
     ]
     weights = [config.loss.align_weight, config.loss.infomax_weight, config.loss.variance_weight, config.loss.covariance_weight]
     checks.append((all(w >= 0 for w in weights) and any(w > 0 for w in weights), "loss weights must be >= 0, one > 0"))

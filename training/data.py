@@ -270,9 +270,16 @@ class FeatureExtractor:
 
     @torch.inference_mode()
     def _forward(self, images: list[Image.Image]) -> np.ndarray:
-        out = []
-        for start in range(0, len(images), self.batch_size):
-            batch = [self.encoder.preprocess.to_tensor(im) for im in images[start : start + self.batch_size]]
-            pixels = torch.stack(batch).to(self.encoder.device)
-            out.append(self.encoder.features(pixels).float().cpu().numpy())
-        return np.concatenate(out).astype(np.float32, copy=False)
+        """Features in the images' order, batched by size and taken at their own size (a rendered
+        head's renderings can be smaller than the clean view; serving does not resize them either)."""
+        out = np.zeros((len(images), self.encoder.feature_dim), np.float32)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            by_size.setdefault(image.size, []).append(i)
+        for indices in by_size.values():
+            for start in range(0, len(indices), self.batch_size):
+                part = indices[start : start + self.batch_size]
+                rgb = np.stack([np.asarray(images[i].convert("RGB"), np.uint8) for i in part])
+                pixels = self.encoder.preprocess.normalize_batch(rgb).to(self.encoder.device)
+                out[part] = self.encoder.features(pixels).float().cpu().numpy()
+        return out

@@ -54,11 +54,22 @@ def json_ready(value):
 
 
 def query_view_images(image: Image.Image, sha256: str, count: int, augment: AugmentConfig, size: int) -> list[Image.Image]:
-    """The `count` augmented views of a query image (RGB, `size` px), exactly as training makes
-    them: view i is `ViewMaker(augment, size)(image, view_rng(sha256, i, recipe_key(augment)), i)`.
-    `sha256` is the hex digest of the image file's bytes."""
+    """The `count` augmented views of a query image (RGB, `size` px, or the recipe's `render_size`),
+    exactly as training makes them: view i is `ViewMaker(augment, size)(image, view_rng(sha256, i,
+    recipe_key(augment)), i)`. `sha256` is the hex digest of the image file's bytes."""
     maker, recipe = ViewMaker(augment, size), recipe_key(augment)
+    if augment.renderings:  # deterministic: every rendering from one crop (`render_size` px, if set)
+        drawn = maker.renderings(image)
+        return [drawn[i % len(drawn)] for i in range(count)]
     return [maker(image, view_rng(sha256, i, recipe), i) for i in range(count)]
+
+
+def embed_views(backbone, views: list[Image.Image], batch: int = 32) -> np.ndarray:
+    """(N, D) features of views made by `query_view_images`, as they are: a view is already at the
+    size its recipe asks for (the input size, or a smaller `render_size`), so nothing resizes it."""
+    rows = [backbone.features_of_pixels([np.asarray(v, np.uint8) for v in views[start:start + batch]])
+            for start in range(0, len(views), batch)]
+    return np.concatenate(rows) if rows else np.zeros((0, backbone.feature_dim), np.float32)
 
 
 def average_view_embeddings(clean: np.ndarray, views: np.ndarray) -> np.ndarray:
@@ -74,7 +85,7 @@ def query_view_features(backbone, image: Image.Image, sha256: str, count: int, a
                         forward=None) -> np.ndarray:
     """(count, D) features of a query image's views by `backbone` (an encoder, or a copy backbone
     for a head on its descriptors), computed exactly as training's feature cache computes them
-    (`FeatureExtractor`): the views are already at the input size, so they go to the backbone as
+    (`FeatureExtractor`): the views are already at their size, so they go to the backbone as
     they are (`features_of_pixels`), not through the clean view's resize + crop. The service passes `image` decoded
     from the uploaded bytes and `sha256` = their hex digest, then `Head.apply_query(clean_features,
     view_features[None])`. `forward` (pixels -> features array) replaces the backbone's own forward,

@@ -1,14 +1,16 @@
 """A run's content recipe: the A&D head is fitted, its view-averaged query embedding is distilled
 into a query head (one forward per query), and the self-check on the run's own catalog
-(training/self_check.py) keeps the best of the raw backbone, the head, the distilled head and the
-head with rendered query views (the query averaged with its sketch and its silhouette: three
-forwards of the backbone, chosen only where the catalog's own check says it pays).
+(training/self_check.py) keeps the best of the raw backbone, the head, the distilled head and,
+on the copy backbone, the head with rendered query views (the query averaged with its sketch and
+its silhouette at 192 px: two small forwards, about the cost of one at its 256 px input; chosen
+only where the catalog's own check says it pays).
 
 `head.recipe` = auto (the default) keeps the self-check's choice; one-forward keeps its choice among
 all but the rendered head, so a query costs one forward of each backbone; raw, head, distilled, rendered or
-views force one: the check still runs and its figures are kept, so `attrib spaces set` can refuse a
-forced head that lost to raw. views is the previous behaviour: every query averaged over its
-views at serving time (query_views + 1 forwards), checked against raw alone.
+views force one (rendered on Lite0 too, at two more Lite0 forwards a query): the check still runs
+and its figures are kept, so `attrib spaces set` can refuse a forced head that lost to raw. views
+is the previous behaviour: every query averaged over its views at serving time (query_views + 1
+forwards), checked against raw alone.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import sys
 import numpy as np
 import torch
 
-from training.config import AugmentConfig, TrainConfig
+from training.backbones import COPY_FAMILY
+from training.config import RENDERING_NAMES, AugmentConfig, TrainConfig
 from training.data import Features
 from training.distil import fit_query_head
 from training.projection import build_head
@@ -28,9 +31,19 @@ from training.self_check import RAW, self_check
 
 HEAD, DISTILLED, VIEWS, RENDERED = "head", "distilled", "views", "rendered"
 CHECKED = ("auto", "one-forward")  # the recipes the self-check chooses; one-forward leaves out RENDERED
-# the `rendered` candidate's query views: the query's centre crop drawn as a line drawing and as a
-# cut-out, so a query meets a catalog of drawings or silhouettes in its own medium
-RENDERINGS = AugmentConfig(renderings=("sketch", "silhouette"))
+# The `rendered` candidate's query views: the query's centre crop drawn as a line drawing and as a
+# cut-out, so a query meets a catalog of drawings or silhouettes in its own medium. On the copy
+# backbone they are drawn and embedded at RENDER_SIZE px: two forwards at 192 px cost about one at
+# its 256 px input, and kept within a point of 256 px on the texture-vs-shape runs (docs/training.md).
+RENDER_SIZE = 192
+
+
+def renderings(encoder) -> AugmentConfig:
+    """The rendered candidate's query views for this encoder's backbone. Only the copy backbone's
+    engines take another input size; a Lite0 rendered head (forced with --recipe rendered: two more
+    Lite0 forwards, so `auto` never offers it) renders at Lite0's input size."""
+    size = RENDER_SIZE if encoder.spec.family == COPY_FAMILY else 0
+    return AugmentConfig(renderings=RENDERING_NAMES, render_size=size)
 
 
 def apply_recipe(encoder, config: TrainConfig, anchors: list[Features], catalog: Features | None,
@@ -42,8 +55,9 @@ def apply_recipe(encoder, config: TrainConfig, anchors: list[Features], catalog:
     encoder.head_config = with_view_settings(encoder.head_config, count if serve_views else 0, config.augment)
     candidates = {RAW: Head.identity(encoder.backbone_id, encoder.feature_dim),
                   VIEWS if serve_views else HEAD: _candidate(encoder)}
-    if not serve_views and recipe != "one-forward":
-        candidates[RENDERED] = _candidate(encoder, config=_rendered(encoder.head_config))
+    # auto offers the rendered head only where its renderings cost about one forward (the copy backbone)
+    if not serve_views and recipe != "one-forward" and (recipe != "auto" or encoder.spec.family == COPY_FAMILY):
+        candidates[RENDERED] = _candidate(encoder, config=_rendered(encoder))
     distil = None
     if count > 0 and not serve_views:
         clean = np.concatenate([f.clean for f in anchors])
@@ -74,8 +88,9 @@ def _candidate(encoder, query_head=None, config: dict | None = None) -> Head:
                 encoder.center.detach().clone(), config or encoder.head_config, query_head)
 
 
-def _rendered(head_config: dict) -> dict:
-    return with_view_settings(head_config, len(RENDERINGS.renderings), RENDERINGS)
+def _rendered(encoder) -> dict:
+    recipe = renderings(encoder)
+    return with_view_settings(encoder.head_config, len(recipe.renderings), recipe)
 
 
 def describe(check: dict) -> str:
@@ -92,7 +107,7 @@ def describe(check: dict) -> str:
 def _keep(encoder, chosen: str) -> None:
     """Leave the encoder as the chosen candidate: raw is the identity head with no centre."""
     if chosen == RENDERED:
-        encoder.head_config = _rendered(encoder.head_config)
+        encoder.head_config = _rendered(encoder)
     if chosen != DISTILLED:
         encoder.query_head = None
         encoder.head_config = {k: v for k, v in encoder.head_config.items() if k != "query_head"}

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from training.check_views import derive_for_check
 from training.data import DataError, file_sha256, load_rgb
 from training.heads import Head
-from training.query_views import query_view_images
+from training.query_views import embed_views, query_view_images
 from training.views import recipe_key
 
 MAX_QUERIES = 350  # derived queries: one per source, or several per source in a small catalog
@@ -71,9 +71,9 @@ def derived_queries(encoder, paths: list[Path], donors: list[Path], count: int =
         kinds.append(kind)
     if not images:
         raise DataError("no catalog image could be read for the self-check")
-    view_features = {key: encoder.embed_features(made).reshape(len(images), -1, encoder.feature_dim)
-                     for key, made in viewed.items()}
-    return encoder.embed_features(images), np.asarray(owners), kinds, view_features
+    viewed = {key: embed_views(encoder, made).reshape(len(images), -1, encoder.feature_dim)
+              for key, made in viewed.items()}
+    return encoder.embed_features(images), np.asarray(owners), kinds, viewed
 
 
 def view_key(setting: tuple) -> tuple[int, str]:

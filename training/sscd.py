@@ -68,7 +68,7 @@ class CopyBackbone:
         self._geometry = Preprocess(geometry)  # the encoder's resize + centre crop, without normalising
         self.path = model_path(name)
         self.backbone_id = f"{name}-{_digest(self.path, size)}"
-        self._runner = _OpenVino(self.path, size) if engine in ("auto", "openvino") and _has_openvino() \
+        self._runner = _OpenVino(self.path) if engine in ("auto", "openvino") and _has_openvino() \
             else _OnnxRuntime(self.path)
         self.engine_name = self._runner.name
         self.feature_dim = int(self._run(np.zeros((1, size, size, 3), np.uint8)).shape[1])
@@ -119,12 +119,12 @@ class _OpenVino:
 
     name = "openvino"
 
-    def __init__(self, path: Path, size: int):
+    def __init__(self, path: Path):
         import openvino as ov
 
         from training.engines.runtimes import cpu_threads
 
-        self._core, self._model, self._size = ov.Core(), ov.Core().read_model(str(path)), size
+        self._core, self._model = ov.Core(), ov.Core().read_model(str(path))
         self._config = {"INFERENCE_NUM_THREADS": cpu_threads(), "PERFORMANCE_HINT": "LATENCY",
                         "INFERENCE_PRECISION_HINT": "f32"}
         self._compiled: dict[int, object] = {}
@@ -132,18 +132,20 @@ class _OpenVino:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         requests = self._local.__dict__.setdefault("requests", {})
-        request = requests.get(len(batch))
+        request = requests.get(batch.shape)
         if request is None:
-            request = requests[len(batch)] = self._compile(len(batch)).create_infer_request()
+            request = requests[batch.shape] = self._compile(batch.shape).create_infer_request()
         return np.array(request.infer({0: batch})[0], dtype=np.float32)
 
-    def _compile(self, n: int):
+    def _compile(self, shape: tuple[int, ...]):
+        """The model compiled for (n, height, width, 3) uint8 input: the clean crop's size, or a
+        rendered head's smaller renderings (training/views.py)."""
         with self._lock:
-            if n not in self._compiled:
+            if shape not in self._compiled:
                 model = self._model.clone()
-                model.reshape({model.inputs[0].any_name: [n, self._size, self._size, 3]})
-                self._compiled[n] = self._core.compile_model(model, "CPU", self._config)
-            return self._compiled[n]
+                model.reshape({model.inputs[0].any_name: list(shape)})
+                self._compiled[shape] = self._core.compile_model(model, "CPU", self._config)
+            return self._compiled[shape]
 
 
 class _OnnxRuntime:

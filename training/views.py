@@ -18,9 +18,10 @@ from training.config import RENDERING_NAMES, AugmentConfig
 
 def recipe_key(config: AugmentConfig) -> str:
     """The views' identity: the recipe and the version of the drawings (v2: OpenCV's sketch and
-    silhouette), so a feature cache never mixes views drawn by different code."""
+    silhouette; renderings v3: drawn from one `rendering_crop`), so a feature cache never mixes
+    views drawn by different code."""
     text = json.dumps(dataclasses.asdict(config), sort_keys=True)
-    return hashlib.sha256(f"views-v2:{text}".encode()).hexdigest()[:12]
+    return hashlib.sha256(f"views-{'v3' if config.renderings else 'v2'}:{text}".encode()).hexdigest()[:12]
 
 
 def view_rng(sha256: str, index: int, recipe: str) -> np.random.Generator:
@@ -40,7 +41,7 @@ class ViewMaker:
         cfg = self.config
         if cfg.renderings:
             render = RENDERINGS[cfg.renderings[index % len(cfg.renderings)]]
-            return render(ImageOps.fit(image, (self.size, self.size), Image.Resampling.BICUBIC))
+            return render(rendering_crop(image, cfg.render_size or self.size))
         image = self.crop(image, rng)
         if rng.random() < cfg.p_flip:
             image = ImageOps.mirror(image)
@@ -50,6 +51,11 @@ class ViewMaker:
         if medium < cfg.p_sketch + cfg.p_silhouette:
             return silhouette(image, float(rng.uniform(*cfg.silhouette_blur)))
         return self.photometric(image, rng)
+
+    def renderings(self, image: Image.Image) -> list[Image.Image]:
+        """Every rendering of the image (views 0..n-1 of a rendering recipe), drawn from one crop."""
+        crop = rendering_crop(image, self.config.render_size or self.size)
+        return [RENDERINGS[name](crop) for name in self.config.renderings]
 
     def crop(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         """Random resized crop: area fraction in crop_scale, aspect ratio in [3/4, 4/3]."""
@@ -87,6 +93,17 @@ def colour_jitter(image: Image.Image, strength: float, rng: np.random.Generator)
     hsv = np.array(image.convert("HSV"))
     hsv[..., 0] = (hsv[..., 0].astype(np.int16) + int(rng.uniform(-strength / 4, strength / 4) * 255)) % 256
     return Image.fromarray(hsv, "HSV").convert("RGB")
+
+
+def rendering_crop(image: Image.Image, size: int) -> Image.Image:
+    """The centre square of the image at `size` px (bicubic): what the renderings are drawn from.
+    Pillow's reducing gap shrinks a large upload by whole factors first (a 1024 px image's crop
+    took 4.5 ms against 9 ms without it; the pixels differ by a quarter of a grey level)."""
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) / 2, (height - side) / 2
+    return image.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side),
+                        reducing_gap=2.0)
 
 
 # Canny's gradients go to OpenCV as int16: the [0, 1] grey image's Sobel responses (at most 4 in

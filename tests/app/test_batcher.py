@@ -71,3 +71,35 @@ def test_a_failed_forward_fails_its_requests_and_the_worker_goes_on():
     batcher.close()
     with pytest.raises(Overloaded):
         batcher(torch.zeros(1, 3, 8, 8))
+
+
+def test_requests_of_different_input_sizes_share_the_worker_and_get_their_own_rows(copy_backbone, photos):
+    """A rendered head's renderings are smaller than the clean crop: requests of several sizes
+    gathered into one batch run one forward per size, and each gets the rows its pixels give alone."""
+    image = Image.open(photos[0]).convert("RGB")
+    inputs = [np.asarray(image.resize((160, 160)), np.uint8)[None], copy_backbone.crop(image)[None],
+              copy_backbone.crop(Image.open(photos[1]).convert("RGB"))[None],
+              np.stack([np.asarray(image.resize((128, 128)), np.uint8)] * 2)]
+    gate, started, shapes = threading.Event(), threading.Event(), []
+
+    def forward(pixels):
+        started.set()
+        gate.wait(10)  # the first forward waits until every other request is queued behind it
+        shapes.append(pixels.shape)
+        return copy_backbone.features_of_pixels(pixels)
+
+    batcher = ForwardBatcher(forward, max_images=16, max_wait_ms=0)
+    try:
+        with ThreadPoolExecutor(len(inputs)) as pool:
+            first = pool.submit(batcher, inputs[0])
+            assert started.wait(10)
+            rest = [pool.submit(batcher, pixels) for pixels in inputs[1:]]
+            while batcher.depth() < len(rest):
+                pass
+            gate.set()
+            results = [first.result(10)] + [f.result(10) for f in rest]
+    finally:
+        batcher.close()
+    for got, pixels in zip(results, inputs):
+        assert np.allclose(got, copy_backbone.features_of_pixels(pixels), atol=1e-3)
+    assert sorted(shapes) == [(1, 160, 160, 3), (2, 128, 128, 3), (2, 256, 256, 3)]

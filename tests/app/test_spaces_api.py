@@ -160,11 +160,22 @@ def test_a_head_on_the_copy_backbone_serves_content_from_the_copy_features(api, 
     assert back.json()["previous_head_id"] == encoder.encoder_id
 
 
+def rendered_parts(encoder, image):
+    """The head's embeddings of the clean view, and of the sketch and silhouette of the image's
+    centre square at 192 px taken at that size (nothing resizes them to the model's 256 px)."""
+    crop = ImageOps.fit(image, (192, 192), Image.Resampling.BICUBIC)
+    drawn = encoder.features_of_pixels([np.asarray(sketch(crop)), np.asarray(silhouette(crop))])
+    assert drawn.shape == (2, encoder.feature_dim)
+    with torch.inference_mode():
+        return np.concatenate([encoder.embed_images([image]), encoder.project(torch.from_numpy(drawn)).numpy()])
+
+
 def test_a_rendered_head_averages_the_query_with_its_sketch_and_silhouette(api, corpus, edit, tmp_path):
     """The `rendered` recipe on the copy backbone: the query's centre crop drawn as a line drawing and
-    as a cut-out, each through the copy model, averaged with the clean view; sources stay clean."""
+    as a cut-out at 192 px, each through the copy model at that size, averaged with the clean view;
+    sources stay clean."""
     api.index(corpus[:6])
-    renderings = {"query_views": 2, "query_augment": {"renderings": ["sketch", "silhouette"]}}
+    renderings = {"query_views": 2, "query_augment": {"renderings": ["sketch", "silhouette"], "render_size": 192}}
     encoder = create_encoder("sscd_distilled", head_config={"type": "linear", "out_dim": 32, **renderings})
     assert encoder.query_views[0] == 2
     job = wait_for(api, put_head(api, "content", encoder.save(tmp_path / "rendered.pt").read_bytes()))
@@ -174,8 +185,7 @@ def test_a_rendered_head_averages_the_query_with_its_sketch_and_silhouette(api, 
     assert content["available"] and len(content["concepts"]) == 6
 
     image = Image.open(io.BytesIO(query)).convert("RGB")
-    crop = ImageOps.fit(image, (256, 256), Image.Resampling.BICUBIC)
-    parts = encoder.embed_images([image, sketch(crop), silhouette(crop)])
+    parts = rendered_parts(encoder, image)
     vector = parts.sum(0) / np.linalg.norm(parts.sum(0))
     sources = encoder.embed_images([Image.open(p).convert("RGB") for p in corpus[:6]])
     served = sorted((c["score"] for c in content["concepts"]), reverse=True)
@@ -193,7 +203,6 @@ def test_a_rendered_head_averages_the_query_with_its_sketch_and_silhouette(api, 
         if edit:
             images = [edited_copy(image, sha, 256, recipe=DERIVED) for image, sha in zip(images, concepts.shas[:2])]
         for image, query in zip(images, queries):
-            crop = ImageOps.fit(image, (256, 256), Image.Resampling.BICUBIC)
-            parts = encoder.embed_images([image, sketch(crop), silhouette(crop)])
+            parts = rendered_parts(encoder, image)
             np.testing.assert_allclose(query, parts.sum(0) / np.linalg.norm(parts.sum(0)), atol=2e-3)
         assert list(kept) == list(shown)

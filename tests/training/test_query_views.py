@@ -10,7 +10,7 @@ from training.config import AugmentConfig, ConfigError, TrainConfig, merge, vali
 from training.encoders import create_encoder, load_checkpoint
 from training.heads import Head
 from training.query_views import average_view_embeddings, query_view_images, view_settings, with_view_settings
-from training.views import ViewMaker, recipe_key, silhouette, sketch, view_rng
+from training.views import ViewMaker, recipe_key, rendering_crop, silhouette, sketch, view_rng
 
 
 def unit(x):
@@ -83,17 +83,29 @@ def test_service_view_features_equal_the_training_cache(tmp_path):
 
 
 def test_renderings_are_the_centre_crop_drawn_as_a_sketch_and_a_silhouette(photos):
-    image = Image.open(photos[0]).convert("RGB")
+    image = Image.open(photos[0]).convert("RGB").resize((1000, 700))  # large enough for the reducing gap
     renderings = AugmentConfig(renderings=("sketch", "silhouette"))
     made = query_view_images(image, "a" * 64, 2, renderings, 224)
-    crop = ImageOps.fit(image, (224, 224), Image.Resampling.BICUBIC)
+    crop = rendering_crop(image, 224)
+    fitted = np.asarray(ImageOps.fit(image, (224, 224), Image.Resampling.BICUBIC), np.float32)
+    assert crop.size == (224, 224) and np.abs(np.asarray(crop, np.float32) - fitted).mean() < 1.0  # the centre square
     for view, expected in zip(made, (sketch(crop), silhouette(crop))):
         assert np.array_equal(np.asarray(view), np.asarray(expected))
     assert all(np.array_equal(np.asarray(a), np.asarray(b))  # nothing random: the image's hash does not matter
                for a, b in zip(made, query_view_images(image, "b" * 64, 2, renderings, 224)))
+    maker = ViewMaker(renderings, 224)  # training's view i is the same as the query's
+    assert all(np.array_equal(np.asarray(maker(image, None, i)), np.asarray(made[i])) for i in range(2))
+    # a smaller render size: drawn from the crop at that size, whatever the backbone's input size
+    small = AugmentConfig(renderings=("sketch", "silhouette"), render_size=192)
+    for view, expected in zip(query_view_images(image, "a" * 64, 2, small, 256), (sketch, silhouette)):
+        assert view.size == (192, 192)
+        assert np.array_equal(np.asarray(view), np.asarray(expected(rendering_crop(image, 192))))
     # the head config round trip (JSON lists); views drawn before OpenCV's drawings (v1) never share a cache key
-    assert view_settings(with_view_settings({"type": "linear"}, 2, renderings)) == (2, renderings)
-    assert recipe_key(AugmentConfig()) not in ("5909f9137c14", recipe_key(renderings))
+    assert view_settings(with_view_settings({"type": "linear"}, 2, small)) == (2, small)
+    assert len({recipe_key(AugmentConfig()), "5909f9137c14", recipe_key(renderings), recipe_key(small)}) == 4
+    for size in (32, 2048):
+        with pytest.raises(ConfigError, match="render_size"):
+            validate(merge(TrainConfig(), {"augment": {"render_size": size}}))
     with pytest.raises(ConfigError, match="renderings"):
         validate(merge(TrainConfig(), {"augment": {"renderings": ["sketch", "oil painting"]}}))
 

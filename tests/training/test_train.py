@@ -91,6 +91,7 @@ def test_default_run_fits_the_whitening_head_and_checks_separation(manifest, tmp
     assert kept == auto.head_config["self_check"]["kept"] == auto.head_config["self_check"]["chosen"]
     assert (auto.query_head is not None) == (kept == "distilled")
     assert (auto.query_views[0] == 2 and auto.query_views[1].renderings == ("sketch", "silhouette")) == (kept == "rendered")
+    assert kept != "rendered" or auto.name == "sscd_distilled" and auto.query_views[1].render_size == 192
     if kept == "raw":  # the identity on uncentred features
         assert torch.equal(auto.head.weight, torch.eye(auto.feature_dim)) and not auto.center.any()
 
@@ -98,13 +99,22 @@ def test_default_run_fits_the_whitening_head_and_checks_separation(manifest, tmp
                        "--recipe", "rendered", "--backbone", "sscd_distilled"]) == 0
     capsys.readouterr()
     rendered = load_checkpoint(tmp_path / "r.pt")  # the query averaged with its sketch and silhouette: 3 forwards
-    assert rendered.query_views == (2, AugmentConfig(renderings=("sketch", "silhouette"))) and rendered.query_head is None
+    assert rendered.query_views == (2, AugmentConfig(renderings=("sketch", "silhouette"), render_size=192))
+    assert rendered.query_head is None
     assert rendered.head_config["self_check"]["kept"] == "rendered" and rendered.name == "sscd_distilled"
     assert train.main([str(manifest), "--output", str(tmp_path / "one.pt"), "--cache-dir", cache, "--views", "2",
                        "--recipe", "one-forward"]) == 0
     one = json.loads(capsys.readouterr().out)["recipe"]  # the check's choice, the rendered head left out
     assert set(one["self_check"]["candidates"]) == {"raw", "head", "distilled"} and one["kept"] == one["self_check"]["chosen"]
     assert load_checkpoint(tmp_path / "one.pt").query_views == (0, None)
+    # on Lite0, auto leaves the rendered head out (two more Lite0 forwards a query); forced, it renders at 224 px
+    assert train.main([str(manifest), "--output", str(tmp_path / "lite0.pt"), "--cache-dir", cache, "--views", "2",
+                       "--backbone", "efficientnet_lite0"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["recipe"]["self_check"]["candidates"]) == {"raw", "head", "distilled"}
+    assert train.main([str(manifest), "--output", str(tmp_path / "lr.pt"), "--cache-dir", cache, "--views", "2",
+                       "--backbone", "efficientnet_lite0", "--recipe", "rendered"]) == 0
+    capsys.readouterr()
+    assert load_checkpoint(tmp_path / "lr.pt").query_views == (2, AugmentConfig(renderings=("sketch", "silhouette")))
 
     sources_only = tmp_path / "catalog.csv"
     sources_only.write_text("\n".join(line for line in manifest.read_text().splitlines() if ",query," not in line) + "\n")
