@@ -145,7 +145,7 @@ def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 
     forwards = forward if isinstance(forward, dict) else {catalog.backbone_id: forward} if forward else {}
     needed = {live.info.backbone_id for live in selected.values() if live is not None}
     features = embed_query(catalog, image, needed, forwards, timings)
-    answers, timings["search"], views = {}, {}, {}
+    answers, timings["search"], views, rows = {}, {}, {}, {}
     concepts = concept_count(catalog.sessions) if any(selected.values()) else 0
     for name, live in selected.items():
         started = time.perf_counter()
@@ -156,7 +156,7 @@ def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 
             vector = query_vector(catalog, live.head, features[live.info.backbone_id], decoded, views, timings,
                                   forwards.get(live.info.backbone_id))
             started += (timings["embed"] - embedded) / 1000  # a views forward counts as embedding
-            answers[name] = rank_space(catalog, name, live, vector, k, concepts, temperature, per_concept)
+            answers[name] = rank_space(catalog, name, live, vector, k, concepts, temperature, per_concept, rows)
         timings["search"][name] = _ms_since(started)
     backbones = {catalog.backbones[bid].name: bid for bid in sorted(needed)}
     verdict = fuse(catalog, answers)
@@ -232,12 +232,13 @@ def select_spaces(catalog: Catalog, space: str) -> dict[str, LiveSpace | None]:
     return {space: catalog.live_space(space)}
 
 
-def rank_space(catalog: Catalog, name: str, space: LiveSpace, vector, k: int, concepts: int,
-               temperature: float = 0.05, per_concept: int = SOURCES_PER_CONCEPT) -> SpaceAnswer:
+def rank_space(catalog: Catalog, name: str, space: LiveSpace, vector, k: int, concepts: int, temperature: float = 0.05,
+               per_concept: int = SOURCES_PER_CONCEPT, rows: dict | None = None) -> SpaceAnswer:
     """The space's top-k concepts with calibrated probabilities, `share`, and the none mass.
-    `concepts` is how many concepts the catalog holds (for the mass below the list)."""
+    `concepts` is how many concepts the catalog holds (for the mass below the list); `rows` the
+    request's source rows read so far (`top_concepts`)."""
     calibration = calibration_for(catalog, space)
-    ranked = top_concepts(catalog, space, vector, max(k, WINDOW), per_concept)
+    ranked = top_concepts(catalog, space, vector, max(k, WINDOW), per_concept, {} if rows is None else rows)
     scores = [matches[0].score for _, matches in ranked]
     if scores:
         listed, none, _ = predict(calibration, np.array([scores]), max(concepts, len(scores)))
@@ -252,26 +253,32 @@ def rank_space(catalog: Catalog, name: str, space: LiveSpace, vector, k: int, co
                        space.info.backbone, evidence)
 
 
-def top_concepts(catalog: Catalog, space: LiveSpace, vector, k: int,
-                 per_concept: int = SOURCES_PER_CONCEPT) -> list[tuple[str, list[SourceMatch]]]:
-    """The k best concepts (fewer if the catalog has fewer), each with its sources, best first."""
+def top_concepts(catalog: Catalog, space: LiveSpace, vector, k: int, per_concept: int,
+                 rows: dict) -> list[tuple[str, list[SourceMatch]]]:
+    """The k best concepts (fewer if the catalog has fewer), each with its sources, best first.
+    `rows` ({source id: row, or None for a source gone}) is shared by the spaces of one answer, so
+    the sources that several spaces find are read from the database once."""
     total = len(space.index)
     wanted = max(64, k * per_concept * 4)
     while True:
-        grouped = _group_by_concept(catalog, catalog.search(space, vector, wanted))
+        grouped = _group_by_concept(catalog, catalog.search(space, vector, wanted), rows)
         if len(grouped) >= k or wanted >= total:
             break
         wanted *= 4
     return sorted(grouped.items(), key=lambda item: -item[1][0].score)[:k]
 
 
-def _group_by_concept(catalog: Catalog, hits: list[Hit]) -> dict[str, list[SourceMatch]]:
-    """Hits whose row is gone (deleted meanwhile) are dropped; each list stays best first."""
-    info = source_rows(catalog.sessions, [hit.source_id for hit in hits])
+def _group_by_concept(catalog: Catalog, hits: list[Hit], rows: dict) -> dict[str, list[SourceMatch]]:
+    """Hits whose row is gone (deleted meanwhile) are dropped; each list stays best first. Reads
+    the rows not in `rows` yet, and adds them (None for a source gone)."""
+    missing = list(dict.fromkeys(hit.source_id for hit in hits if hit.source_id not in rows))
+    if missing:
+        found = source_rows(catalog.sessions, missing)
+        rows.update({source_id: found.get(source_id) for source_id in missing})
     grouped: dict[str, list[SourceMatch]] = defaultdict(list)
     for hit in hits:
-        if hit.source_id in info:
-            filename, sha256, concept = info[hit.source_id]
+        if rows[hit.source_id] is not None:
+            filename, sha256, concept = rows[hit.source_id]
             grouped[concept].append(SourceMatch(hit.source_id, hit.score, filename, sha256))
     return grouped
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from index.calibration.calibration import edited_copies
 from index.calibration.concept_scores import catalog_concepts
@@ -16,7 +16,7 @@ from index.calibration.query_side import head_queries
 from training.encoders import create_encoder
 from training.selffit import DERIVED, edited_copy
 from training.sscd import load_copy_backbone
-from training.views import silhouette, sketch
+from training.views import rendering_crop, silhouette, sketch
 
 pytestmark = pytest.mark.both_stores
 
@@ -162,8 +162,9 @@ def test_a_head_on_the_copy_backbone_serves_content_from_the_copy_features(api, 
 
 def rendered_parts(encoder, image):
     """The head's embeddings of the clean view, and of the sketch and silhouette of the image's
-    centre square at 192 px taken at that size (nothing resizes them to the model's 256 px)."""
-    crop = ImageOps.fit(image, (192, 192), Image.Resampling.BICUBIC)
+    centre square at 192 px (tests/training/test_query_views.py) taken at that size (nothing
+    resizes them to the model's 256 px)."""
+    crop = rendering_crop(image, 192)
     drawn = encoder.features_of_pixels([np.asarray(sketch(crop)), np.asarray(silhouette(crop))])
     assert drawn.shape == (2, encoder.feature_dim)
     with torch.inference_mode():

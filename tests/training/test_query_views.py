@@ -87,7 +87,7 @@ def test_renderings_are_the_centre_crop_drawn_as_a_sketch_and_a_silhouette(photo
     renderings = AugmentConfig(renderings=("sketch", "silhouette"))
     made = query_view_images(image, "a" * 64, 2, renderings, 224)
     crop = rendering_crop(image, 224)
-    fitted = np.asarray(ImageOps.fit(image, (224, 224), Image.Resampling.BICUBIC), np.float32)
+    fitted = np.asarray(ImageOps.fit(image, (224, 224), Image.Resampling.BICUBIC).convert("L"), np.float32)
     assert crop.size == (224, 224) and np.abs(np.asarray(crop, np.float32) - fitted).mean() < 1.0  # the centre square
     for view, expected in zip(made, (sketch(crop), silhouette(crop))):
         assert np.array_equal(np.asarray(view), np.asarray(expected))
