@@ -165,7 +165,8 @@ class TrainOut(BaseModel):
     head_fit: str = Field(description="`whiten` (closed form), `identity` (no pool images yet) or `sgd`.")
     recipe: str | None = Field(None, description=(
         "What the self-check kept: `raw`, `head` or `distilled` (one forward per query), or `rendered` (the query "
-        "averaged with its sketch and silhouette: three forwards; training/recipe.py)."))
+        "averaged with its sketch and silhouette: on the copy backbone, two more forwards at 192 px; "
+        "training/recipe.py)."))
     backbone: str | None = Field(None, description=(
         "The backbone whose features the head maps, as the self-checks chose (training/backbone_choice.py): "
         "`efficientnet_lite0`, or `sscd_distilled` (the copy space's descriptors: no forward of its own)."))

@@ -25,8 +25,8 @@ class ConfigError(AttribError):
     code = "bad_config"
 
 
-# auto: the self-check keeps the best of raw, head, distilled and rendered (one-forward: all but
-# rendered); views: queries averaged over their views at serving time (query_views + 1 forwards, no
+# auto: the self-check keeps the best of raw, head, distilled and (on the copy backbone) rendered;
+# one-forward: all but rendered; views: queries averaged over their views at serving time (query_views + 1 forwards, no
 # query head); the others force that candidate
 RECIPES = ("auto", "one-forward", "raw", "head", "distilled", "rendered", "views")
 RENDERING_NAMES = ("sketch", "silhouette")  # AugmentConfig.renderings; the drawings are training/views.py's RENDERINGS
@@ -38,8 +38,8 @@ class HeadConfig:
     fit: str = "whiten"  # "whiten": closed-form linear A&D (training/whitening.py); "sgd": loss terms, `steps` steps
     whiten_eps: float = 0.1  # ridge of the nuisance covariance, relative to its mean eigenvalue
     query_views: int = 8  # views the teacher averages a query over (distilled into the query head; 0: none)
-    recipe: str = "auto"  # auto: the self-check keeps the best of raw, head, distilled, rendered; one-forward:
-    # the best but rendered (one forward per query and backbone); or force one, or "views"
+    recipe: str = "auto"  # auto: the self-check keeps the best of raw, head, distilled, rendered (copy backbone);
+    # one-forward: the best but rendered (one forward per query and backbone); or force one, or "views"
     distil_ridge: float = 1e-2  # ridge of the query head's fit, relative to the mean eigenvalue (training/distil.py)
     out_dim: int = 512  # mlp only
     hidden_dim: int = 2048  # mlp only

@@ -57,10 +57,11 @@ def query_view_images(image: Image.Image, sha256: str, count: int, augment: Augm
     """The `count` augmented views of a query image (RGB, `size` px, or the recipe's `render_size`),
     exactly as training makes them: view i is `ViewMaker(augment, size)(image, view_rng(sha256, i,
     recipe_key(augment)), i)`. `sha256` is the hex digest of the image file's bytes."""
-    maker, recipe = ViewMaker(augment, size), recipe_key(augment)
+    maker = ViewMaker(augment, size)
     if augment.renderings:  # deterministic: every rendering from one crop (`render_size` px, if set)
         drawn = maker.renderings(image)
         return [drawn[i % len(drawn)] for i in range(count)]
+    recipe = recipe_key(augment)
     return [maker(image, view_rng(sha256, i, recipe), i) for i in range(count)]
 
 

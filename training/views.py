@@ -118,7 +118,7 @@ def sketch(image: Image.Image, sigma: float = 3.5, low: float = 0.1, high: float
     """Edge-map view: Canny edges (Canny, IEEE TPAMI 1986) of the grey image smoothed with a
     Gaussian of `sigma` px, the gradient magnitude's hysteresis thresholds `low` and `high` as
     fractions of the grey range, dilated by a 3x3 cross, drawn black on white. OpenCV draws it in
-    ~2 ms at 288 px (scikit-image's canny took ~9 ms), which a rendered head pays per query."""
+    ~0.5 ms at 192 px (scikit-image's canny took ~9 ms at 288), which a rendered head pays per query."""
     grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     smooth = cv2.GaussianBlur(grey, (0, 0), sigma)
     dx, dy = (cv2.Sobel(smooth, cv2.CV_32F, x, 1 - x, ksize=3, scale=GRADIENT_SCALE).astype(np.int16) for x in (1, 0))
