@@ -26,8 +26,8 @@ class ConfigError(AttribError):
 
 
 # auto: the self-check keeps the best of raw, head, distilled and (on the copy backbone) rendered;
-# one-forward: all but rendered; views: queries averaged over their views at serving time (query_views + 1 forwards, no
-# query head); the others force that candidate
+# one-forward: all but rendered; views: queries averaged over their views at serving time
+# (query_views + 1 forwards, no query head); the others force that candidate
 RECIPES = ("auto", "one-forward", "raw", "head", "distilled", "rendered", "views")
 RENDERING_NAMES = ("sketch", "silhouette")  # AugmentConfig.renderings; the drawings are training/views.py's RENDERINGS
 

@@ -34,7 +34,8 @@ CHECKED = ("auto", "one-forward")  # the recipes the self-check chooses; one-for
 # The `rendered` candidate's query views: the query's centre crop drawn as a line drawing and as a
 # cut-out, so a query meets a catalog of drawings or silhouettes in its own medium. On the copy
 # backbone they are drawn and embedded at RENDER_SIZE px: two forwards at 192 px cost about one at
-# its 256 px input, and kept within a point of 256 px on the texture-vs-shape runs (docs/training.md).
+# its 256 px input, and stayed within 2.5 mAP of 256 px on the texture-vs-shape runs, above it on
+# half B and below on half A (160 px lost up to 7; docs/training.md).
 RENDER_SIZE = 192
 
 

@@ -127,7 +127,7 @@ class _OpenVino:
         self._core, self._model = ov.Core(), ov.Core().read_model(str(path))
         self._config = {"INFERENCE_NUM_THREADS": cpu_threads(), "PERFORMANCE_HINT": "LATENCY",
                         "INFERENCE_PRECISION_HINT": "f32"}
-        self._compiled: dict[int, object] = {}
+        self._compiled: dict[tuple[int, ...], object] = {}
         self._lock, self._local = threading.Lock(), threading.local()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
