@@ -11,7 +11,7 @@ forwards, at 192 px). Every column is a candidate scored on the real queries, wh
 keep (benchmarks/recipe.py has what it keeps). Labels are read only to score.
 
 Usage (from the repository root; about 10 minutes on 2 cores, features kept in memory only):
-  .venv/bin/python benchmarks/ad_on_sscd.py [--out var/benchmarks/ad-on-sscd]
+  .venv/bin/python benchmarks/ad_on_sscd.py [--out var/benchmarks/ad-on-sscd] [--render-size PX]
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ VIEWS = 8
 class Features:
     """SSCD student descriptors of an image's clean view and its training views, kept in memory."""
 
-    def __init__(self):
+    def __init__(self, render_size: int = RENDER_SIZE):
         self.backbone = load_copy_backbone("sscd_distilled")
         self.augment = AugmentConfig()
         self.views = ViewMaker(self.augment, 256)
-        self.render = ViewMaker(AugmentConfig(renderings=RENDERING_NAMES, render_size=RENDER_SIZE), 256)
+        self.render = ViewMaker(AugmentConfig(renderings=RENDERING_NAMES, render_size=render_size), 256)
         self.cache: dict[Path, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def __call__(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
@@ -116,9 +116,11 @@ def run(features: Features, training: Path, evaluation: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "var" / "benchmarks" / "ad-on-sscd")
+    parser.add_argument("--render-size", type=int, default=RENDER_SIZE,
+                        help="px of the rendered column's sketch and silhouette (the recipe's: %(default)s)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    features, results = Features(), {}
+    features, results = Features(args.render_size), {}
     photo = SHARED / "photo-dev-content.csv"
     runs = {"photo catalog-only": (catalog_only(photo, args.out), photo), "photo transductive": (photo, photo)}
     splits = write_splits(args.out)
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, (training, evaluation) in PROTOCOLS.items():
             runs[f"tvs {half} {label.split(' (')[0]}"] = (splits[half][training], splits[half][evaluation])
     lines = ["| run | SSCD raw | head | head + views (9 forwards) | distilled (1 forward) "
-             "| rendered (+2 forwards at 192 px) |",
+             f"| rendered (+2 forwards at {args.render_size} px) |",
              "|---|---|---|---|---|---|"]
     for name, (training, evaluation) in runs.items():
         results[name] = run(features, training, evaluation)
