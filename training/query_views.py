@@ -91,11 +91,10 @@ def query_view_features(backbone, image: Image.Image, sha256: str, count: int, a
     from the uploaded bytes and `sha256` = their hex digest, then `Head.apply_query(clean_features,
     view_features[None])`. `forward` (pixels -> features array) replaces the backbone's own forward,
     e.g. with the service's shared batch."""
-    if count <= 0:
-        return np.zeros((0, backbone.feature_dim), np.float32)
-    pixels = [np.asarray(v, np.uint8) for v in query_view_images(image, sha256, count, augment, backbone.input_size)]
-    if forward is None:
-        return backbone.features_of_pixels(pixels)
+    views = query_view_images(image, sha256, count, augment, backbone.input_size) if count > 0 else []
+    if forward is None or not views:
+        return embed_views(backbone, views)
+    pixels = [np.asarray(v, np.uint8) for v in views]
     if hasattr(backbone, "preprocess"):  # the encoder's shared batches take normalised tensors
         return forward(backbone.preprocess.normalize_batch(np.stack(pixels)))
     return forward(np.stack(pixels))  # a copy backbone's take uint8 pixels
