@@ -2,7 +2,7 @@
 into a query head (one forward per query), and the self-check on the run's own catalog
 (training/self_check.py) keeps the best of the raw backbone, the head, the distilled head and,
 on the copy backbone, the head with rendered query views (the query averaged with its sketch and
-its silhouette at 192 px: two small forwards, about the cost of one at its 256 px input; chosen
+its silhouette at 192 px: two small forwards, about 1.2 times one at its 256 px input; chosen
 only where the catalog's own check says it pays).
 
 `head.recipe` = auto (the default) keeps the self-check's choice; one-forward keeps its choice among
@@ -33,9 +33,9 @@ HEAD, DISTILLED, VIEWS, RENDERED = "head", "distilled", "views", "rendered"
 CHECKED = ("auto", "one-forward")  # the recipes the self-check chooses; one-forward leaves out RENDERED
 # The `rendered` candidate's query views: the query's centre crop drawn as a line drawing and as a
 # cut-out, so a query meets a catalog of drawings or silhouettes in its own medium. On the copy
-# backbone they are drawn and embedded at RENDER_SIZE px: two forwards at 192 px cost about one at
-# its 256 px input, and stayed within 2.5 mAP of 256 px on the texture-vs-shape runs, above it on
-# half B and below on half A (160 px lost up to 7; docs/training.md).
+# backbone they are drawn and embedded at RENDER_SIZE px: two forwards at 192 px cost about 1.2
+# times one at its 256 px input, and stayed within 2.5 mAP of 256 px on the texture-vs-shape
+# runs, above it on half B and below on half A (160 px lost up to 7; docs/training.md).
 RENDER_SIZE = 192
 
 
@@ -56,7 +56,7 @@ def apply_recipe(encoder, config: TrainConfig, anchors: list[Features], catalog:
     encoder.head_config = with_view_settings(encoder.head_config, count if serve_views else 0, config.augment)
     candidates = {RAW: Head.identity(encoder.backbone_id, encoder.feature_dim),
                   VIEWS if serve_views else HEAD: _candidate(encoder)}
-    # auto offers the rendered head only where its renderings cost about one forward (the copy backbone)
+    # auto offers the rendered head only where its renderings cost about one more forward (copy backbone)
     if not serve_views and recipe != "one-forward" and (recipe != "auto" or encoder.spec.family == COPY_FAMILY):
         candidates[RENDERED] = _candidate(encoder, config=_rendered(encoder))
     distil = None
