@@ -232,13 +232,13 @@ def select_spaces(catalog: Catalog, space: str) -> dict[str, LiveSpace | None]:
     return {space: catalog.live_space(space)}
 
 
-def rank_space(catalog: Catalog, name: str, space: LiveSpace, vector, k: int, concepts: int, temperature: float = 0.05,
-               per_concept: int = SOURCES_PER_CONCEPT, rows: dict | None = None) -> SpaceAnswer:
+def rank_space(catalog: Catalog, name: str, space: LiveSpace, vector, k: int, concepts: int, temperature: float,
+               per_concept: int, rows: dict) -> SpaceAnswer:
     """The space's top-k concepts with calibrated probabilities, `share`, and the none mass.
     `concepts` is how many concepts the catalog holds (for the mass below the list); `rows` the
     request's source rows read so far (`top_concepts`)."""
     calibration = calibration_for(catalog, space)
-    ranked = top_concepts(catalog, space, vector, max(k, WINDOW), per_concept, {} if rows is None else rows)
+    ranked = top_concepts(catalog, space, vector, max(k, WINDOW), per_concept, rows)
     scores = [matches[0].score for _, matches in ranked]
     if scores:
         listed, none, _ = predict(calibration, np.array([scores]), max(concepts, len(scores)))

@@ -113,14 +113,15 @@ def rendering_ms(paths: list[Path]) -> dict:
         backbone.features_of_pixels(views)
         draw.append((drawn - started) * 1000)
         forward.append((time.perf_counter() - drawn) * 1000)
-    return {"draw_ms": round(float(np.median(draw[1:])), 1), "views_forward_ms": round(float(np.median(forward[1:])), 1)}
+    return {"draw_ms": round(float(np.median(draw[1:])), 1), "views_forward_ms": round(float(np.median(forward[1:])), 1),
+            "size_px": RENDER_SIZE}
 
 
 def table(result: dict) -> str:
     lines = [f"SSCD distilled bare batch-1 forward {result['sscd_b1_ms']} ms; target for all spaces: style only "
              "+ that + 10 ms", "",
              f"A rendered head's two renderings: drawn in {result['rendering']['draw_ms']} ms, their batch-2 SSCD "
-             f"forward at 192 px {result['rendering']['views_forward_ms']} ms", "",
+             f"forward at {result['rendering']['size_px']} px {result['rendering']['views_forward_ms']} ms", "",
              "| content head | style only p50 ms | copy + style + content p50 ms | added by copy and content | target |",
              "|---|---|---|---|---|"]
     for recipe, row in result["served"].items():
