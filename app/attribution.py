@@ -95,6 +95,7 @@ class VerdictAnswer:
     source_space: str | None
     method: str  # "catalog" (fitted on the catalog), "decisions" (on reviewers' decisions) or "max_rule"
     chosen: str  # "fused", or the one space a fit trusts; "max_rule" without a fit
+    read_regions: bool = False  # whether the candidates' matched regions (inlier counts) were read
 
 
 @dataclass
@@ -163,13 +164,15 @@ def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 
     return Attribution(catalog.backbone_id, answers, backbones, timings, decoded, verdict)
 
 
-def fuse(catalog: Catalog, answers: dict[str, SpaceAnswer]) -> VerdictAnswer | None:
+def fuse(catalog: Catalog, answers: dict[str, SpaceAnswer], strength: dict[str, int] | None = None
+         ) -> VerdictAnswer | None:
     """The verdict over the spaces that answered. The fitted model reads every live space; an
-    answer from fewer of them (one space asked for, or one still being built) uses the max rule."""
+    answer from fewer of them (one space asked for, or one still being built) uses the max rule.
+    `strength` ({concept: inliers}, see `match_strength`) is read where the fit kept it."""
     evidence = {name: a.evidence for name, a in answers.items() if a.available and a.evidence is not None}
     live = catalog.spaces()
     model = verdict_for(catalog, live) if evidence and set(evidence) == set(live) else None
-    verdict = predict_verdict(model, evidence)
+    verdict = predict_verdict(model, evidence, strength)
     if verdict is None:
         return None
     carriers = [answers[name] for name in verdict.spaces] or list(answers.values())
@@ -177,7 +180,18 @@ def fuse(catalog: Catalog, answers: dict[str, SpaceAnswer]) -> VerdictAnswer | N
     found = next((m for m in surest.concepts if m.concept == verdict.concept), None)
     return VerdictAnswer(verdict.kind, verdict.concept, verdict.probability, verdict.none_probability, verdict.spaces,
                          found.sources[0] if found and found.sources else None, surest.space if found else None,
-                         model.method if model else MAX_RULE, model.chosen if model else MAX_RULE)
+                         model.method if model else MAX_RULE, model.chosen if model else MAX_RULE, verdict.read_regions)
+
+
+def match_strength(answers: dict[str, SpaceAnswer], inliers: dict[int, int]) -> dict[str, int]:
+    """{concept: inliers} of the verdict's candidates: for each space's first concept, the most
+    inliers (`inliers`: {source id: count}) of its first source in a space that ranks it first."""
+    strength: dict[str, int] = {}
+    for answer in answers.values():
+        if answer.available and answer.concepts and answer.concepts[0].sources:
+            top = answer.concepts[0]
+            strength[top.concept] = max(strength.get(top.concept, 0), inliers.get(top.sources[0].id, 0))
+    return strength
 
 
 def embed_query(catalog: Catalog, image, backbone_ids: set[str], forwards: dict, timings: dict) -> dict:

@@ -94,6 +94,9 @@ class VerdictOut(BaseModel):
         "space surest of a concept (`max_rule`).")
     chosen: str = Field(description="What the fit kept after checking itself on held-out data: `fused` (every "
                         "space), or the name of the one space it trusts; `max_rule` without a fit.")
+    read_regions: bool = Field(False, description="Whether the verdict also read how strongly each candidate's first "
+                               "source matched the query's regions (inlier counts). Only with `?evidence=regions`, and "
+                               "only where the catalog's fit found that it helps (docs/verdict.md).")
 
 
 class AttributeResponse(BaseModel):

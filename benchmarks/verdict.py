@@ -24,9 +24,16 @@ sourceless splits of tvs-dev-content.csv, built here: the content images are sor
 a quarter of the queries have no source. A head from `attrib train tvs-dev-content.csv` has seen
 these queries (transductive for the content space); the verdict's fit never sees a query.
 
+`--photo-hard` adds benchmarks/photo_hard.py's manifest (small crops, crops pasted into other
+pictures, strong rotations of imagenet-sample photos; a quarter without a source).
+
+`--evidence regions` asks every answer for matched regions (issue 26): the verdict then reads the
+candidates' inlier counts where the catalog's fit kept them, and the decisions refit gets them too;
+its halves are printed with and without them.
+
 Usage (from the repository root; about 5 minutes per manifest on 2 cores):
-  .venv/bin/python benchmarks/verdict.py [--manifest photo-dev-none.csv ...] [--tvs-head CKPT]
-      [--out var/benchmarks/verdict]
+  .venv/bin/python benchmarks/verdict.py [--manifest photo-dev-none.csv ...] [--photo-hard] [--tvs-head CKPT]
+      [--evidence regions] [--out var/benchmarks/verdict]
 """
 
 from __future__ import annotations
@@ -46,20 +53,21 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fastapi.testclient import TestClient  # noqa: E402
+from photo_hard import build as build_photo_hard  # noqa: E402
 from spaces_tvs import SHARED, index_gallery, put_head  # noqa: E402
 
 from app.main import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from index.auth import create_key  # noqa: E402
 from index.calibration import refit_verdict  # noqa: E402
-from index.calibration.verdict_decisions import DECISIONS, evidence_of  # noqa: E402
+from index.calibration.verdict_decisions import DECISIONS, evidence_of, strength_of  # noqa: E402
 from training.data import read_manifest  # noqa: E402
 from training.reliability import BINS, auroc, expected_calibration_error, reliability_bins  # noqa: E402
 from training.verdict import fit, predict  # noqa: E402
 from training.verdict_metrics import claim_reliability, format_table, score_answers  # noqa: E402
 
 
-def run(manifest: Path, home: Path, head: Path | None = None) -> dict:
+def run(manifest: Path, home: Path, head: Path | None = None, evidence: str = "none") -> dict:
     rows = read_manifest(manifest)
     sourced_concepts = {r.concept for r in rows if r.role == "source"}
     settings = Settings(home=home, database_url=None, device="cpu", async_batch_files=48)
@@ -72,13 +80,15 @@ def run(manifest: Path, home: Path, head: Path | None = None) -> dict:
         started = time.perf_counter()
         model = refit_verdict(catalog, catalog.spaces())
         fit_seconds = time.perf_counter() - started
-        answers = [(row.concept, client.post("/attribute", files={"file": (row.path.name, row.path.read_bytes())}).json())
+        answers = [(row.concept, client.post("/attribute", params={"evidence": evidence},
+                                             files={"file": (row.path.name, row.path.read_bytes())}).json())
                    for row in rows if row.role == "query"]
     truth = [concept if concept in sourced_concepts else None for concept, _ in answers]
     bodies = [body for _, body in answers]
     return {"queries": len(answers), "sourceless": sum(t is None for t in truth), "fit_seconds": round(fit_seconds, 1),
             "fit": {"chosen": model.chosen, **model.summary} if model else None,
-            "verdict methods": sorted({b["verdict"]["method"] + "/" + b["verdict"]["chosen"] for b in bodies}),
+            "verdict methods": sorted({b["verdict"]["method"] + "/" + b["verdict"]["chosen"]
+                                       + ("+regions" if b["verdict"].get("read_regions") else "") for b in bodies}),
             "figures": score_answers(bodies, truth), "decided_halves": decided_halves(bodies, truth),
             "_claims": claims_of(bodies, truth)}
 
@@ -87,24 +97,30 @@ def decided_halves(bodies: list[dict], truth: list) -> dict:
     """What reviewers' decisions would give: the verdict refitted (as `attrib calibrate
     --from-decisions` refits it) on the stored answers of one half of the queries (every other
     one), with their true labels, then scored on the other half; and the other way round. Beside
-    it, each space and the label-free verdict on the same scored half."""
+    it, each space and the label-free verdict on the same scored half. Answers with matched
+    regions are refitted twice: reading their match strength, and not."""
     spaces = sorted(name for name, block in bodies[0]["spaces"].items() if block["available"])
     examples = [{name: evidence_of(body["spaces"][name]) for name in spaces} for body in bodies]
+    found = [strength_of([body["spaces"][name] for name in spaces]) for body in bodies]
+    readings = {"": None} | ({" with match strength": found} if all(f is not None for f in found) else {})
     out = {}
     for half in (0, 1):
         taught = [i for i in range(len(bodies)) if i % 2 == half]
         scored = [i for i in range(len(bodies)) if i % 2 != half]
-        model = fit([examples[i] for i in taught], [truth[i] for i in taught], np.arange(len(taught)), spaces,
-                    DECISIONS, f"{len(taught)} decided cases")
-        refitted = []
-        for i in scored:
-            v = predict(model, examples[i])
-            refitted.append(bodies[i] | {"verdict": {"concept": v.concept, "probability": v.probability,
-                                                     "none_probability": v.none_probability}})
         figures = score_answers([bodies[i] for i in scored], [truth[i] for i in scored])
-        figures["verdict, refitted on the other half's decisions"] = score_answers(
-            refitted, [truth[i] for i in scored])["verdict"]
-        out[f"scored on half {1 - half}, chosen {model.chosen}"] = figures
+        for label, strengths in readings.items():
+            model = fit([examples[i] for i in taught], [truth[i] for i in taught], np.arange(len(taught)), spaces,
+                        DECISIONS, f"{len(taught)} decided cases", strengths=[strengths[i] for i in taught]
+                        if strengths else None)
+            refitted = []
+            for i in scored:
+                v = predict(model, examples[i], strengths[i] if strengths else None)
+                refitted.append(bodies[i] | {"verdict": {"concept": v.concept, "probability": v.probability,
+                                                         "none_probability": v.none_probability}})
+            kept = f", {model.chosen}" + ("+regions" if model.regions else "")
+            figures[f"verdict, refitted on the other half's decisions{label}{kept}"] = score_answers(
+                refitted, [truth[i] for i in scored])["verdict"]
+        out[f"scored on half {1 - half}"] = figures
     return out
 
 
@@ -143,18 +159,23 @@ def tvs_splits(folder: Path) -> dict[str, Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", action="append", help="under ../shared/data (default: photo-dev-none.csv)")
+    parser.add_argument("--photo-hard", action="store_true", help="also run benchmarks/photo_hard.py's manifest")
     parser.add_argument("--tvs-head", type=Path, help="A&D checkpoint: also run the texture-vs-shape splits with it")
+    parser.add_argument("--evidence", choices=("none", "regions"), default="none",
+                        help="ask every answer for matched regions (the verdict may read their strength)")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "benchmarks" / "verdict")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     runs = [(SHARED / name, None) for name in (args.manifest or ["photo-dev-none.csv"])]
+    if args.photo_hard:
+        runs.append((build_photo_hard(args.out / "photo-hard"), None))
     if args.tvs_head:
         runs += [(path, args.tvs_head) for path in tvs_splits(args.out).values()]
     report = {}
     for manifest, head in runs:
         home = args.out / f"catalog-{manifest.stem}"
         shutil.rmtree(home, ignore_errors=True)
-        report[manifest.name] = run(manifest, home, head)
+        report[manifest.name] = run(manifest, home, head, args.evidence)
         shutil.rmtree(home, ignore_errors=True)
     for name, result in report.items():
         plot(name, result.pop("_claims"), args.out / f"reliability-{Path(name).stem}.png")

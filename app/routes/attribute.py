@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, Security, UploadFile
 
-from app.attribution import SOURCES_PER_CONCEPT, attribute_bytes
+from app.attribution import SOURCES_PER_CONCEPT, attribute_bytes, fuse, match_strength
 from app.cases import open_case
 from app.deps import CatalogDep, LimitsDep, MetricsDep, ReadAccess, SettingsDep, api_key_header, reviewer_write
 from app.evidence import regions_for
@@ -13,6 +13,7 @@ from app.routes.uploads import read_single_upload, shown_filename
 from app.schemas import (AttributeResponse, CalibrationOut, ConceptScore, RegionSummary, SourceRef, SpaceAnswer,
                          StageTimings, VerdictOut, error_responses)
 from index.auth import key_id_of
+from training.verdict import MAX_RULE
 
 router = APIRouter(tags=["attribution"])
 
@@ -74,6 +75,8 @@ def region_evidence(catalog, result) -> dict:
     if result.verdict is not None and result.verdict.source is not None:
         wanted[result.verdict.source.id] = result.verdict.source.sha256
     found, result.timings_ms["regions"] = regions_for(catalog, result.query, wanted)
+    if result.verdict is not None and result.verdict.method != MAX_RULE:
+        result.verdict = fuse(catalog, result.spaces, match_strength(result.spaces, {i: m.inliers for i, m in found.items()}))
     return found
 
 
@@ -95,7 +98,8 @@ def verdict_out(verdict, regions: dict) -> VerdictOut | None:
                       none_probability=verdict.none_probability, spaces=verdict.spaces,
                       source=source_ref(source.id, source.filename, source.score, regions.get(source.id))
                       if source else None,
-                      source_space=verdict.source_space, method=verdict.method, chosen=verdict.chosen)
+                      source_space=verdict.source_space, method=verdict.method, chosen=verdict.chosen,
+                      read_regions=verdict.read_regions)
 
 
 def space_answer(answer, regions: dict) -> SpaceAnswer:

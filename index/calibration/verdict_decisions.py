@@ -8,6 +8,8 @@ space by space), and puts the new fit live only if its answers are better on the
 than those of the fit live now (the log-loss of each verdict's own claim: its concept with its
 probability, or none with the none probability); the winner is then refitted on every case.
 Every attempt is entered in the audit log (`verdict.fit`), live or not, with both figures.
+When every case used was answered with matched regions (`?evidence=regions`), their inlier counts
+go into the fit too (`training.verdict`'s match strength, kept only where it clearly helps).
 
 `attrib calibrate --from-decisions` runs it; the server runs it in the background once MIN_DECIDED
 cases are decided and again each time the decided cases have grown by half since the last try.
@@ -39,7 +41,8 @@ def refit_from_decisions(catalog, actor: Actor) -> dict:
     """Try a fit on the reviewers' decisions; returns what happened (also in the audit log)."""
     spaces = catalog.spaces()
     key = verdict_key(spaces)
-    examples, truths = decided_examples(catalog, spaces)
+    examples, truths, found = decided_examples(catalog, spaces)
+    strengths = found if all(f is not None for f in found) else None
     outcome = {"key": key, "cases": len(examples), "live": False}
     if len(examples) < MIN_DECIDED or all(t is None for t in truths) or all(t is not None for t in truths):
         outcome["reason"] = (f"{len(examples)} decided case(s) answered by the heads live now, both matches and "
@@ -49,18 +52,20 @@ def refit_from_decisions(catalog, actor: Actor) -> dict:
     train = [i for i in range(len(examples)) if not held[i]]
     try:
         candidate = fit([examples[i] for i in train], [truths[i] for i in train], np.arange(len(train)), sorted(spaces),
-                        DECISIONS, f"review desk: {len(train)} decided cases", key, len(catalog.features))
+                        DECISIONS, f"review desk: {len(train)} decided cases", key, len(catalog.features),
+                        [strengths[i] for i in train] if strengths else None)
     except ValueError as exc:
         return outcome | {"reason": str(exc)}
     current = verdict_for(catalog, spaces, wait=True)
     test = [i for i in range(len(examples)) if held[i]]
-    new_loss, old_loss = (_claim_loss(model, [examples[i] for i in test], [truths[i] for i in test])
+    new_loss, old_loss = (_claim_loss(model, [examples[i] for i in test], [truths[i] for i in test],
+                                      [strengths[i] for i in test] if strengths else None)
                           for model in (candidate, current))
     outcome |= {"held_back": len(test), "log_loss_new": round(new_loss, 4), "log_loss_live": round(old_loss, 4),
                 "live_method": current.method if current else "max_rule"}
     if new_loss < old_loss:
         model = fit(examples, truths, np.arange(len(examples)), sorted(spaces), DECISIONS,
-                    f"review desk: {len(examples)} decided cases", key, len(catalog.features))
+                    f"review desk: {len(examples)} decided cases", key, len(catalog.features), strengths)
         model.summary["held_back_log_loss"] = {"new": outcome["log_loss_new"], "replaced": outcome["log_loss_live"]}
         catalog.calibrations.save_verdict(model)
         outcome["live"] = True
@@ -69,17 +74,19 @@ def refit_from_decisions(catalog, actor: Actor) -> dict:
     return outcome
 
 
-def decided_examples(catalog, spaces) -> tuple[list[dict[str, SpaceEvidence]], list[str | None]]:
-    """The evidence of each decided case whose answer came from the live heads, and its label."""
+def decided_examples(catalog, spaces) -> tuple[list[dict[str, SpaceEvidence]], list[str | None], list]:
+    """The evidence of each decided case whose answer came from the live heads, its label, and
+    its candidates' match strength (None for a case answered without matched regions)."""
     heads = {name: live.info.head_id for name, live in spaces.items()}
-    examples, truths = [], []
+    examples, truths, strengths = [], [], []
     for answer, concepts in decided_answers(catalog.sessions, MAX_DECIDED):
         blocks = answer.get("spaces") or {}
         if {name: (block or {}).get("head_id") for name, block in blocks.items() if name in heads} != heads:
             continue
         examples.append({name: evidence_of(blocks[name]) for name in heads})
         truths.append(concepts[0] if concepts else None)
-    return examples, truths
+        strengths.append(strength_of([blocks[name] for name in heads]))
+    return examples, truths, strengths
 
 
 def evidence_of(block: dict) -> SpaceEvidence:
@@ -89,11 +96,27 @@ def evidence_of(block: dict) -> SpaceEvidence:
                          float(block.get("none_probability") if block.get("none_probability") is not None else 1.0))
 
 
-def _claim_loss(model: VerdictModel | None, examples, truths) -> float:
+def strength_of(blocks: list[dict]) -> dict[str, int] | None:
+    """{concept: inliers} of a stored answer's spaces, as `app.attribution.match_strength` reads a
+    served one: each first concept's first source's inliers; None if any has no matched regions."""
+    strength: dict[str, int] = {}
+    for block in blocks:
+        concepts = (block or {}).get("concepts") or []
+        if not concepts:
+            continue
+        sources = concepts[0].get("sources") or []
+        regions = (sources[0].get("regions") if sources else None) or {}
+        if "inliers" not in regions:
+            return None
+        strength[concepts[0]["concept"]] = max(strength.get(concepts[0]["concept"], 0), int(regions["inliers"]))
+    return strength
+
+
+def _claim_loss(model: VerdictModel | None, examples, truths, strengths=None) -> float:
     """Mean log-loss of each verdict's own claim (right or wrong, at its stated probability)."""
     losses = []
-    for evidence, truth in zip(examples, truths):
-        verdict = predict(model, evidence)
+    for i, (evidence, truth) in enumerate(zip(examples, truths)):
+        verdict = predict(model, evidence, strengths[i] if strengths else None)
         if verdict is None:
             continue
         match = verdict.kind == "match"

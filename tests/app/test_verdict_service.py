@@ -3,12 +3,17 @@ and refitted from reviewers' decisions only when that is better on held-back cas
 
 import time
 
+import numpy as np
 import pytest
 
 from index.calibration import refit_from_decisions, refit_verdict
+from index.calibration.concept_scores import catalog_concepts
 from index.calibration.labelled_fit import MIN_DECIDED
+from index.calibration.verdict_decisions import decided_examples
+from index.calibration.verdict_regions import FitStrengths
 from index.db import CLI, AuditFilter, list_audit
 from tests.app.conftest import edited_copy
+from training.verdict import SpaceEvidence
 
 
 @pytest.fixture
@@ -23,13 +28,48 @@ def test_every_answer_carries_one_verdict_fitted_on_the_catalog(api, corpus):
     catalog = api.app.state.catalog
     model = refit_verdict(catalog, catalog.spaces())
     assert model.method == "catalog" and model.chosen in ("fused", *catalog.spaces())
-    assert set(model.summary["held_out_log_loss"]) == {"fused", *catalog.spaces()}
+    assert set(model.summary["held_out_log_loss"]) == {"fused", *catalog.spaces(), f"{model.chosen}+regions"}
     verdict = api.attribute(edited_copy(corpus[3])).json()["verdict"]
     assert verdict["method"] == "catalog" and verdict["kind"] == "match"
     assert verdict["concept"] == corpus[3].stem and verdict["probability"] > verdict["none_probability"]
     assert verdict["source"]["filename"] == corpus[3].name and verdict["source_space"] in verdict["spaces"]
     only_style = api.attribute(edited_copy(corpus[3]), params={"space": "style"}).json()["verdict"]
     assert only_style["method"] == "max_rule" and only_style["spaces"] == ["style"]  # not every live space answered
+
+
+def test_the_fit_counts_inliers_of_its_queries_against_each_candidates_first_source(api, corpus):
+    api.index(corpus[:12])
+    catalog = api.app.state.catalog
+    spaces, concepts = catalog.spaces(), catalog_concepts(catalog.sessions)
+    strengths = FitStrengths(catalog, spaces, concepts)
+    source_id = int(concepts.source_ids[concepts.names.index(corpus[3].stem)])
+    vectors = {name: np.ones(live.head.dim, np.float32) for name, live in spaces.items()}
+    own = {name: SpaceEvidence({corpus[3].stem: 0.9}, 0.05) for name in spaces}
+    other = {"copy": SpaceEvidence({corpus[5].stem: 0.6}, 0.3), "style": SpaceEvidence({corpus[3].stem: 0.5}, 0.4)}
+    near = strengths.of(("near", source_id), own, vectors)
+    assert near[corpus[3].stem] >= 30  # an edited copy of the source: many inliers
+    mixed = strengths.of(("near", source_id), other, vectors)
+    assert mixed[corpus[5].stem] < 10 and mixed[corpus[3].stem] == near[corpus[3].stem]
+    derived = strengths.of(("derived", source_id), own, vectors)[corpus[3].stem]
+    assert derived < near[corpus[3].stem]  # an edge map or a silhouette of it matches fewer regions
+
+
+def test_with_regions_the_verdict_reads_match_strength_where_its_fit_kept_it(api, corpus):
+    api.index(corpus[:12])
+    catalog = api.app.state.catalog
+    model = refit_verdict(catalog, catalog.spaces())
+    copy = edited_copy(corpus[3])
+    plain = api.attribute(copy, params={"evidence": "regions"}).json()["verdict"]
+    assert plain["read_regions"] == (model.regions is not None) and plain["source"]["regions"]["inliers"] >= 20
+    model.regions = model.params | {"b_regions": 2.0}  # as a fit that found the inliers informative keeps it
+    catalog.calibrations.save_verdict(model)
+    read = api.attribute(copy, params={"evidence": "regions"}).json()["verdict"]
+    unread = api.attribute(copy).json()["verdict"]
+    assert read["read_regions"] and not unread["read_regions"]
+    assert read["concept"] == unread["concept"] == corpus[3].stem
+    assert read["probability"] > unread["probability"] and read["none_probability"] < unread["none_probability"]
+    only_copy = api.attribute(copy, params={"evidence": "regions", "space": "copy"}).json()["verdict"]
+    assert only_copy["method"] == "max_rule" and not only_copy["read_regions"]
 
 
 def test_the_case_list_sorts_by_the_verdict(api, corpus, photos):
@@ -72,3 +112,19 @@ def test_decisions_refit_the_verdict_only_when_it_is_better_on_held_back_cases(a
     live = catalog.calibrations.load_verdict(outcome["key"])
     assert (live.method == "decisions") == (first["live"] or outcome["live"])
     assert list_audit(catalog.sessions, AuditFilter(action="verdict.fit"), 0, 10)[1] == 2
+
+
+def test_decided_cases_answered_with_regions_carry_their_match_strength(api, corpus, photos):
+    api.index(corpus[:12])
+    catalog = api.app.state.catalog
+    refit_verdict(catalog, catalog.spaces())
+    for path, evidence in ((corpus[4], "regions"), (photos[40], "regions"), (corpus[6], "none")):
+        case = api.attribute(edited_copy(path), params={"case": "true", "evidence": evidence},
+                             headers=api.auth).json()["case_id"]
+        body = {"decision": "match", "concepts": [path.stem]} if path in corpus else {"decision": "no_match"}
+        assert api.client.post(f"/cases/{case}/decision", json=body, headers=api.auth).status_code == 201
+    examples, truths, strengths = decided_examples(catalog, catalog.spaces())
+    found = {truth: strength for truth, strength in zip(truths, strengths)}
+    assert found[corpus[6].stem] is None  # answered without regions: the refit reads no strength at all
+    assert found[corpus[4].stem][corpus[4].stem] >= 20
+    assert max(found[None].values()) < 10  # a photo outside the catalog matches no source's regions

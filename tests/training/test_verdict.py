@@ -69,3 +69,33 @@ def test_a_fit_needs_both_kinds_and_survives_json():
     query = examples[0]
     assert predict(again, query) == predict(model, query)
     assert max_rule(query).spaces and MAX_RULE == "max_rule"
+
+
+def test_match_strength_is_read_only_where_it_lowers_the_held_out_loss():
+    """The copy space ranks the true concept first for half of the sourced queries, and a wrong
+    one for the rest and for every sourceless query, at the same confidence: only the inlier
+    count tells them apart. Informative counts are kept (`regions`) and read when given; counts
+    that carry nothing are left out."""
+    rng = np.random.default_rng(4)
+    examples, truths, told = [], [], []
+    for i in range(300):
+        truth, found = (f"c{i}" if i % 2 == 0 else None), i % 4 == 0
+        top = truth if found else f"x{i}"
+        examples.append({"copy": evidence(top, rng.uniform(0.3, 0.7), 0.2), "style": evidence(f"n{i}", 0.3, 0.5)})
+        truths.append(truth)
+        told.append({top: int(rng.integers(30, 90)) if found else int(rng.integers(0, 8))})
+    groups = rng.permutation(300)  # folds that mix the kinds
+    model = fit(examples, truths, groups, ["copy", "style"], "catalog", "test", strengths=told)
+    losses = model.summary["held_out_log_loss"]
+    assert model.regions is not None and losses[f"{model.chosen}+regions"] < losses[model.chosen]
+    assert model.regions["b_regions"] > 0
+    assert model.summary["regions"]["fit_none_auroc"] > model.summary["fit_none_auroc"] + 0.1
+    strong, weak = predict(model, examples[0], told[0]), predict(model, examples[2], told[2])
+    assert strong.read_regions and (strong.kind, strong.concept) == ("match", truths[0]) and weak.kind == "none"
+    unread = predict(model, examples[0])  # no regions matched: the plain fit
+    assert not unread.read_regions and unread.probability < strong.probability
+    noise = [{top: int(rng.integers(0, 90)) for top in e["copy"].probabilities} for e in examples]
+    plain = fit(examples, truths, groups, ["copy", "style"], "catalog", "test", strengths=noise)
+    assert plain.regions is None and f"{plain.chosen}+regions" in plain.summary["held_out_log_loss"]
+    assert not predict(plain, examples[0], noise[0]).read_regions
+    assert VerdictModel.from_json(model.to_json()) == model
