@@ -1,9 +1,10 @@
 """The label-free default calibration: what the catalog's own sources say about queries with and
 without a source (used by `index.calibration` on a live catalog, and by the benchmark).
 
-"Has a source" examples: an edited copy of a source (random crop, flip, colour, blur, then JPEG;
-NEAR_COPY) against the whole catalog, and, for concepts with two or more sources, a source
-against the others of its concept (itself left out). "No source" examples: the same queries with
+"Has a source" examples: edited copies of a source (random crop, flip, colour, blur, then JPEG):
+a near copy (NEAR_COPY, most of the picture) and a tight one (TIGHT_COPY, 5-20 % of it, so that
+the fit also sees copies that a copy detector is unsure of), against the whole catalog; and, for
+concepts with two or more sources, a source against the others of its concept (itself left out). "No source" examples: the same queries with
 their own concept left out of the catalog. So the fit data is half and half.
 """
 
@@ -26,6 +27,14 @@ DERIVED = AugmentConfig(crop_scale=(0.5, 1.0), p_sketch=0.45, p_silhouette=0.2, 
                         p_grayscale=0.2, p_blur=0.3, p_solarize=0.1, p_invert=0.05)
 NEAR_COPY = AugmentConfig(crop_scale=(0.4, 1.0), p_sketch=0.0, p_silhouette=0.0, jitter=0.4, p_jitter=0.8,
                           p_grayscale=0.2, p_blur=0.3, p_solarize=0.0, p_invert=0.0)
+TIGHT_COPY = AugmentConfig(crop_scale=(0.05, 0.2), p_sketch=0.0, p_silhouette=0.0, jitter=0.4, p_jitter=0.8,
+                           p_grayscale=0.2, p_blur=0.3, p_solarize=0.0, p_invert=0.0)
+COPIES = {"near": NEAR_COPY, "tight": TIGHT_COPY}  # the calibration's copies, by name
+EDITS = COPIES | {"derived": DERIVED}  # and the verdict's derivations
+
+
+def edit_name(recipe: AugmentConfig) -> str:
+    return next(name for name, known in EDITS.items() if known is recipe)
 
 
 def pick(codes: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +54,7 @@ def pick(codes: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def edited_copy(image: Image.Image, sha256: str, size: int, quality: int = 75,
                 recipe: AugmentConfig = NEAR_COPY) -> Image.Image:
     """A deterministic edited copy of a source image (the same for the same bytes and recipe)."""
-    salt = "calibration" if recipe is NEAR_COPY else "verdict-derived"
+    salt = {"near": "calibration", "tight": "calibration-tight", "derived": "verdict-derived"}[edit_name(recipe)]
     view = ViewMaker(recipe, size)(image.convert("RGB"), view_rng(sha256, 0, salt))
     buffer = io.BytesIO()
     view.save(buffer, "JPEG", quality=quality)

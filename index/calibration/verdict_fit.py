@@ -29,7 +29,7 @@ from index.calibration.query_side import head_queries
 from index.calibration.verdict_regions import FitStrengths
 from index.catalog import LiveSpace
 from training.calibration import WINDOW, left_out, predict
-from training.selffit import DERIVED, NEAR_COPY, pick
+from training.selffit import EDITS, pick
 from training.verdict import SpaceEvidence, VerdictModel, fit
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def catalog_verdict(catalog, spaces: dict[str, LiveSpace], key: str) -> VerdictM
     if not common:
         return None
     examples, truths, groups, strengths = [], [], [], []
-    regions = FitStrengths(catalog, spaces, concepts)
+    regions = FitStrengths(catalog, spaces, concepts, catalog.calibrations.copies)
     for number, query in enumerate(common):
         code = int(concepts.code_of([query[1]])[0])
         for kept in (True, False):
@@ -111,7 +111,7 @@ def _space_rows(catalog, live: LiveSpace, concepts: CatalogConcepts, pairs, copi
     store, backbone = catalog.features_of(live.info.backbone_id), catalog.backbone_of(live)
     calibration, seen = calibration_for(catalog, live, wait=True), catalog.calibrations.copies
     out = {}
-    for kind, recipe in (("near", NEAR_COPY), ("derived", DERIVED)):
+    for kind, recipe in EDITS.items():
         ids, queries = head_queries(catalog, live, concepts, *edited_copies(catalog, backbone, concepts, copies, seen, recipe),
                                     seen, recipe)
         scores = concept_scores(store, live.head, concepts, queries)

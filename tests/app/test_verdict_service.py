@@ -41,7 +41,7 @@ def test_the_fit_counts_inliers_of_its_queries_against_each_candidates_first_sou
     api.index(corpus[:12])
     catalog = api.app.state.catalog
     spaces, concepts = catalog.spaces(), catalog_concepts(catalog.sessions)
-    strengths = FitStrengths(catalog, spaces, concepts)
+    strengths = FitStrengths(catalog, spaces, concepts, {})
     source_id = int(concepts.source_ids[concepts.names.index(corpus[3].stem)])
     vectors = {name: np.ones(live.head.dim, np.float32) for name, live in spaces.items()}
     own = {name: SpaceEvidence({corpus[3].stem: 0.9}, 0.05) for name in spaces}
