@@ -1,14 +1,15 @@
 """The verdict's fit (model: `training.verdict`), from the catalog itself, and its lookup.
 
 Fit data, no labels: the sources that the calibration's self-fit picks (`training.selffit.pick`)
-play queries in every live space at once: an edited copy of each (the calibration's own copies),
-a derivation of each in another medium (`selffit.DERIVED`: edge maps, silhouettes, strong
-colour), and, for concepts with two or more sources, a source against the others of its concept.
+play queries in every live space at once: edited copies of each (the calibration's near and
+tight copies), a derivation of each in another medium (`selffit.DERIVED`: edge maps,
+silhouettes, strong colour), and, for concepts with two or more sources, a source against the
+others of its concept.
 Each also counts once with its own concept left out of the catalog (a query without a source).
 Every space turns its scores into probabilities with its own calibration; the verdict is fitted
 on those. One backbone forward per picked source, recipe and backbone. Each example also carries
-its candidates' match strength (`verdict_regions.py`), which the fit reads only where it lowers
-the held-out log-loss (`training.verdict`).
+its candidates' match strength (`verdict_regions.py`), which the fit reads only where it clearly
+lowers the held-out log-loss (`training.verdict`).
 
 A fit belongs to the set of live heads (`verdict_key`) and is kept beside the heads
 (`catalog.calibrations`); it is redone when the catalog's size drifts (as calibrations are), and
