@@ -1,15 +1,17 @@
 """The verdict's fit (model: `training.verdict`), from the catalog itself, and its lookup.
 
 Fit data, no labels: the sources that the calibration's self-fit picks (`training.selffit.pick`)
-play queries in every live space at once: edited copies of each (the calibration's near and
-tight copies), a derivation of each in another medium (`selffit.DERIVED`: edge maps,
-silhouettes, strong colour), and, for concepts with two or more sources, a source against the
-others of its concept.
+play queries in every live space at once: a near copy of each (the calibration's own), a
+derivation of each in another medium (`selffit.DERIVED`: edge maps, silhouettes, strong colour),
+and, for concepts with two or more sources, a source against the others of its concept. (Not the
+calibration's tight copies: a copy detector finds tight crops of line drawings, which taught the
+verdict to trust the copy space on catalogs whose real queries it never finds.)
 Each also counts once with its own concept left out of the catalog (a query without a source).
 Every space turns its scores into probabilities with its own calibration; the verdict is fitted
-on those. One backbone forward per picked source, recipe and backbone. Each example also carries
-its candidates' match strength (`verdict_regions.py`), which the fit reads only where it clearly
-lowers the held-out log-loss (`training.verdict`).
+on those. One backbone forward per picked source, recipe and backbone. It reads no match
+strength: derivations of the catalog's own images match their sources' regions by construction,
+so they cannot tell whether the real queries do; reviewers' decisions can
+(`verdict_decisions.py`).
 
 A fit belongs to the set of live heads (`verdict_key`) and is kept beside the heads
 (`catalog.calibrations`); it is redone when the catalog's size drifts (as calibrations are), and
@@ -27,10 +29,9 @@ import numpy as np
 from index.calibration.calibration import REFIT_DRIFT, edited_copies, calibration_for
 from index.calibration.concept_scores import CatalogConcepts, catalog_concepts, concept_scores
 from index.calibration.query_side import head_queries
-from index.calibration.verdict_regions import FitStrengths
 from index.catalog import LiveSpace
 from training.calibration import WINDOW, left_out, predict
-from training.selffit import EDITS, pick
+from training.selffit import DERIVED, NEAR_COPY, pick
 from training.verdict import SpaceEvidence, VerdictModel, fit
 
 log = logging.getLogger(__name__)
@@ -92,39 +93,36 @@ def catalog_verdict(catalog, spaces: dict[str, LiveSpace], key: str) -> VerdictM
     common = sorted(set.intersection(*(set(r) for r in rows.values())))
     if not common:
         return None
-    examples, truths, groups, strengths = [], [], [], []
-    regions = FitStrengths(catalog, spaces, concepts, catalog.calibrations.copies)
+    examples, truths, groups = [], [], []
     for number, query in enumerate(common):
         code = int(concepts.code_of([query[1]])[0])
         for kept in (True, False):
             examples.append({name: _evidence(rows[name][query], code, kept, concepts) for name in spaces})
             truths.append(concepts.names[code] if kept else None)
             groups.append(number)
-            strengths.append(regions.of(query, examples[-1], {name: rows[name][query][2] for name in spaces}))
     described = (f"catalog: {len(concepts.source_ids)} sources, {len(concepts)} concepts; {len(common)} queries "
                  f"(edited copies, derivations, same-concept pairs), each also with its concept left out")
-    return fit(examples, truths, np.array(groups), sorted(spaces), CATALOG, described, key, len(catalog.features),
-               strengths)
+    return fit(examples, truths, np.array(groups), sorted(spaces), CATALOG, described, key, len(catalog.features))
 
 
 def _space_rows(catalog, live: LiveSpace, concepts: CatalogConcepts, pairs, copies) -> dict:
-    """{(kind, source id): (calibration, concept scores row, query embedding)} of one space."""
+    """{(kind, source id): (calibration, concept scores row)} of one space."""
     store, backbone = catalog.features_of(live.info.backbone_id), catalog.backbone_of(live)
     calibration, seen = calibration_for(catalog, live, wait=True), catalog.calibrations.copies
     out = {}
-    for kind, recipe in EDITS.items():
+    for kind, recipe in (("near", NEAR_COPY), ("derived", DERIVED)):
         ids, queries = head_queries(catalog, live, concepts, *edited_copies(catalog, backbone, concepts, copies, seen, recipe),
                                     seen, recipe)
         scores = concept_scores(store, live.head, concepts, queries)
-        out.update({(kind, int(i)): (calibration, row, q) for i, row, q in zip(ids, scores, queries)})
+        out.update({(kind, int(i)): (calibration, row) for i, row in zip(ids, scores)})
     pair_ids, queries = head_queries(catalog, live, concepts, *store.get(concepts.source_ids[pairs]), seen)
     scores = concept_scores(store, live.head, concepts, queries, pair_ids)
-    out.update({("pair", int(i)): (calibration, row, q) for i, row, q in zip(pair_ids, scores, queries)})
+    out.update({("pair", int(i)): (calibration, row) for i, row in zip(pair_ids, scores)})
     return out
 
 
 def _evidence(entry, code: int, kept: bool, concepts: CatalogConcepts) -> SpaceEvidence:
-    calibration, row, _ = entry
+    calibration, row = entry
     row = row if kept else left_out(row[None], np.array([code]))[0]
     order = np.argsort(-row, kind="stable")[:WINDOW]
     order = order[np.isfinite(row[order])]
