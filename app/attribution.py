@@ -168,7 +168,7 @@ def fuse(catalog: Catalog, answers: dict[str, SpaceAnswer], strength: dict[str, 
          ) -> VerdictAnswer | None:
     """The verdict over the spaces that answered. The fitted model reads every live space; an
     answer from fewer of them (one space asked for, or one still being built) uses the max rule.
-    `strength` ({concept: inliers}, see `match_strength`) is read where the fit kept it."""
+    `strength` ({concept: inliers}, `app.evidence.match_strength`) is read where the fit kept it."""
     evidence = {name: a.evidence for name, a in answers.items() if a.available and a.evidence is not None}
     live = catalog.spaces()
     model = verdict_for(catalog, live) if evidence and set(evidence) == set(live) else None
@@ -181,17 +181,6 @@ def fuse(catalog: Catalog, answers: dict[str, SpaceAnswer], strength: dict[str, 
     return VerdictAnswer(verdict.kind, verdict.concept, verdict.probability, verdict.none_probability, verdict.spaces,
                          found.sources[0] if found and found.sources else None, surest.space if found else None,
                          model.method if model else MAX_RULE, model.chosen if model else MAX_RULE, verdict.read_regions)
-
-
-def match_strength(answers: dict[str, SpaceAnswer], inliers: dict[int, int]) -> dict[str, int]:
-    """{concept: inliers} of the verdict's candidates: for each space's first concept, the most
-    inliers (`inliers`: {source id: count}) of its first source in a space that ranks it first."""
-    strength: dict[str, int] = {}
-    for answer in answers.values():
-        if answer.available and answer.concepts and answer.concepts[0].sources:
-            top = answer.concepts[0]
-            strength[top.concept] = max(strength.get(top.concept, 0), inliers.get(top.sources[0].id, 0))
-    return strength
 
 
 def embed_query(catalog: Catalog, image, backbone_ids: set[str], forwards: dict, timings: dict) -> dict:

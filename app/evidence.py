@@ -102,3 +102,15 @@ def _box(draw: ImageDraw.ImageDraw, box, scale: float, dx: float, colour) -> Non
     if box:
         x0, y0, x1, y1 = box
         draw.rectangle([dx + x0 * scale, y0 * scale, dx + x1 * scale, y1 * scale], outline=colour, width=3)
+
+
+def match_strength(answers: dict, inliers: dict[int, int]) -> dict[str, int]:
+    """{concept: inliers} of the verdict's candidates (`app.attribution.fuse`): for each space's
+    first concept, the most inliers (`inliers`: {source id: count}) of its first source in a space
+    that ranks it first. Stored answers are read the same way (`verdict_decisions.strength_of`)."""
+    strength: dict[str, int] = {}
+    for answer in answers.values():
+        if answer.available and answer.concepts and answer.concepts[0].sources:
+            top = answer.concepts[0]
+            strength[top.concept] = max(strength.get(top.concept, 0), inliers.get(top.sources[0].id, 0))
+    return strength

@@ -4,10 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, Security, UploadFile
 
-from app.attribution import SOURCES_PER_CONCEPT, attribute_bytes, fuse, match_strength
+from app.attribution import SOURCES_PER_CONCEPT, attribute_bytes, fuse
 from app.cases import open_case
 from app.deps import CatalogDep, LimitsDep, MetricsDep, ReadAccess, SettingsDep, api_key_header, reviewer_write
-from app.evidence import regions_for
+from app.evidence import match_strength, regions_for
 from app.params import EvidenceLevel
 from app.routes.uploads import read_single_upload, shown_filename
 from app.schemas import (AttributeResponse, CalibrationOut, ConceptScore, RegionSummary, SourceRef, SpaceAnswer,
