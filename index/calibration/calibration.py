@@ -40,7 +40,7 @@ from index.images import decode_image
 from training.calibration import CATALOG, Calibration, CalibrationData, fit, uninformed
 from training.errors import AttribError
 from training.images import ImageError
-from training.selffit import COPIES, NEAR_COPY, edit_name, edited_copy, pick, self_fit_data
+from training.selffit import NEAR_COPY, edited_copy, pick, self_fit_data
 
 log = logging.getLogger(__name__)
 REFIT_DRIFT = 0.25
@@ -65,19 +65,14 @@ def catalog_fit(catalog, live: LiveSpace, copies_seen: dict | None = None) -> Ca
     seen = {} if copies_seen is None else copies_seen
     pair_ids, queries = head_queries(catalog, live, concepts, *store.get(concepts.source_ids[pairs]), seen)
     pair_scores = concept_scores(store, live.head, concepts, queries, pair_ids)
-    copy_ids, copy_scores = [], []
-    for recipe in COPIES.values():
-        ids, queries = head_queries(catalog, live, concepts, *edited_copies(catalog, backbone, concepts, copies, seen,
-                                                                            recipe), seen, recipe)
-        copy_ids.append(ids)
-        copy_scores.append(concept_scores(store, live.head, concepts, queries))
-    copy_ids = np.concatenate(copy_ids)
-    data = self_fit_data(pair_scores, concepts.code_of(pair_ids), np.concatenate(copy_scores),
-                         concepts.code_of(copy_ids))
+    copy_ids, queries = head_queries(catalog, live, concepts, *edited_copies(catalog, backbone, concepts, copies, seen),
+                                     seen, NEAR_COPY)
+    copy_scores = concept_scores(store, live.head, concepts, queries)
+    data = self_fit_data(pair_scores, concepts.code_of(pair_ids), copy_scores, concepts.code_of(copy_ids))
     if len(data) == 0:
         return uninformed(head_id, "no source image of the catalog could be read to fit from")
     described = (f"catalog: {len(concepts.source_ids)} sources, {len(concepts)} concepts; {len(copy_ids)} edited "
-                 f"copies (near and tight) and {len(pair_ids)} same-concept pairs, each also with its concept left out")
+                 f"copies and {len(pair_ids)} same-concept pairs, each also with its concept left out")
     calibration = fit(data, head_id, CATALOG, described, len(store))
     return with_data(calibration, data)
 
@@ -88,7 +83,7 @@ def edited_copies(catalog, backbone, concepts: CatalogConcepts, picked: np.ndarr
     keeps them by (backbone, sha256, recipe), since every head of the catalog fits from the same
     copies."""
     ids, todo = [], {}
-    tag = edit_name(recipe)
+    tag = "near" if recipe is NEAR_COPY else "derived"
     if len(seen) > 8 * max(len(picked), 1):
         seen.clear()
     for i in picked.tolist():

@@ -1,11 +1,9 @@
 """The verdict's fit (model: `training.verdict`), from the catalog itself, and its lookup.
 
 Fit data, no labels: the sources that the calibration's self-fit picks (`training.selffit.pick`)
-play queries in every live space at once: a near copy of each (the calibration's own), a
-derivation of each in another medium (`selffit.DERIVED`: edge maps, silhouettes, strong colour),
-and, for concepts with two or more sources, a source against the others of its concept. (Not the
-calibration's tight copies: a copy detector finds tight crops of line drawings, which taught the
-verdict to trust the copy space on catalogs whose real queries it never finds.)
+play queries in every live space at once: an edited copy of each (the calibration's own copies),
+a derivation of each in another medium (`selffit.DERIVED`: edge maps, silhouettes, strong
+colour), and, for concepts with two or more sources, a source against the others of its concept.
 Each also counts once with its own concept left out of the catalog (a query without a source).
 Every space turns its scores into probabilities with its own calibration; the verdict is fitted
 on those. One backbone forward per picked source, recipe and backbone. It reads no match

@@ -34,7 +34,7 @@ def put_head(api, name, data, headers=None):
     return api.client.put(f"/spaces/{name}", files=files, headers=api.auth if headers is None else headers)
 
 
-def wait_for(api, response, seconds: float = 30):
+def wait_for(api, response, seconds: float = 10):
     """The finished job of a 202 answer."""
     assert response.status_code == 202, response.text
     deadline = time.monotonic() + seconds

@@ -127,24 +127,3 @@ def test_self_fit_picks_pairs_from_multi_source_concepts_and_spreads_copies():
     assert set(codes[pairs]) == {0, 2} and len(pairs) == 5
     assert len(copies) == 64 and len(set(codes[copies])) == 64
     assert np.array_equal(pick(codes)[1], copies)  # deterministic
-
-
-def test_tight_copies_land_on_structure_not_on_flat_ground():
-    """A silhouette: a black disc on a white page. Most of the page is flat, so a crop of 5-20 %
-    placed anywhere would often be blank; a tight copy is centred on the outline and holds both
-    tones, the same every time for the same bytes."""
-    from PIL import Image, ImageDraw
-
-    from training.selffit import TIGHT_COPY, edited_copy, salient_crop
-    from training.views import view_rng
-
-    page = Image.new("RGB", (600, 600), "white")
-    ImageDraw.Draw(page).ellipse((380, 380, 560, 560), fill="black")
-    for i in range(12):
-        sha = f"{i:064x}"
-        copy = np.asarray(edited_copy(page, sha, 128, recipe=TIGHT_COPY).convert("L"), np.float32)
-        assert (copy < 100).mean() > 0.05 and (copy > 155).mean() > 0.05, i  # outline: dark and light
-        again = np.asarray(edited_copy(page, sha, 128, recipe=TIGHT_COPY).convert("L"), np.float32)
-        assert np.array_equal(copy, again)
-    crop = salient_crop(page, view_rng("0" * 64, 0, "t"), (0.05, 0.05))
-    assert abs(crop.width * crop.height / 600 ** 2 - 0.05) < 0.005
