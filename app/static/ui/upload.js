@@ -24,7 +24,8 @@ export function uploadView(root) {
     zone.classList.add("busy");
     replace(results);
     try {
-      const kase = await api(`/cases?k=${encodeURIComponent(k.value || 5)}&space=all`, { method: "POST", form });
+      // with matched regions: the reviewer sees them, and decided cases teach the verdict their strength
+      const kase = await api(`/cases?k=${encodeURIComponent(k.value || 5)}&space=all&evidence=regions`, { method: "POST", form });
       status.textContent = `Case #${kase.id} opened for ${kase.filename}.`;
       replace(results, renderCase(kase, { onChange: () => { location.hash = `#/cases/${kase.id}`; } }));
     } catch (err) {
