@@ -96,7 +96,7 @@ class VerdictOut(BaseModel):
                         "space), or the name of the one space it trusts; `max_rule` without a fit.")
     read_regions: bool = Field(False, description="Whether the verdict also read how strongly each candidate's first "
                                "source matched the query's regions (inlier counts). Only with `?evidence=regions`, and "
-                               "only where the catalog's fit found that it helps (docs/verdict.md).")
+                               "only once a refit on reviewers' decisions found that it helps (docs/verdict.md).")
 
 
 class AttributeResponse(BaseModel):

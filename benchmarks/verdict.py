@@ -27,9 +27,9 @@ these queries (transductive for the content space); the verdict's fit never sees
 `--photo-hard` adds benchmarks/photo_hard.py's manifest (small crops, crops pasted into other
 pictures, strong rotations of imagenet-sample photos; a quarter without a source).
 
-`--evidence regions` asks every answer for matched regions (issue 26): the verdict then reads the
-candidates' inlier counts where the catalog's fit kept them, and the decisions refit gets them too;
-its halves are printed with and without them.
+`--evidence regions` asks every answer for matched regions (issue 26). The label-free verdict does
+not read them; the decisions refit (below) gets the inlier counts too, and its halves are printed
+without and with them.
 
 Usage (from the repository root; about 5 minutes per manifest on 2 cores):
   .venv/bin/python benchmarks/verdict.py [--manifest photo-dev-none.csv ...] [--photo-hard] [--tvs-head CKPT]

@@ -22,8 +22,10 @@ Match strength (issue 26): where a query's regions were matched against its cand
 (`/attribute?evidence=regions`, training/regions.py), a candidate's utility can also read
 b_regions * log(1 + inliers), the most RANSAC inliers between the query and the candidate's
 first source in a space that ranks it first. The fit makes this variant only when its data carry
-inlier counts, on top of the variant it kept, and keeps it (`regions`) only when its held-out
-log-loss is lower by more than two standard errors; answers without matched regions never read it.
+inlier counts (a refit on reviewers' decisions answered with regions: the label-free fit's
+derivations match their sources by construction), on top of the variant it kept, and keeps it
+(`regions`) only when its held-out log-loss is lower by more than two standard errors; answers
+without matched regions never read it.
 
 Without a fit (`max_rule`): the candidate with the highest probability in any space, with that
 probability, and the lowest `none` of any space.
