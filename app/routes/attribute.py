@@ -10,8 +10,9 @@ from app.deps import CatalogDep, LimitsDep, MetricsDep, ReadAccess, SettingsDep,
 from app.evidence import match_strength, regions_for
 from app.params import EvidenceLevel
 from app.routes.uploads import read_single_upload, shown_filename
-from app.schemas import (AttributeResponse, CalibrationOut, ConceptScore, RegionSummary, SourceRef, SpaceAnswer,
-                         StageTimings, VerdictOut, error_responses)
+from app.schemas import AttributeResponse, CalibrationOut, ConceptScore, SpaceAnswer, StageTimings, error_responses
+from app.schemas_answer import SourceRef, VerdictOut
+from app.schemas_evidence import RegionSummary
 from index.auth import key_id_of
 from training.verdict import MAX_RULE
 
