@@ -97,7 +97,7 @@ def evidence_of(block: dict) -> SpaceEvidence:
 
 
 def strength_of(blocks: list[dict]) -> dict[str, int] | None:
-    """{concept: inliers} of a stored answer's spaces, as `app.attribution.match_strength` reads a
+    """{concept: inliers} of a stored answer's spaces, as `app.evidence.match_strength` reads a
     served one: each first concept's first source's inliers; None if any has no matched regions."""
     strength: dict[str, int] = {}
     for block in blocks:
