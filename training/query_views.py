@@ -65,9 +65,10 @@ def query_view_images(image: Image.Image, sha256: str, count: int, augment: Augm
     return [maker(image, view_rng(sha256, i, recipe), i) for i in range(count)]
 
 
-def embed_views(backbone, views: list[Image.Image], batch: int = 32) -> np.ndarray:
-    """(N, D) features of views made by `query_view_images`, as they are: a view is already at the
-    size its recipe asks for (the input size, or a smaller `render_size`), so nothing resizes it."""
+def embed_views(backbone, views: list, batch: int = 32) -> np.ndarray:
+    """(N, D) features of views made by `query_view_images` (images or their uint8 arrays), as they
+    are: a view is already at the size its recipe asks for (the input size, or a smaller
+    `render_size`), so nothing resizes it."""
     rows = [backbone.features_of_pixels([np.asarray(v, np.uint8) for v in views[start:start + batch]])
             for start in range(0, len(views), batch)]
     return np.concatenate(rows) if rows else np.zeros((0, backbone.feature_dim), np.float32)
@@ -91,10 +92,20 @@ def query_view_features(backbone, image: Image.Image, sha256: str, count: int, a
     from the uploaded bytes and `sha256` = their hex digest, then `Head.apply_query(clean_features,
     view_features[None])`. `forward` (pixels -> features array) replaces the backbone's own forward,
     e.g. with the service's shared batch."""
-    views = query_view_images(image, sha256, count, augment, backbone.input_size) if count > 0 else []
-    if forward is None or not views:
-        return embed_views(backbone, views)
-    pixels = [np.asarray(v, np.uint8) for v in views]
+    return embed_view_pixels(backbone, query_view_pixels(image, sha256, count, augment, backbone.input_size), forward)
+
+
+def query_view_pixels(image: Image.Image, sha256: str, count: int, augment: AugmentConfig, size: int) -> np.ndarray:
+    """(count, H, W, 3) uint8: the pixels of `query_view_images`, stacked (the service draws them
+    in a thread of their own while the backbones run, app/query_views.py)."""
+    views = query_view_images(image, sha256, count, augment, size) if count > 0 else []
+    return np.stack([np.asarray(v, np.uint8) for v in views]) if views else np.zeros((0, size, size, 3), np.uint8)
+
+
+def embed_view_pixels(backbone, pixels: np.ndarray, forward=None) -> np.ndarray:
+    """(N, D) features of view pixels from `query_view_pixels`, by `forward` where given."""
+    if forward is None or not len(pixels):
+        return embed_views(backbone, list(pixels))
     if hasattr(backbone, "preprocess"):  # the encoder's shared batches take normalised tensors
-        return forward(backbone.preprocess.normalize_batch(np.stack(pixels)))
-    return forward(np.stack(pixels))  # a copy backbone's take uint8 pixels
+        return forward(backbone.preprocess.normalize_batch(pixels))
+    return forward(pixels)  # a copy backbone's take uint8 pixels

@@ -76,3 +76,24 @@ def test_a_manifest_fit_sees_the_scores_the_answers_give(make_catalog, photos, t
     for i, path in enumerate(paths):
         answer = attribute_bytes(catalog, path.read_bytes(), k=3, space="content")
         assert np.isclose(calibration.data.scores[i, 0], answer.spaces["content"].concepts[0].score, atol=1e-5)
+
+
+def test_views_are_drawn_once_per_backbone_and_recipe_as_training_draws_them(make_catalog, photos, tmp_path):
+    """/attribute starts drawing a head's query views when the query is decoded (app/view_drawing.py):
+    heads that ask for the same views share one drawing, heads without views start none, and the
+    pixels are those of `query_view_pixels`."""
+    import numpy as np
+
+    from app.view_drawing import start_drawing, view_key
+    from training.query_views import query_view_pixels
+
+    catalog, live = catalog_with_view_head(make_catalog, photos, tmp_path, 3)
+    decoded = decode_image(photos[7].read_bytes())
+    style = catalog.spaces()["style"].head
+    drawn = start_drawing(catalog, [live.head, style, live.head], decoded)
+    assert list(drawn) == [view_key(live.head)]
+    pixels = drawn[view_key(live.head)].result()
+    count, augment = live.head.query_views
+    expected = query_view_pixels(decoded.image, decoded.sha256, count, augment, catalog.encoder.input_size)
+    assert pixels.shape == (3, 224, 224, 3) and pixels.dtype == np.uint8 and np.array_equal(pixels, expected)
+    assert start_drawing(catalog, [style], decoded) == {}
