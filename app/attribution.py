@@ -23,13 +23,12 @@ from datetime import datetime
 
 import numpy as np
 
-from app.view_drawing import start_drawing, view_key
+from app.query_views import QueryViews
 from index.calibration import calibration_for, concept_count, verdict_for
 from index.catalog import CONTENT, COPY, Catalog, Hit, LiveSpace, source_rows
 from index.errors import CatalogError
 from index.images import DecodedImage, decode_image
 from training.calibration import WINDOW, Calibration, predict
-from training.query_views import embed_view_pixels
 from training.verdict import MAX_RULE, SpaceEvidence, predict as predict_verdict
 
 SOURCES_PER_CONCEPT = 3
@@ -145,21 +144,22 @@ def attribute_bytes(catalog: Catalog, data: bytes, k: int, temperature: float = 
     selected = select_spaces(catalog, space)
     forwards = forward if isinstance(forward, dict) else {catalog.backbone_id: forward} if forward else {}
     needed = {live.info.backbone_id for live in selected.values() if live is not None}
-    drawn = start_drawing(catalog, [live.head for live in selected.values() if live is not None], decoded)
+    views = QueryViews(catalog, [live.head for live in selected.values() if live is not None], decoded)
     features = embed_query(catalog, image, needed, forwards, timings)
-    answers, timings["search"], views, rows = {}, {}, {}, {}
+    views.embed(catalog, forwards)  # the views' forwards run while the spaces without views are searched
+    answers, timings["search"], rows = {}, {}, {}
     concepts = concept_count(catalog.sessions) if any(selected.values()) else 0
-    for name, live in selected.items():
-        started = time.perf_counter()
+    for name in sorted(selected, key=lambda name: views.waits(selected[name])):  # those with views last
+        live, started = selected[name], time.perf_counter()
         if live is None:
             answers[name] = SpaceAnswer(name, None, False, [], unavailable_reason(catalog, name))
         else:
             embedded = timings["embed"]
-            vector = query_vector(catalog, live.head, features[live.info.backbone_id], drawn, views, timings,
-                                  forwards.get(live.info.backbone_id))
-            started += (timings["embed"] - embedded) / 1000  # a views forward counts as embedding
+            vector = query_vector(live.head, features[live.info.backbone_id], views, timings)
+            started += (timings["embed"] - embedded) / 1000  # waiting for the views counts as embedding
             answers[name] = rank_space(catalog, name, live, vector, k, concepts, temperature, per_concept, rows)
         timings["search"][name] = _ms_since(started)
+    answers = {name: answers[name] for name in selected}
     backbones = {catalog.backbones[bid].name: bid for bid in sorted(needed)}
     verdict = fuse(catalog, answers)
     return Attribution(catalog.backbone_id, answers, backbones, timings, decoded, verdict)
@@ -202,20 +202,16 @@ def embed_query(catalog: Catalog, image, backbone_ids: set[str], forwards: dict,
     return features
 
 
-def query_vector(catalog: Catalog, head, features: np.ndarray, drawn: dict, views: dict, timings: dict,
-                 forward=None) -> np.ndarray:
+def query_vector(head, features: np.ndarray, views: QueryViews, timings: dict) -> np.ndarray:
     """The head's embedding of the query. A head trained with query views (training/query_views.py)
-    embeds the average over the clean view and its augmented views, drawn since the query was
-    decoded (`drawn`, app/view_drawing.py); their backbone forward (one batch) is counted in
-    `embed` and shared by every space that asks for the same views."""
+    embeds the average over the clean view and its augmented views (app/query_views.py); waiting
+    for their forward counts in `embed`."""
     if head.query_views[0] <= 0:
         return head.apply_query(features)[0]
-    key = view_key(head)
-    if key not in views:
-        started = time.perf_counter()
-        views[key] = embed_view_pixels(catalog.backbones[head.backbone_id], drawn[key].result(), forward)
-        timings["embed"] = round(timings["embed"] + _ms_since(started), 3)
-    return head.apply_query(features, views[key][None])[0]
+    started = time.perf_counter()
+    view_features = views.features(head)
+    timings["embed"] = round(timings["embed"] + _ms_since(started), 3)
+    return head.apply_query(features, view_features[None])[0]
 
 
 def select_spaces(catalog: Catalog, space: str) -> dict[str, LiveSpace | None]:

@@ -49,6 +49,10 @@ class ForwardBatcher:
 
     def __call__(self, pixels: torch.Tensor) -> np.ndarray:
         """Backbone features of these pixels, computed in a shared batch (blocks until done)."""
+        return self.submit(pixels).result()
+
+    def submit(self, pixels: torch.Tensor) -> Future:
+        """Queue these pixels for a shared batch; the future gets their features (or the error)."""
         if self._stop.is_set():
             raise Overloaded("the inference worker is stopping", code="not_ready")
         done: Future = Future()
@@ -57,7 +61,7 @@ class ForwardBatcher:
         except queue.Full:
             raise Overloaded(f"the server is at capacity ({self.queue.maxsize} requests waiting for inference); "
                              "retry shortly") from None
-        return done.result()
+        return done
 
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()

@@ -106,6 +106,10 @@ def embed_view_pixels(backbone, pixels: np.ndarray, forward=None) -> np.ndarray:
     """(N, D) features of view pixels from `query_view_pixels`, by `forward` where given."""
     if forward is None or not len(pixels):
         return embed_views(backbone, list(pixels))
-    if hasattr(backbone, "preprocess"):  # the encoder's shared batches take normalised tensors
-        return forward(backbone.preprocess.normalize_batch(pixels))
-    return forward(pixels)  # a copy backbone's take uint8 pixels
+    return forward(view_forward_input(backbone, pixels))
+
+
+def view_forward_input(backbone, pixels: np.ndarray):
+    """What a shared forward takes for view pixels: the encoder's normalised tensors, a copy
+    backbone's uint8 pixels as they are."""
+    return backbone.preprocess.normalize_batch(pixels) if hasattr(backbone, "preprocess") else pixels

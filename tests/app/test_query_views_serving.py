@@ -78,22 +78,34 @@ def test_a_manifest_fit_sees_the_scores_the_answers_give(make_catalog, photos, t
         assert np.isclose(calibration.data.scores[i, 0], answer.spaces["content"].concepts[0].score, atol=1e-5)
 
 
-def test_views_are_drawn_once_per_backbone_and_recipe_as_training_draws_them(make_catalog, photos, tmp_path):
-    """/attribute starts drawing a head's query views when the query is decoded (app/view_drawing.py):
-    heads that ask for the same views share one drawing, heads without views start none, and the
-    pixels are those of `query_view_pixels`."""
+def test_views_are_drawn_and_embedded_once_per_backbone_and_recipe_as_training_makes_them(make_catalog, photos,
+                                                                                           tmp_path):
+    """/attribute draws a head's query views from the moment the query is decoded and queues their
+    forward on the shared batch right after the clean forwards (app/query_views.py): heads that
+    ask for the same views share one drawing and one forward, heads without views start none, and
+    pixels and features are those that training and `attrib eval` compute."""
     import numpy as np
 
-    from app.view_drawing import start_drawing, view_key
+    from app.query_views import QueryViews, view_key
     from training.query_views import query_view_pixels
 
     catalog, live = catalog_with_view_head(make_catalog, photos, tmp_path, 3)
     decoded = decode_image(photos[7].read_bytes())
     style = catalog.spaces()["style"].head
-    drawn = start_drawing(catalog, [live.head, style, live.head], decoded)
-    assert list(drawn) == [view_key(live.head)]
-    pixels = drawn[view_key(live.head)].result()
+    views = QueryViews(catalog, [live.head, style, live.head], decoded)
+    assert list(views.drawn) == [view_key(live.head)]
     count, augment = live.head.query_views
     expected = query_view_pixels(decoded.image, decoded.sha256, count, augment, catalog.encoder.input_size)
+    pixels = views.drawn[view_key(live.head)].result()
     assert pixels.shape == (3, 224, 224, 3) and pixels.dtype == np.uint8 and np.array_equal(pixels, expected)
-    assert start_drawing(catalog, [style], decoded) == {}
+
+    batcher = ForwardBatcher(catalog.encoder.features, max_wait_ms=0)
+    try:
+        views.embed(catalog, {catalog.backbone_id: batcher})
+        queued = views.features(live.head)
+    finally:
+        batcher.close()
+    by_hand = query_view_features(catalog.encoder, decoded.image, decoded.sha256, count, augment)
+    assert queued.shape == by_hand.shape == (3, catalog.encoder.feature_dim)
+    assert np.allclose(queued, by_hand, atol=1e-4)
+    assert QueryViews(catalog, [style], decoded).drawn == {}
