@@ -113,3 +113,14 @@ def view_forward_input(backbone, pixels: np.ndarray):
     """What a shared forward takes for view pixels: the encoder's normalised tensors, a copy
     backbone's uint8 pixels as they are."""
     return backbone.preprocess.normalize_batch(pixels) if hasattr(backbone, "preprocess") else pixels
+
+
+def warm_up_views(backbone, head) -> None:
+    """One forward of blank views when a head's views have a size that the backbone's clean crops
+    never have (a rendered head's `render_size`): an engine that compiles per input shape (the copy
+    backbone's OpenVINO runner, about 150 ms here) then does it when the head is loaded, not in the
+    first answer that needs it."""
+    count, augment = head.query_views
+    size = (augment.render_size if augment is not None else 0) or backbone.input_size
+    if count > 0 and size != backbone.input_size:
+        backbone.features_of_pixels(np.zeros((count, size, size, 3), np.uint8))

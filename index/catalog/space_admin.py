@@ -24,6 +24,7 @@ from index.catalog.spaces import (CONTENT, COPY, STYLE, HeadFiles, LiveSpace, Pr
                                   check_name, delete_rows, record_build, space_rows)
 from index.stores import VectorStore, sidecar_path
 from training.heads import Head, load_head
+from training.query_views import warm_up_views
 from training.self_check import RAW, choose
 from training.sscd import COPY_BACKBONES
 
@@ -43,6 +44,7 @@ def open_spaces(catalog: CatalogCore) -> dict[str, LiveSpace]:
             continue
         head = heads.load(info.head_id, info.head_path, info.backbone_id, backbone.feature_dim)
         spaces[info.name] = LiveSpace(info, head, _load_index(catalog, info, head))
+        warm_up_views(backbone, head)
     return spaces
 
 
@@ -108,6 +110,7 @@ def _build(catalog: CatalogCore, name: str, head: Head, head_path: str | None,
                         catalog.config.target_recall)
     catalog.stores.install(name, index)
     info = record_build(catalog.sessions, name, head, head_path, index.info.factory, len(index), keep_previous)
+    warm_up_views(catalog.backbones[head.backbone_id], head)
     catalog.install_space(name, LiveSpace(info, head, index))
     return info
 

@@ -133,3 +133,23 @@ def test_the_drawings_find_a_known_shape():
     inverted = np.asarray(silhouette(Image.fromarray(255 - pixels)))[..., 0] == 0
     assert np.array_equal(inverted, figure)
     assert np.asarray(silhouette(Image.fromarray(np.full((64, 64, 3), 90, np.uint8)))).min() == 255
+
+
+def test_a_rendered_heads_input_shape_is_compiled_when_the_head_is_loaded():
+    """The copy backbone's OpenVINO runner compiles one model per input shape. A rendered head's
+    192 px views are a shape that clean crops never have, so `warm_up_views` (called where spaces
+    are opened or built) compiles it at load; a head without views of another size adds nothing."""
+    from training.query_views import warm_up_views
+    from training.sscd import CopyBackbone
+
+    backbone = CopyBackbone("sscd_distilled")  # not the process-wide cached one: nothing compiled yet
+    if backbone.engine_name != "openvino":
+        pytest.skip("only OpenVINO compiles per input shape")
+    compiled = backbone._runner._compiled  # noqa: SLF001 - what the runner has compiled is the behaviour here
+    plain = Head.of_encoder(create_encoder("sscd_distilled", head_config={"type": "linear", "out_dim": 8}))
+    warm_up_views(backbone, plain)
+    assert set(compiled) == {(1, 256, 256, 3)}
+    renderings = {"query_views": 2, "query_augment": {"renderings": ["sketch", "silhouette"], "render_size": 192}}
+    rendered = Head.of_encoder(create_encoder("sscd_distilled", head_config={"type": "linear", "out_dim": 8, **renderings}))
+    warm_up_views(backbone, rendered)
+    assert set(compiled) == {(1, 256, 256, 3), (2, 192, 192, 3)}
