@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -88,6 +89,29 @@ def test_many_images_are_attributed_in_one_process(env, tmp_path, capsys, photos
     assert lines[1]["error"]["code"] and "spaces" not in lines[1]
     assert lines[2]["spaces"]["style"]["concepts"][0]["concept"] == photos[2].stem
     assert "1 of 3 images could not be attributed" in captured.err
+
+
+def test_attribute_with_region_evidence(env, tmp_path, capsys, photos):
+    """`attrib attribute --evidence regions` matches each space's first concept's sources region by
+    region, as POST /attribute?evidence=regions does: an edited copy finds its source's region, an
+    unrelated photo finds none."""
+    assert main(["index", *map(str, photos[:4]), "--concept-from", "stem"]) == 0
+    query = cropped_copy(photos[2], tmp_path / "query.jpg")
+    capsys.readouterr()
+    assert main(["attribute", str(query), "-k", "2", "--json", "--evidence", "regions"]) == 0
+    first = json.loads(capsys.readouterr().out)["spaces"]["style"]["concepts"][0]
+    assert first["concept"] == photos[2].stem
+    regions = first["sources"][0]["regions"]
+    assert regions["inliers"] >= 20 and len(regions["query_box"]) == 4 and len(regions["source_box"]) == 4
+    assert main(["attribute", str(query), "-k", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["spaces"]["style"]["concepts"][0]["sources"][0]["regions"] is None
+
+    assert main(["attribute", str(query), "-k", "2", "--evidence", "regions"]) == 0
+    text = capsys.readouterr().out
+    assert f"matched regions: {regions['inliers']} inliers" in text and "source box [" in text
+    assert main(["attribute", str(photos[9]), "-k", "1", "--evidence", "regions"]) == 0
+    counts = re.findall(r"matched regions: (?:none \()?(\d+) inliers", capsys.readouterr().out)
+    assert counts and all(int(count) < 10 for count in counts)  # an unrelated photo: a few chance matches at most
 
 
 def test_a_poisoned_file_is_reported_alone(env, tmp_path, capsys, photos, poisoned_dds):
