@@ -11,8 +11,9 @@ forward (3.7–4.6 ms) after the backbones' clean forwards. Now:
   forwards, without waiting for it, and the spaces that need no views are searched meanwhile.
 
 The views are the same pixels through the same forward, so the answers do not change; only the
-content space waits for them. On 2 cores a rendered head's answer became 2–3 ms faster
-(benchmarks/perf.py --section spaces).
+content space waits for them. On 2 cores, all spaces with a rendered head live answered +14.3 to
++15.9 ms after style alone before (three runs), and +9.5 and +10.7 ms after (two runs;
+benchmarks/perf.py --section spaces).
 """
 
 from __future__ import annotations
@@ -64,14 +65,14 @@ class QueryViews:
             if forward is not None and len(pixels) and hasattr(forward, "submit"):
                 self.embedded[key] = forward.submit(view_forward_input(backbone, pixels))
             else:
-                self.embedded[key] = done(embed_view_pixels(backbone, pixels, forward))
+                self.embedded[key] = resolved(embed_view_pixels(backbone, pixels, forward))
 
     def features(self, head) -> np.ndarray:
         """(V, D) features of the views `head` asks for (waits for their forward)."""
         return self.embedded[view_key(head)].result()
 
 
-def done(value) -> Future:
+def resolved(value) -> Future:
     future: Future = Future()
     future.set_result(value)
     return future
