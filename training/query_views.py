@@ -116,11 +116,13 @@ def view_forward_input(backbone, pixels: np.ndarray):
 
 
 def warm_up_views(backbone, head) -> None:
-    """One forward of blank views when a head's views have a size that the backbone's clean crops
-    never have (a rendered head's `render_size`): an engine that compiles per input shape (the copy
-    backbone's OpenVINO runner, about 150 ms here) then does it when the head is loaded, not in the
-    first answer that needs it."""
+    """Get the backbone's engine ready for a head's views when they have a size that its clean
+    crops never have (a rendered head's `render_size`): an engine that compiles per input shape (the
+    copy backbone's OpenVINO runner, about 150 ms here) then does it when the head is loaded, not in
+    the first answer that needs it. Spaces are opened again after every write by another process;
+    a shape already compiled costs nothing then."""
     count, augment = head.query_views
     size = (augment.render_size if augment is not None else 0) or backbone.input_size
-    if count > 0 and size != backbone.input_size:
-        backbone.features_of_pixels(np.zeros((count, size, size, 3), np.uint8))
+    prepare = getattr(backbone, "prepare", None)  # only the copy backbone compiles per shape
+    if count > 0 and size != backbone.input_size and prepare is not None:
+        prepare(count, size)
